@@ -1,0 +1,186 @@
+//! The command-line surface (DESIGN §1), declared with clap's derive API. Doc comments here are the
+//! `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Move a server image from one Rackspace Cloud region to another, resumably and verified.
+///
+/// Exit codes: 0 done; 1 failed (state saved, resumable) or a file could not be read; 2 usage or
+/// configuration error; 3 VHD invalid or import rejected; 4 interrupted (resumable); 5 authentication
+/// failed.
+#[derive(Debug, Parser)]
+#[command(name = "imgferry", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalOpts {
+    /// Output format: human-readable text, or one JSON object per line on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Where migration state files live [default: $XDG_STATE_HOME/imgferry or ~/.local/state/imgferry].
+    #[arg(long, global = true, env = "IMGFERRY_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Identity v2.0 endpoint [default: https://identity.api.rackspacecloud.com/v2.0].
+    #[arg(long, global = true, env = "RAX_IDENTITY_URL", value_name = "URL")]
+    pub identity_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Move an image to another region: image, export, transfer, import and optionally boot.
+    Migrate(Box<MigrateArgs>),
+    /// Continue an interrupted migration.
+    Resume {
+        /// The migration id printed when it started (see `imgferry status`).
+        id: String,
+    },
+    /// Show one migration in detail, or a table of all known ones.
+    Status {
+        /// A migration id; without it, every known migration is listed.
+        id: Option<String>,
+    },
+    /// Check VHD files and predict whether Cloud Images would import them, and with which code.
+    Validate(ValidateArgs),
+    /// Run a full migration against the embedded two-region simulated cloud.
+    Demo,
+    /// The simulated Rackspace cloud.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Source region (a catalog region code such as DFW; case-insensitive).
+    #[arg(long, value_name = "REGION", required_unless_present = "vhd")]
+    pub from: Option<String>,
+    /// Destination region (such as IAD).
+    #[arg(long, value_name = "REGION")]
+    pub to: String,
+    #[command(flatten)]
+    pub source: MigrateSource,
+    /// Name of the imported image [default: derived from the source].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Boot a server of this flavor from the imported image.
+    #[arg(long, value_name = "FLAVOR")]
+    pub boot: Option<String>,
+    /// Cloud Files container for the export in the source region.
+    #[arg(long, value_name = "CONTAINER", default_value = "imgferry-exports")]
+    pub src_container: String,
+    /// Cloud Files container for the upload in the destination region.
+    #[arg(long, value_name = "CONTAINER", default_value = "imgferry-imports")]
+    pub dst_container: String,
+    /// What to delete afterwards: nothing, the staging copies, or also what imgferry created.
+    #[arg(long, value_enum, default_value_t = Cleanup::None)]
+    pub cleanup: Cleanup,
+    /// Segments transferred in parallel.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+    /// Segment size for plain objects and local files (at least 1 MiB).
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_bytes)]
+    pub segment_size: u64,
+    /// Import even when validation predicts a rejection.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the plan and create nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Where the image comes from: exactly one of these.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct MigrateSource {
+    /// Image an existing server (the usual case).
+    #[arg(long, value_name = "ID")]
+    pub server: Option<String>,
+    /// Start from an existing image in the source region.
+    #[arg(long, value_name = "ID")]
+    pub image: Option<String>,
+    /// Start from an already exported VHD in source Cloud Files.
+    #[arg(long, value_name = "CONTAINER/OBJECT")]
+    pub export: Option<String>,
+    /// Upload and import a local VHD file (no source region needed).
+    #[arg(long, value_name = "FILE")]
+    pub vhd: Option<PathBuf>,
+    /// Build a server from IMAGE with FLAVOR first, then image it.
+    #[arg(long, value_name = "IMAGE:FLAVOR")]
+    pub create_server: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Cleanup {
+    None,
+    Staging,
+    All,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// VHD files to check.
+    #[arg(value_name = "FILE", required_unless_present = "remote")]
+    pub files: Vec<PathBuf>,
+    /// Check an object in Cloud Files by ranged reads instead of local files.
+    #[arg(long, num_args = 2, value_names = ["REGION", "CONTAINER/OBJECT"], conflicts_with = "files")]
+    pub remote: Option<Vec<String>>,
+    /// Largest accepted virtual size, inclusive (bytes, or with a unit: 40GiB).
+    #[arg(long, value_name = "SIZE", default_value = "40GiB", value_parser = parse_bytes)]
+    pub max_virtual_size: u64,
+    /// Largest accepted physical size (file length without the footer), inclusive.
+    #[arg(long, value_name = "SIZE", default_value = "40GiB", value_parser = parse_bytes)]
+    pub max_physical_size: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Run the simulated cloud on loopback until Ctrl-C, printing its identity URL.
+    Serve,
+}
+
+/// Parses a byte size: a plain number of bytes, or a number with a unit. Every unit is a power of
+/// 1024 (`40G`, `40GB` and `40GiB` all mean 40 GiB), matching how the 40 GB import limit is read.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s)
+        .map_err(|e| format!("{e}: expected a size such as 42949672960, 40GiB or 128MiB"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_bytes("40GiB"), Ok(40 << 30));
+        assert_eq!(parse_bytes("40G"), Ok(40 << 30));
+        assert_eq!(parse_bytes("128MiB"), Ok(128 << 20));
+        assert_eq!(parse_bytes("512"), Ok(512));
+        assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,3 @@
+//! One module per command that does real work; `app` dispatches to them.
+
+pub mod validate;

@@ -1,0 +1,32 @@
+//! imgferry moves a server image from one Rackspace Cloud region to another: it images the server,
+//! exports the image to Cloud Files as a VHD, moves the VHD between regions in verified segments,
+//! imports it and boots a server from it, as a resumable state machine. Before any bulk transfer it
+//! validates the VHD the way XenServer does and predicts the import service's documented error codes.
+//!
+//! # Layout
+//! - [`cli`]: the command-line surface (clap derive).
+//! - [`app`]: dispatches commands and maps outcomes to [`exit_code`]s.
+//! - [`commands`]: one module per command that does real work.
+//! - [`vhd`]: VHD parsing, validation and import-verdict prediction over any positioned-read source.
+//!
+//! Later layers (HTTP and retry, API clients, the transfer engine, the migration state machine and
+//! the simulated cloud) are described in docs/architecture.md.
+
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod exit_code;
+pub mod vhd;
+
+/// Renders an error and its causes on one line each: `outer\n  caused by: inner`.
+/// Messages never embed their source (STYLE §3), so each cause appears exactly once.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        out.push_str("\n  caused by: ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}

@@ -92,7 +92,8 @@ impl Builder {
         }
     }
 
-    fn footer(&self) -> Footer {
+    /// The footer this image ends with (and, for dynamic disks, starts with).
+    pub fn footer(&self) -> Footer {
         let (size, geometry) = self.size_and_geometry();
         let mut raw = [0u8; footer::LEN];
         let (app, version, os): (&[u8; 4], u32, u32) = match self.style {

@@ -1,1 +1,7 @@
+//! The one integration-test binary (STYLE §8). Each module drives the library or the built binary.
 
+mod cli;
+mod support;
+mod vhd_cases;
+mod vhd_props;
+mod vhd_qemu;

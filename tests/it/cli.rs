@@ -1,0 +1,176 @@
+//! The built binary, driven as a user would: exit codes, human and JSON output, errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use imgferry::vhd::build::{Builder, Kind, Style};
+
+const MIB: u64 = 1 << 20;
+
+fn imgferry(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_imgferry"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run imgferry")
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.display().to_string()
+}
+
+fn good_and_bad(dir: &Path) -> (String, String) {
+    let good = Builder::new(Kind::Dynamic, Style::XenServer, 21 * MIB)
+        .block(0, 1)
+        .build();
+    let mut bad = good.clone();
+    bad.edit_footers(true, |f| f[60..64].copy_from_slice(&4u32.to_be_bytes()));
+    (
+        write(dir, "good.vhd", &good.bytes),
+        write(dir, "child.vhd", &bad.bytes),
+    )
+}
+
+#[test]
+fn validate_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, bad) = good_and_bad(dir.path());
+    assert_eq!(imgferry(&["validate", &good]).status.code(), Some(0));
+    assert_eq!(imgferry(&["validate", &good, &bad]).status.code(), Some(3));
+    let missing = dir.path().join("missing.vhd").display().to_string();
+    let out = imgferry(&["validate", &good, &missing]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot open") && stderr.contains("missing.vhd"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+    // A directory is unreadable as a VHD, with a clear message.
+    let out = imgferry(&["validate", &dir.path().display().to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("directory"));
+}
+
+#[test]
+fn validate_human_output_names_code_meaning_and_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, bad) = good_and_bad(dir.path());
+    let out = imgferry(&["validate", &good, &bad]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("good.vhd: OK"), "{stdout}");
+    assert!(stdout.contains("child.vhd: REJECTED"), "{stdout}");
+    assert!(
+        stdout.contains("code 721") && stdout.contains("parent disk"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("what to do:"), "{stdout}");
+}
+
+#[test]
+fn validate_json_is_one_object_per_file_with_every_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, bad) = good_and_bad(dir.path());
+    let out = imgferry(&["--output", "json", "validate", &good, &bad]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let good = &lines[0];
+    for key in [
+        "file",
+        "verdict",
+        "disk_type",
+        "virtual_size",
+        "physical_size",
+        "creator",
+        "unique_id",
+        "timestamp",
+        "block_size",
+        "bat",
+        "problems",
+        "warnings",
+        "io",
+    ] {
+        assert!(good.get(key).is_some(), "missing {key} in {good}");
+    }
+    assert_eq!(good["verdict"]["accepted"], true);
+    assert_eq!(good["bat"]["allocated"], 1);
+    assert_eq!(good["virtual_size"]["derived_from"], "current_size");
+    let bad = &lines[1];
+    assert_eq!(bad["verdict"]["code"], 721);
+    assert!(
+        bad["verdict"]["meaning"]
+            .as_str()
+            .unwrap()
+            .contains("parent")
+    );
+    let problem = &bad["problems"][0];
+    for key in ["code", "field", "offset", "found", "expected", "detail"] {
+        assert!(problem.get(key).is_some(), "missing {key} in {problem}");
+    }
+}
+
+#[test]
+fn size_limits_are_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let (good, _) = good_and_bad(dir.path());
+    assert_eq!(
+        imgferry(&["validate", "--max-virtual-size", "16MiB", &good])
+            .status
+            .code(),
+        Some(3)
+    );
+    assert_eq!(
+        imgferry(&["validate", "--max-physical-size", "1MiB", &good])
+            .status
+            .code(),
+        Some(3)
+    );
+    assert_eq!(
+        imgferry(&["validate", "--max-virtual-size", "22MiB", &good])
+            .status
+            .code(),
+        Some(0)
+    );
+    let out = imgferry(&["validate", "--max-virtual-size", "lots", &good]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn unimplemented_commands_say_so_and_exit_2() {
+    for args in [
+        &["migrate", "--from", "DFW", "--to", "IAD", "--server", "abc"][..],
+        &["resume", "x"][..],
+        &["status"][..],
+        &["demo"][..],
+        &["sim", "serve"][..],
+        &["validate", "--remote", "DFW", "exports/x.vhd"][..],
+    ] {
+        let out = imgferry(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("not implemented"), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(imgferry(&[]).status.code(), Some(2));
+    assert_eq!(imgferry(&["validate"]).status.code(), Some(2));
+    assert_eq!(imgferry(&["migrate", "--to", "IAD"]).status.code(), Some(2));
+    assert_eq!(
+        imgferry(&[
+            "migrate", "--from", "DFW", "--to", "IAD", "--server", "a", "--image", "b"
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
+    assert_eq!(imgferry(&["--help"]).status.code(), Some(0));
+}

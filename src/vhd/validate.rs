@@ -206,7 +206,8 @@ impl<S: ByteSource> Run<'_, S> {
     /// Says as precisely as possible why there is no footer at the end.
     async fn explain_missing_footer(&mut self, found: &Footer, at: u64) -> Result<(), Error> {
         let len = self.src.len();
-        let head = self.read("first sector", 0, 512).await?;
+        // A 511-byte file has no full first sector: read what there is.
+        let head = self.read("first sector", 0, len.min(512) as usize).await?;
         let detail = if head.starts_with(b"vhdxfile") {
             "this is a VHDX file (a different format); convert it with `qemu-img convert -O vpc`"
                 .to_string()

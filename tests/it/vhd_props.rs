@@ -146,6 +146,14 @@ proptest! {
     }
 }
 
+/// Found by `cargo fuzz`: a 511-byte file without a footer made the validator read a 512-byte first
+/// sector beyond the end.
+#[test]
+fn a_511_byte_non_vhd_is_rejected_not_overread() {
+    let report = check(&[0x42; 511]);
+    assert_eq!(report.verdict.code.map(|c| c.number()), Some(396));
+}
+
 /// Headers that claim absurd sizes must not make the validator read or allocate by the claim.
 #[test]
 fn absurd_size_fields_are_bounded() {

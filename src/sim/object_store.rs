@@ -119,10 +119,10 @@ fn httpdate(t: SystemTime) -> String {
 
 /// One piece of a (possibly large) object's content: a byte range of a data file.
 #[derive(Debug, Clone)]
-struct Piece {
-    file: PathBuf,
-    start: u64,
-    len: u64,
+pub struct Piece {
+    pub file: PathBuf,
+    pub start: u64,
+    pub len: u64,
 }
 
 impl Store {
@@ -263,7 +263,66 @@ impl Store {
         }
     }
 
-    fn container_exists(&self, region: &str, container: &str) -> bool {
+    /// Where the image service writes export segments before adopting them as objects.
+    pub fn spool_dir(&self, region: &str) -> PathBuf {
+        self.root.join(region).join("spool")
+    }
+
+    /// Takes over a finished file as object `container/name` (the image service's export path).
+    pub async fn adopt(
+        &self,
+        region: &str,
+        container: &str,
+        name: &str,
+        file: PathBuf,
+        bytes: u64,
+        etag: String,
+    ) {
+        let path = self.new_file_path(region);
+        let file = match tokio::fs::rename(&file, &path).await {
+            Ok(()) => path,
+            Err(_) => file,
+        };
+        let object = Object {
+            bytes,
+            etag,
+            content_type: "application/octet-stream".into(),
+            modified: SystemTime::now(),
+            file: Some(file),
+            kind: Kind::Plain,
+        };
+        self.insert(region, container, name, object).await;
+    }
+
+    /// Creates a DLO manifest `container/name` over `manifest_container/prefix`.
+    pub async fn put_dlo_manifest(&self, region: &str, container: &str, name: &str, prefix: &str) {
+        let object = Object {
+            bytes: 0,
+            etag: md5_hex([b""]),
+            content_type: "application/octet-stream".into(),
+            modified: SystemTime::now(),
+            file: None,
+            kind: Kind::Dlo {
+                container: container.to_string(),
+                prefix: prefix.to_string(),
+            },
+        };
+        self.insert(region, container, name, object).await;
+    }
+
+    /// Whether an object exists.
+    pub fn exists(&self, region: &str, container: &str, name: &str) -> bool {
+        self.lookup(region, container, name).is_some()
+    }
+
+    /// The content of an object as file pieces, with its length, following DLO and SLO manifests.
+    pub fn pieces(&self, region: &str, container: &str, name: &str) -> Option<(Vec<Piece>, u64)> {
+        let obj = self.lookup(region, container, name)?;
+        let (pieces, total, _) = self.resolve(region, &obj);
+        Some((pieces, total))
+    }
+
+    pub fn container_exists(&self, region: &str, container: &str) -> bool {
         self.accounts()
             .get(region)
             .is_some_and(|a| a.containers.contains_key(container))

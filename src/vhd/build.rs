@@ -28,6 +28,16 @@ pub enum Kind {
     Dynamic,
 }
 
+/// What an allocated block's data bytes are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// Every byte the same.
+    Byte(u8),
+    /// Pseudo-random bytes from a seed (xoshiro256++), different for every block and repeatable:
+    /// realistic, incompressible content that costs nothing to store.
+    Random(u64),
+}
+
 /// Which tool's conventions to follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Style {
@@ -41,9 +51,8 @@ pub struct Builder {
     kind: Kind,
     style: Style,
     requested: u64,
-    /// Allocated blocks in allocation order, each with the byte its data is filled with.
-    blocks: Vec<(u32, u8)>,
-    /// For fixed disks: the byte ranges of data to fill (offset, len, byte).
+    /// Allocated blocks in allocation order, each with what its data is filled with.
+    blocks: Vec<(u32, Fill)>,
     unique_id: [u8; 16],
     timestamp: u32,
 }
@@ -64,8 +73,51 @@ impl Builder {
     /// Allocates block `index` with every data byte set to `fill` (dynamic disks; for fixed disks the
     /// same range of the data is filled).
     pub fn block(mut self, index: u32, fill: u8) -> Self {
-        self.blocks.push((index, fill));
+        self.blocks.push((index, Fill::Byte(fill)));
         self
+    }
+
+    /// Allocates block `index` with pseudo-random data derived from `seed` and the index.
+    pub fn random_block(mut self, index: u32, seed: u64) -> Self {
+        self.blocks.push((index, Fill::Random(seed)));
+        self
+    }
+
+    /// The exact length of the image [`Builder::write_to`] writes.
+    pub fn len(&self) -> u64 {
+        match self.kind {
+            Kind::Fixed => self.size_and_geometry().0 + footer::LEN as u64,
+            Kind::Dynamic => {
+                let end = self
+                    .block_sectors(self.metadata_end())
+                    .iter()
+                    .map(|&(_, sector, _)| sector * 512 + 512 + u64::from(BLOCK_SIZE))
+                    .max()
+                    .unwrap_or(self.metadata_end());
+                end.max(self.metadata_end()) + footer::LEN as u64
+            }
+        }
+    }
+
+    /// Where block data may start: after the footer copy, header, BAT and (XenServer) batmap.
+    fn metadata_end(&self) -> u64 {
+        let bat = (u64::from(self.max_entries()) * 4).div_ceil(512) * 512;
+        let batmap = match self.style {
+            Style::XenServer => {
+                512 + u64::from(self.max_entries())
+                    .div_ceil(8)
+                    .div_ceil(512)
+                    .max(1)
+                    * 512
+            }
+            Style::Qemu => 0,
+        };
+        1536 + bat + batmap
+    }
+
+    /// Whether the image would be empty (never: every image has a footer).
+    pub fn is_empty(&self) -> bool {
+        false
     }
 
     pub fn unique_id(mut self, id: [u8; 16]) -> Self {
@@ -146,7 +198,7 @@ impl Builder {
 
     /// The layout of a dynamic image: the sector of each allocated block, and the first free byte
     /// after the metadata.
-    fn block_sectors(&self, metadata_end: u64) -> Vec<(u32, u64, u8)> {
+    fn block_sectors(&self, metadata_end: u64) -> Vec<(u32, u64, Fill)> {
         let span_sectors = (u64::from(BLOCK_SIZE) + 512) / 512;
         let mut next = metadata_end / 512;
         let mut placed = Vec::new();
@@ -175,19 +227,19 @@ impl Builder {
         let (size, _) = self.size_and_geometry();
         let block = u64::from(BLOCK_SIZE);
         let mut pos = 0;
-        let mut fills: Vec<(u64, u8)> = self
+        let mut fills: Vec<(u64, Fill)> = self
             .blocks
             .iter()
             .map(|&(i, f)| (u64::from(i) * block, f))
             .collect();
-        fills.sort_unstable();
+        fills.sort_unstable_by_key(|&(start, _)| start);
         for (start, fill) in fills {
             if start >= size || start < pos {
                 continue;
             }
             write_repeated(w, 0, start - pos)?;
             let len = block.min(size - start);
-            write_repeated(w, fill, len)?;
+            write_fill(w, fill, start / block, len)?;
             pos = start + len;
         }
         write_repeated(w, 0, size - pos)?;
@@ -236,11 +288,11 @@ impl Builder {
         let mut pos = metadata_end;
         let mut by_offset = placed;
         by_offset.sort_unstable_by_key(|&(_, sector, _)| sector);
-        for (_, sector, fill) in by_offset {
+        for (index, sector, fill) in by_offset {
             write_repeated(w, 0, sector * 512 - pos)?;
             // qemu and blktap set every bitmap bit of a freshly written block.
             write_repeated(w, 0xFF, 512)?;
-            write_repeated(w, fill, u64::from(BLOCK_SIZE))?;
+            write_fill(w, fill, u64::from(index), u64::from(BLOCK_SIZE))?;
             pos = sector * 512 + 512 + u64::from(BLOCK_SIZE);
         }
         w.write_all(&footer.raw)
@@ -254,6 +306,27 @@ impl Builder {
         Image {
             bytes,
             kind: self.kind,
+        }
+    }
+}
+
+fn write_fill(w: &mut impl Write, fill: Fill, block: u64, len: u64) -> io::Result<()> {
+    match fill {
+        Fill::Byte(b) => write_repeated(w, b, len),
+        Fill::Random(seed) => {
+            use rand_xoshiro::Xoshiro256PlusPlus;
+            use rand_xoshiro::rand_core::{Rng, SeedableRng};
+            let mut rng =
+                Xoshiro256PlusPlus::seed_from_u64(seed ^ block.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut chunk = vec![0u8; 64 * 1024];
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(chunk.len() as u64) as usize;
+                rng.fill_bytes(&mut chunk[..n]);
+                w.write_all(&chunk[..n])?;
+                left -= n as u64;
+            }
+            Ok(())
         }
     }
 }
@@ -383,6 +456,38 @@ mod tests {
         assert_eq!(img.bytes.len(), 4_197_888);
         assert_eq!(img.bat(0), 0x4);
         assert_eq!(img.bat(4), 0x1005);
+    }
+
+    #[test]
+    fn len_matches_what_is_written() {
+        for b in [
+            Builder::new(Kind::Dynamic, Style::Qemu, 20 * MIB)
+                .block(0, 1)
+                .random_block(4, 7),
+            Builder::new(Kind::Dynamic, Style::XenServer, 21 * MIB)
+                .block(3, 1)
+                .block(1, 2),
+            Builder::new(Kind::Dynamic, Style::XenServer, 9 * MIB),
+            Builder::new(Kind::Fixed, Style::Qemu, 3 * MIB).random_block(1, 9),
+        ] {
+            assert_eq!(b.len(), b.build().bytes.len() as u64);
+        }
+    }
+
+    #[test]
+    fn random_blocks_are_repeatable_and_distinct() {
+        let a = Builder::new(Kind::Dynamic, Style::Qemu, 8 * MIB)
+            .random_block(0, 1)
+            .random_block(1, 1)
+            .build();
+        let b = Builder::new(Kind::Dynamic, Style::Qemu, 8 * MIB)
+            .random_block(0, 1)
+            .random_block(1, 1)
+            .build();
+        assert_eq!(a.bytes, b.bytes);
+        let first = 2048 + 512;
+        let second = first + (2 << 20) + 512;
+        assert_ne!(a.bytes[first..first + 64], a.bytes[second..second + 64]);
     }
 
     #[test]

@@ -1,0 +1,378 @@
+//! Cloud Images (Glance v2) as the simulator serves it: images get, list (`?name=`) and delete;
+//! tasks create, get and list (filtered by type and status); exports written as DLO segments of the
+//! image's real VHD; imports that read the object (following DLO and SLO manifests), validate it with
+//! imgferry's own validator and either create an active image or fail with the documented code
+//! (reference/rackspace-api.md §3).
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::Shared;
+use super::cloud::{Image, Origin, Task, new_id, timestamp};
+use super::compute::fault;
+use super::disk::{Disk, SegmentWriter};
+use crate::vhd::{self, ImportCode, Policy};
+
+/// Serves `/{region}/images/v2/{rest}`.
+pub fn handle(
+    shared: &Arc<Shared>,
+    region: &str,
+    method: &Method,
+    rest: &[&str],
+    query: &[(String, String)],
+    body: &[u8],
+) -> Response {
+    match (method, rest) {
+        (&Method::GET, ["images"]) => list_images(shared, region, query),
+        (&Method::GET, ["images", id]) => shared
+            .cloud
+            .with(region, |r| r.images.get(*id).map(image_json))
+            .map_or_else(|| not_found("Image"), |v| axum::Json(v).into_response()),
+        (&Method::DELETE, ["images", id]) => match shared.cloud.with(region, |r| r.images.remove(*id)) {
+            Some(_) => StatusCode::NO_CONTENT.into_response(),
+            None => not_found("Image"),
+        },
+        (&Method::POST, ["tasks"]) => create_task(shared, region, body),
+        (&Method::GET, ["tasks"]) => list_tasks(shared, region, query),
+        (&Method::GET, ["tasks", id]) => shared
+            .cloud
+            .with(region, |r| r.tasks.get(*id).map(task_json))
+            .map_or_else(|| not_found("Task"), |v| axum::Json(v).into_response()),
+        (&Method::GET, ["schemas", "task"]) => axum::Json(task_schema()).into_response(),
+        (&Method::GET, ["schemas", "tasks"]) => {
+            axum::Json(json!({"name": "tasks", "properties": {"tasks": {"type": "array", "items": task_schema()}}}))
+                .into_response()
+        }
+        _ => not_found("Resource"),
+    }
+}
+
+fn not_found(what: &str) -> Response {
+    // Glance answers 404 with a short plain-text page, not JSON.
+    (
+        StatusCode::NOT_FOUND,
+        format!("404 Not Found\n\nThe resource could not be found.\n\n {what} not found"),
+    )
+        .into_response()
+}
+
+fn image_json(i: &Image) -> Value {
+    let mut v = json!({
+        "id": i.id, "name": i.name, "status": i.status(), "visibility": "private", "protected": false,
+        "tags": [], "created_at": timestamp(i.created), "updated_at": timestamp(SystemTime::now()),
+        "file": format!("/v2/images/{}/file", i.id), "self": format!("/v2/images/{}", i.id),
+        "schema": "/v2/schemas/image", "container_format": "ovf", "disk_format": "vhd",
+        "size": i.disk.len(), "min_disk": 0, "min_ram": 0, "owner": super::TENANT,
+        "image_type": match i.origin { Origin::Base => "base", Origin::Snapshot => "snapshot", Origin::Imported => "import" },
+    });
+    if let Some(server) = &i.instance_uuid {
+        v["instance_uuid"] = json!(server);
+    }
+    if let Some(sum) = &i.checksum {
+        v["checksum"] = json!(sum);
+    }
+    v
+}
+
+fn param<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn list_images(shared: &Shared, region: &str, query: &[(String, String)]) -> Response {
+    let name = param(query, "name");
+    let status = param(query, "status");
+    let images: Vec<Value> = shared.cloud.with(region, |r| {
+        r.images
+            .values()
+            .filter(|i| name.is_none_or(|n| i.name == n) && status.is_none_or(|s| i.status() == s))
+            .map(image_json)
+            .collect()
+    });
+    axum::Json(json!({"images": images, "first": "/v2/images", "schema": "/v2/schemas/images"}))
+        .into_response()
+}
+
+fn task_json(t: &Task) -> Value {
+    let mut v = json!({
+        "id": t.id, "type": t.kind, "status": t.status, "input": t.input, "result": t.result,
+        "message": t.message, "owner": super::TENANT,
+        "created_at": timestamp(t.created), "updated_at": timestamp(t.updated),
+        "self": format!("/v2/tasks/{}", t.id), "schema": "/v2/schemas/task",
+    });
+    if matches!(t.status, "success" | "failure") {
+        v["expires_at"] = json!(timestamp(
+            t.updated + std::time::Duration::from_secs(48 * 3600)
+        ));
+    }
+    v
+}
+
+fn task_schema() -> Value {
+    json!({
+        "name": "task",
+        "properties": {
+            "id": {"type": "string"}, "type": {"type": "string", "enum": ["import", "export"]},
+            "status": {"type": "string", "enum": ["pending", "processing", "success", "failure"]},
+            "input": {"type": ["null", "object"]}, "result": {"type": ["null", "object"]},
+            "owner": {"type": "string"}, "message": {"type": "string"},
+            "expires_at": {"type": ["null", "string"]}, "created_at": {"type": "string"},
+            "updated_at": {"type": "string"}, "self": {"type": "string"}, "schema": {"type": "string"},
+        },
+    })
+}
+
+fn list_tasks(shared: &Shared, region: &str, query: &[(String, String)]) -> Response {
+    let kind = param(query, "type");
+    let status = param(query, "status");
+    let mut tasks: Vec<(SystemTime, Value)> = shared.cloud.with(region, |r| {
+        r.tasks
+            .values()
+            .filter(|t| kind.is_none_or(|k| t.kind == k) && status.is_none_or(|s| t.status == s))
+            .map(|t| {
+                // List entries omit input, result and message, as upstream's partial schema does.
+                let v = json!({"id": t.id, "type": t.kind, "status": t.status, "owner": super::TENANT,
+                    "created_at": timestamp(t.created), "updated_at": timestamp(t.updated),
+                    "self": format!("/v2/tasks/{}", t.id), "schema": "/v2/schemas/task"});
+                (t.created, v)
+            })
+            .collect()
+    });
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.0));
+    let tasks: Vec<Value> = tasks.into_iter().map(|(_, v)| v).collect();
+    axum::Json(json!({"tasks": tasks, "first": "/v2/tasks", "schema": "/v2/schemas/tasks"}))
+        .into_response()
+}
+
+fn create_task(shared: &Arc<Shared>, region: &str, body: &[u8]) -> Response {
+    let Ok(req) = serde_json::from_slice::<Value>(body) else {
+        return fault(
+            StatusCode::BAD_REQUEST,
+            "badRequest",
+            "Malformed request body",
+        );
+    };
+    let kind = match req["type"].as_str() {
+        Some("export") => "export",
+        Some("import") => "import",
+        _ => return fault(StatusCode::BAD_REQUEST, "badRequest", "Invalid task type"),
+    };
+    if !req["input"].is_object() {
+        return fault(
+            StatusCode::BAD_REQUEST,
+            "badRequest",
+            "Task input must be an object",
+        );
+    }
+    let now = SystemTime::now();
+    let task = Task {
+        id: new_id(),
+        kind,
+        status: "pending",
+        input: req["input"].clone(),
+        result: None,
+        message: String::new(),
+        created: now,
+        updated: now,
+    };
+    let view = task_json(&task);
+    let id = task.id.clone();
+    shared
+        .cloud
+        .with(region, |r| r.tasks.insert(id.clone(), task));
+    shared
+        .stats
+        .created(&format!("{kind}_task"), format!("{region}/{id}"));
+    let shared = Arc::clone(shared);
+    let region = region.to_string();
+    tokio::spawn(async move { run_task(shared, region, id).await });
+    (StatusCode::CREATED, axum::Json(view)).into_response()
+}
+
+fn set_task(shared: &Shared, region: &str, id: &str, f: impl FnOnce(&mut Task)) {
+    shared.cloud.with(region, |r| {
+        if let Some(t) = r.tasks.get_mut(id) {
+            f(t);
+            t.updated = SystemTime::now();
+        }
+    });
+}
+
+/// pending for half the task time, processing while the work runs (and at least the other half),
+/// then success or failure.
+async fn run_task(shared: Arc<Shared>, region: String, id: String) {
+    let started = Instant::now();
+    tokio::time::sleep(shared.timing.task / 2).await;
+    set_task(&shared, &region, &id, |t| t.status = "processing");
+    let Some((kind, input)) = shared.cloud.with(&region, |r| {
+        r.tasks.get(&id).map(|t| (t.kind, t.input.clone()))
+    }) else {
+        return;
+    };
+    let outcome = if kind == "export" {
+        export(&shared, &region, &input).await
+    } else {
+        import(&shared, &region, &input).await
+    };
+    let left = shared.timing.task.saturating_sub(started.elapsed());
+    tokio::time::sleep(left).await;
+    set_task(&shared, &region, &id, |t| match outcome {
+        Ok(result) => {
+            t.status = "success";
+            t.result = Some(result);
+            t.message = "None".into();
+        }
+        Err(message) => {
+            t.status = "failure";
+            t.message = message;
+        }
+    });
+}
+
+/// Writes the image's VHD as a DLO (`<uuid>.vhd` over `<uuid>.vhd-00001…`) in the container.
+async fn export(shared: &Shared, region: &str, input: &Value) -> Result<Value, String> {
+    let (Some(image_id), Some(container)) = (
+        input["image_uuid"].as_str(),
+        input["receiving_swift_container"].as_str(),
+    ) else {
+        return Err("Invalid input: image_uuid and receiving_swift_container are required".into());
+    };
+    if container.contains(['/', '?', '.']) {
+        return Err(format!("Invalid container name: {container}"));
+    }
+    let disk = shared
+        .cloud
+        .with(region, |r| {
+            r.images
+                .get(image_id)
+                .filter(|i| i.status() == "active")
+                .map(|i| i.disk.clone())
+        })
+        .ok_or_else(|| format!("Requested image for export was not found: {image_id}"))?;
+    let files = shared.files(region);
+    if !files.container_exists(region, container).await? {
+        return Err(format!("Swift container '{container}' was not found"));
+    }
+    let name = format!("{image_id}.vhd");
+    if files.object_exists(region, container, &name).await? {
+        return Err(format!(
+            "Swift already has an object with id '{name}' in container '{container}'"
+        ));
+    }
+    let spool = shared.store.spool_dir(region).join(new_id());
+    let segments = write_segments(disk, spool.clone(), shared.export_segment_size).await?;
+    for (i, seg) in segments.into_iter().enumerate() {
+        files
+            .store_segment(region, container, &format!("{name}-{:05}", i + 1), seg)
+            .await?;
+    }
+    let _ = tokio::fs::remove_dir_all(&spool).await;
+    files
+        .put_dlo_manifest(region, container, &name, &format!("{name}-"))
+        .await?;
+    Ok(json!({"export_location": format!("{container}/{name}")}))
+}
+
+async fn write_segments(
+    disk: Disk,
+    dir: std::path::PathBuf,
+    size: u64,
+) -> Result<Vec<super::disk::Segment>, String> {
+    tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir)?;
+        let mut w = SegmentWriter::new(&dir, "seg-", size);
+        disk.write_to(&mut w)?;
+        w.finish()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("export failed writing segments: {e}"))
+}
+
+/// Reads the object, validates it as Rackspace's import would, and creates the image.
+async fn import(shared: &Shared, region: &str, input: &Value) -> Result<Value, String> {
+    let location = input["import_from"].as_str().unwrap_or_default();
+    let props = input["image_properties"].as_object();
+    let Some(name) = props.and_then(|p| p.get("name")).and_then(Value::as_str) else {
+        return Err("Invalid input: image_properties.name is required".into());
+    };
+    if props.is_some_and(|p| p.len() > 1) {
+        return Err("Invalid input: only the name image property may be given".into());
+    }
+    if input["import_from_format"]
+        .as_str()
+        .is_some_and(|f| f != "vhd")
+    {
+        return Err("Invalid input: import_from_format must be vhd".into());
+    }
+    let not_found = || "Error: Image not found for import. Possible invalid location".to_string();
+    let (container, object) = location.split_once('/').ok_or_else(not_found)?;
+    let files = shared.files(region);
+    let source = files
+        .open(region, container, object)
+        .await?
+        .ok_or_else(not_found)?;
+    if let Some(code) = shared.faults.take_import_failure() {
+        return Err(coded_message(code));
+    }
+    let report = vhd::validate(&source, &Policy::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(code) = report.verdict.code {
+        return Err(coded_message(code));
+    }
+    let id = new_id();
+    let dir = shared
+        .store
+        .spool_dir(region)
+        .parent()
+        .map(|p| p.join("images"))
+        .unwrap_or_default();
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    let path = dir.join(format!("{id}.vhd"));
+    let (len, md5) = source.copy_to(&path).await?;
+    let now = Instant::now();
+    let image = Image {
+        id: id.clone(),
+        name: name.to_string(),
+        created: SystemTime::now(),
+        created_at: now,
+        ready_at: now,
+        disk: Disk::File { path, len },
+        origin: Origin::Imported,
+        instance_uuid: None,
+        checksum: Some(md5),
+    };
+    shared
+        .cloud
+        .with(region, |r| r.images.insert(id.clone(), image));
+    shared
+        .stats
+        .created("imported_image", format!("{region}/{name}"));
+    Ok(json!({"image_id": id}))
+}
+
+/// The failure message of a rejected import: Rackspace documents the code, not the exact wording,
+/// so clients must find the number (reference/rackspace-api.md §3.3).
+pub fn coded_message(code: ImportCode) -> String {
+    format!(
+        "{}: The image cannot be imported. {}.",
+        code.number(),
+        capitalise(code.meaning())
+    )
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
+}

@@ -567,7 +567,7 @@ async fn imports_fail_with_the_documented_code_or_message() {
         done["message"].as_str().unwrap().contains("only the name"),
         "{done}"
     );
-    assert!(c.sim.stats().created.get("imported_image").is_none());
+    assert!(!c.sim.stats().created.contains_key("imported_image"));
 }
 
 #[tokio::test]

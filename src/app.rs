@@ -19,8 +19,8 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Status { .. } => not_yet("status", "listing migrations"),
         Command::Demo => not_yet("demo", "the demo on the simulated cloud"),
         Command::Sim {
-            command: SimCommand::Serve,
-        } => not_yet("sim serve", "the simulated cloud"),
+            command: SimCommand::Serve(args),
+        } => commands::sim_serve::run(&args).await,
     }
 }
 

@@ -153,7 +153,41 @@ pub struct ValidateArgs {
 #[derive(Debug, Subcommand)]
 pub enum SimCommand {
     /// Run the simulated cloud on loopback until Ctrl-C, printing its identity URL.
-    Serve,
+    Serve(SimServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimServeArgs {
+    /// Address to listen on; must be a loopback address.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    pub listen: String,
+    /// Regions to serve, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "DFW,IAD",
+        value_name = "REGIONS"
+    )]
+    pub regions: Vec<String>,
+    /// Where object data lives [default: a temporary directory, removed on exit].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// A fault plan to apply (JSON; see docs/simulator.md).
+    #[arg(long, value_name = "FILE.json")]
+    pub faults: Option<PathBuf>,
+    /// Point a region's Cloud Files at an external Swift account URL (repeatable).
+    #[arg(long, value_name = "REGION=URL")]
+    pub object_store: Vec<String>,
+    /// A server to create at start in the first region: NAME:VIRTUAL_SIZE:ALLOCATED_FRACTION
+    /// (repeatable) [default: demo-web-1:1GiB:0.4].
+    #[arg(long, value_name = "NAME:SIZE:FRACTION")]
+    pub server: Vec<String>,
+    /// Size of the DLO segments exports write.
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes, value_name = "SIZE")]
+    pub export_segment_size: u64,
+    /// Seconds that builds, imaging and tasks take.
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
+    pub step_seconds: f64,
 }
 
 /// Parses a byte size: a plain number of bytes, or a number with a unit. Every unit is a power of

@@ -42,6 +42,14 @@ pub fn handle(
             .cloud
             .with(region, |r| r.tasks.get(*id).map(task_json))
             .map_or_else(|| not_found("Task"), |v| axum::Json(v).into_response()),
+        (&Method::GET, ["versions"] | []) => axum::Json(json!({"versions": [{"id": "v2.2", "status": "CURRENT",
+            "links": [{"rel": "self", "href": format!("{}/", shared.images_url(region))}]}]}))
+        .into_response(),
+        (&Method::GET, ["schemas", "image"]) => axum::Json(image_schema()).into_response(),
+        (&Method::GET, ["schemas", "images"]) => {
+            axum::Json(json!({"name": "images", "properties": {"images": {"type": "array", "items": image_schema()}}}))
+                .into_response()
+        }
         (&Method::GET, ["schemas", "task"]) => axum::Json(task_schema()).into_response(),
         (&Method::GET, ["schemas", "tasks"]) => {
             axum::Json(json!({"name": "tasks", "properties": {"tasks": {"type": "array", "items": task_schema()}}}))
@@ -112,6 +120,30 @@ fn task_json(t: &Task) -> Value {
         ));
     }
     v
+}
+
+/// A permissive image schema: python-glanceclient builds its model from it, and Rackspace images
+/// carry many extra properties, so extra properties are allowed.
+fn image_schema() -> Value {
+    json!({
+        "name": "image",
+        "additionalProperties": {"type": "string"},
+        "properties": {
+            // Server-set fields are readOnly, as in upstream Glance; glanceclient makes CLI options
+            // from the others, and a writable `file` would clash with its own --file.
+            "id": {"type": "string"}, "name": {"type": ["null", "string"]},
+            "status": {"type": "string", "readOnly": true},
+            "visibility": {"type": "string"}, "protected": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "created_at": {"type": "string", "readOnly": true}, "updated_at": {"type": "string", "readOnly": true},
+            "file": {"type": "string", "readOnly": true}, "self": {"type": "string", "readOnly": true},
+            "schema": {"type": "string", "readOnly": true}, "container_format": {"type": ["null", "string"]},
+            "disk_format": {"type": ["null", "string"]}, "size": {"type": ["null", "integer"], "readOnly": true},
+            "checksum": {"type": ["null", "string"], "readOnly": true}, "min_disk": {"type": "integer"},
+            "min_ram": {"type": "integer"}, "owner": {"type": ["null", "string"]},
+            "instance_uuid": {"type": "string"}, "image_type": {"type": "string"},
+        },
+    })
 }
 
 fn task_schema() -> Value {

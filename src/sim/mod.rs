@@ -300,6 +300,7 @@ pub async fn spawn_on(config: SimConfig, listen: &str) -> Result<SimHandle, Erro
         .route("/info", get(swift_info))
         .route("/identity/v2.0/tokens", post(tokens))
         .route("/{region}/servers/v2/{tenant}/{*rest}", any(compute_route))
+        .route("/{region}/images/versions", get(image_versions))
         .route("/{region}/images/v2/{*rest}", any(images_route))
         .route("/{region}/v1/{account}", any(files_account))
         .route("/{region}/v1/{account}/{container}", any(files_container))
@@ -527,6 +528,15 @@ async fn compute_route(
         .stats
         .request(method.as_str(), &route_label("compute", &rest));
     compute::handle(&shared, &region, &method, &rest, &query, &body)
+}
+
+/// Glance's version document; python-glanceclient asks for it before choosing an API version.
+async fn image_versions(State(shared): State<Arc<Shared>>, Path(region): Path<String>) -> Response {
+    let href = format!("{}/", shared.images_url(&region));
+    axum::Json(serde_json::json!({"versions": [
+        {"id": "v2.2", "status": "CURRENT", "links": [{"rel": "self", "href": href}]},
+    ]}))
+    .into_response()
 }
 
 async fn images_route(

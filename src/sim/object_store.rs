@@ -110,11 +110,7 @@ fn md5_hex(parts: impl IntoIterator<Item = impl AsRef<[u8]>>) -> String {
 }
 
 fn http_date(t: SystemTime) -> String {
-    httpdate(t)
-}
-
-fn httpdate(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+    httpdate::fmt_http_date(t)
 }
 
 /// One piece of a (possibly large) object's content: a byte range of a data file.
@@ -197,6 +193,11 @@ impl Store {
                     .created("container", format!("{}/{name}", req.region));
                 StatusCode::CREATED.into_response()
             }
+            // Metadata updates are accepted and ignored: nothing imgferry or the tests need reads them.
+            Method::POST => match account.containers.get(name) {
+                Some(_) => StatusCode::NO_CONTENT.into_response(),
+                None => not_found(),
+            },
             Method::DELETE => match account.containers.get(name) {
                 None => not_found(),
                 Some(objs) if !objs.is_empty() => swift_error(
@@ -250,6 +251,13 @@ impl Store {
             (Method::GET | Method::HEAD, op) => {
                 self.stats.request(req.method.as_str(), "object");
                 self.get_object(req, container, name, op == Some("get"))
+            }
+            (Method::POST, _) => {
+                self.stats.request("POST", "object");
+                match self.lookup(req.region, container, name) {
+                    Some(_) => StatusCode::ACCEPTED.into_response(),
+                    None => not_found(),
+                }
             }
             (Method::DELETE, op) => {
                 self.stats.request("DELETE", "object");

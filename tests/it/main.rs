@@ -1,6 +1,7 @@
 //! The one integration-test binary (STYLE §8). Each module drives the library or the built binary.
 
 mod cli;
+mod real_clients;
 mod sim_cloud;
 mod sim_files;
 mod support;

@@ -2,6 +2,7 @@
 
 mod cli;
 mod real_clients;
+mod real_swift;
 mod sim_cloud;
 mod sim_files;
 mod support;

@@ -148,7 +148,6 @@ fn unimplemented_commands_say_so_and_exit_2() {
         &["resume", "x"][..],
         &["status"][..],
         &["demo"][..],
-        &["sim", "serve"][..],
         &["validate", "--remote", "DFW", "exports/x.vhd"][..],
     ] {
         let out = imgferry(args);
@@ -173,4 +172,80 @@ fn usage_errors_exit_2() {
         Some(2)
     );
     assert_eq!(imgferry(&["--help"]).status.code(), Some(0));
+}
+
+#[test]
+fn sim_serve_refuses_bad_configuration() {
+    let out = imgferry(&["sim", "serve", "--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "faults.json",
+        b"{\"rules\": [{\"action\": {\"kind\": \"explode\"}}]}",
+    );
+    let out = imgferry(&["sim", "serve", "--faults", &bad]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("fault plan") && stderr.contains("faults.json"),
+        "{stderr}"
+    );
+    let out = imgferry(&["sim", "serve", "--server", "web:lots:0.5"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn sim_serve_prints_the_environment_and_stops_on_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let faults = write(
+        dir.path(),
+        "faults.json",
+        br#"{"rules": [{"service": "compute", "action": {"kind": "fail", "status": 503}}]}"#,
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imgferry"))
+        .args([
+            "sim",
+            "serve",
+            "--faults",
+            &faults,
+            "--server",
+            "web:8MiB:0.5",
+            "--step-seconds",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("# stats:");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = seen.join("\n");
+    assert!(
+        text.contains("export RAX_IDENTITY_URL=http://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("export RAX_USERNAME=") && text.contains("export RAX_API_KEY="),
+        "{text}"
+    );
+    assert!(text.contains("server in DFW: web ("), "{text}");
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(0));
 }

@@ -490,6 +490,57 @@ async fn import_validates_and_creates_an_identical_image() {
         "list entries omit input"
     );
     assert_eq!(c.sim.stats().created["imported_image"], ["IAD/web-copy"]);
+    // Images can be deleted.
+    let url = format!("{}/images/{new_id}", c.sim.images_url("IAD"));
+    assert_eq!(
+        c.call(Method::DELETE, url.clone(), None).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        c.call(Method::GET, url.clone(), None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        c.call(Method::DELETE, url, None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn import_follows_an_slo_manifest() {
+    let c = Cloud::start(SimConfig::default()).await;
+    let (image_id, location) = c.snapshot_and_export().await;
+    let bytes = c
+        .get_bytes(format!("{}/{location}", c.sim.object_store_url("DFW")))
+        .await;
+    let iad = c.sim.object_store_url("IAD");
+    c.call(Method::PUT, format!("{iad}/imports"), None).await;
+    let mut manifest = Vec::new();
+    for (i, chunk) in bytes.chunks(MIB as usize).enumerate() {
+        let name = format!("imports/web.vhd.segments/{i:06}");
+        assert_eq!(
+            c.put_bytes(format!("{iad}/{name}"), chunk.to_vec()).await,
+            StatusCode::CREATED
+        );
+        manifest.push(json!({"path": format!("/{name}"), "etag": hex::encode(Md5::digest(chunk)), "size_bytes": chunk.len()}));
+    }
+    let r = c
+        .call(
+            Method::PUT,
+            format!("{iad}/imports/web.vhd?multipart-manifest=put"),
+            Some(Value::Array(manifest)),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let done = c
+        .import("IAD", "imports/web.vhd", json!({"name": "from-slo"}))
+        .await;
+    assert_eq!(done["status"], "success", "{done}");
+    let new_id = done["result"]["image_id"].as_str().unwrap();
+    assert_eq!(
+        disk_bytes(&c.sim.image_disk("IAD", new_id).unwrap()),
+        disk_bytes(&c.sim.image_disk("DFW", &image_id).unwrap())
+    );
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@
 //! - [`app`]: dispatches commands and maps outcomes to [`exit_code`]s.
 //! - [`commands`]: one module per command that does real work.
 //! - [`vhd`]: VHD parsing, validation and import-verdict prediction over any positioned-read source.
-//! - [`sim`]: the simulated two-region cloud (Cloud Files so far), for the demo and the tests.
+//! - [`sim`]: the simulated multi-region Rackspace cloud, for `sim serve`, the demo and the tests.
 //!
 //! Later layers (HTTP and retry, API clients, the transfer engine, the migration state machine and
 //! the simulated cloud) are described in docs/architecture.md.

@@ -137,6 +137,19 @@ pub async fn run(args: &SimServeArgs) -> u8 {
             return exit_code::USAGE;
         }
     };
+    // Register for Ctrl-C (and SIGTERM) before announcing readiness, so a signal sent as soon as the
+    // endpoints are printed is never missed.
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut interrupt, mut terminate) = match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(i), Ok(t)) => (i, t),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: cannot listen for Ctrl-C\n  caused by: {e}");
+            return exit_code::FAILED;
+        }
+    };
     let a = handle.account();
     println!(
         "imgferry simulated cloud listening on {}",
@@ -166,7 +179,10 @@ pub async fn run(args: &SimServeArgs) -> u8 {
         "\n# stats: curl {}/_sim/stats    stop: Ctrl-C",
         handle.base_url()
     );
-    let _ = tokio::signal::ctrl_c().await;
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
     eprintln!("stopping the simulated cloud");
     exit_code::OK
 }

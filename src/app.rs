@@ -14,6 +14,7 @@ pub async fn run(cli: Cli) -> u8 {
             "validating an object in Cloud Files by ranged reads",
         ),
         Command::Validate(args) => commands::validate::run(&args, output).await,
+        Command::Transfer(args) => commands::transfer::run(&args, output).await,
         Command::Migrate(_) => not_yet("migrate", "migrating an image between regions"),
         Command::Resume { .. } => not_yet("resume", "resuming a migration"),
         Command::Status { .. } => not_yet("status", "listing migrations"),

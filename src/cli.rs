@@ -60,6 +60,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Run a full migration against the embedded two-region simulated cloud.
     Demo,
+    /// Copy one object between Cloud Files accounts (or a local file into one) with the transfer
+    /// engine: parallel verified segments, resumable with --state. Used by benchmarks and tests.
+    #[command(hide = true)]
+    Transfer(Box<TransferArgs>),
     /// The simulated Rackspace cloud.
     Sim {
         #[command(subcommand)]
@@ -148,6 +152,37 @@ pub struct ValidateArgs {
     /// Largest accepted physical size (file length without the footer), inclusive.
     #[arg(long, value_name = "SIZE", default_value = "40GiB", value_parser = parse_bytes)]
     pub max_physical_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Source Cloud Files account URL (token in IMGFERRY_SRC_TOKEN).
+    #[arg(long, value_name = "URL", requires = "src", conflicts_with = "file")]
+    pub src_url: Option<String>,
+    /// Source object.
+    #[arg(long, value_name = "CONTAINER/OBJECT")]
+    pub src: Option<String>,
+    /// A local file as the source instead.
+    #[arg(long, value_name = "FILE", required_unless_present = "src_url")]
+    pub file: Option<PathBuf>,
+    /// Destination Cloud Files account URL (token in IMGFERRY_DST_TOKEN).
+    #[arg(long, value_name = "URL")]
+    pub dst_url: String,
+    /// Destination object (written as an SLO).
+    #[arg(long, value_name = "CONTAINER/OBJECT")]
+    pub dst: String,
+    /// Segments in flight at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+    /// Segment size for plain objects and local files, and the cap for source segments.
+    #[arg(long, default_value = "128MiB", value_parser = parse_bytes, value_name = "SIZE")]
+    pub segment_size: u64,
+    /// Transfer state file: resumed when it exists, written after every step.
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+    /// Where spill files go [default: a temporary directory].
+    #[arg(long, value_name = "DIR")]
+    pub work_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,16 +8,21 @@
 //! - [`app`]: dispatches commands and maps outcomes to [`exit_code`]s.
 //! - [`commands`]: one module per command that does real work.
 //! - [`vhd`]: VHD parsing, validation and import-verdict prediction over any positioned-read source.
+//! - [`http`], [`api`]: the retrying HTTP layer and the Cloud Files client.
+//! - [`transfer`]: the parallel, verified, resumable segment copier.
 //! - [`sim`]: the simulated multi-region Rackspace cloud, for `sim serve`, the demo and the tests.
 //!
 //! Later layers (HTTP and retry, API clients, the transfer engine, the migration state machine and
 //! the simulated cloud) are described in docs/architecture.md.
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod exit_code;
+pub mod http;
 pub mod sim;
+pub mod transfer;
 pub mod vhd;
 
 /// Renders an error and its causes on one line each: `outer\n  caused by: inner`.

@@ -422,7 +422,10 @@ fn classify(path: &str) -> (faults::Service, Option<&str>) {
 /// happens before the request is handled, and body shaping wraps the response (and, for a throttle,
 /// the request body too, so uploads are paced like downloads).
 async fn apply_faults(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
+    // Rules match the decoded path, however the client chose to escape it.
+    let path = percent_encoding::percent_decode_str(req.uri().path())
+        .decode_utf8_lossy()
+        .into_owned();
     if path.starts_with("/_sim/") {
         return next.run(req).await;
     }

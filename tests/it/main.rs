@@ -6,6 +6,7 @@ mod real_swift;
 mod sim_cloud;
 mod sim_files;
 mod support;
+mod transfer;
 mod vhd_cases;
 mod vhd_props;
 mod vhd_qemu;

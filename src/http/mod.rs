@@ -1,0 +1,156 @@
+//! The shared HTTP layer: one reqwest client per run, a pure retry classifier, decorrelated-jitter
+//! backoff with an injectable random source, and `http::Error`, which records what was attempted.
+//!
+//! Request bodies that may be retried must be re-creatable (a file region or bytes), so callers
+//! pass a closure that builds the request afresh for every attempt.
+
+pub mod retry;
+
+use std::time::{Duration, Instant};
+
+pub use retry::{Backoff, Decision, Outcome, RetryConfig, classify};
+
+/// Builds the one client a run uses: rustls with certificate verification (there is no option to
+/// turn it off), connect and read timeouts, no redirects to other hosts.
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(20))
+        .read_timeout(Duration::from_secs(120))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("imgferry/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// A request that failed for good, after retries where they were allowed.
+#[derive(Debug, thiserror::Error)]
+#[error("{method} {url} failed after {attempts} attempt(s) in {elapsed:.1?}: {cause}")]
+pub struct Error {
+    pub method: String,
+    /// The URL with any query string removed (queries never carry secrets here, but stay short).
+    pub url: String,
+    pub attempts: u32,
+    pub elapsed: Duration,
+    pub cause: Cause,
+    /// The final HTTP status, when there was one.
+    pub status: Option<u16>,
+    /// The start of the final response body, for service error messages.
+    pub body: String,
+}
+
+/// The last thing that went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    Status(u16),
+    Connect(String),
+    Timeout,
+    Body(String),
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Status(s) => write!(f, "HTTP {s}"),
+            Self::Connect(e) => write!(f, "connection failed ({e})"),
+            Self::Timeout => write!(f, "timed out"),
+            Self::Body(e) => write!(f, "response body failed ({e})"),
+        }
+    }
+}
+
+impl Error {
+    pub fn is_status(&self, status: u16) -> bool {
+        self.status == Some(status)
+    }
+}
+
+/// Strips the query from a URL for messages.
+pub fn redact(url: &str) -> String {
+    url.split('?').next().unwrap_or(url).to_string()
+}
+
+/// Sends a request built by `build`, retrying as [`classify`] decides. Returns the first response
+/// that is not retried: a success, or a final failure status for the caller to interpret. A
+/// retryable failure that runs out of attempts is an [`Error`] carrying the status and body.
+pub async fn send(
+    cfg: &RetryConfig,
+    idempotent: bool,
+    mut build: impl FnMut() -> reqwest::RequestBuilder,
+    on_retry: &(dyn Fn(u32, Duration, &str) + Send + Sync),
+) -> Result<reqwest::Response, Error> {
+    let started = Instant::now();
+    let mut backoff = Backoff::new(cfg);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let (client, request) = build().build_split();
+        let request = request.map_err(|e| Error {
+            method: String::new(),
+            url: String::new(),
+            attempts: attempt,
+            elapsed: started.elapsed(),
+            cause: Cause::Connect(root_cause(&e)),
+            status: None,
+            body: String::new(),
+        })?;
+        let (method, url) = (request.method().to_string(), redact(request.url().as_str()));
+        let result = client.execute(request).await;
+        let outcome = match &result {
+            Ok(resp) => Outcome::Status {
+                status: resp.status().as_u16(),
+                retry_after: retry::retry_after(resp.headers()),
+            },
+            Err(e) if e.is_timeout() => Outcome::Timeout,
+            Err(_) => Outcome::Connect,
+        };
+        let decision = classify(&outcome, idempotent);
+        if let Decision::Retry(hint) = decision
+            && attempt <= cfg.max_retries
+            && started.elapsed() < cfg.retry_timeout
+        {
+            let delay = backoff.next(hint);
+            let why = match &outcome {
+                Outcome::Status { status, .. } => format!("HTTP {status}"),
+                Outcome::Timeout => "timeout".into(),
+                Outcome::Connect => "connection error".into(),
+            };
+            tracing::info!(%method, %url, attempt, max = cfg.max_retries, delay_ms = delay.as_millis() as u64, %why, "retrying");
+            on_retry(attempt, delay, &why);
+            tokio::time::sleep(delay).await;
+            continue;
+        }
+        let (cause, status, body) = match (result, decision) {
+            (Ok(resp), Decision::Done | Decision::Fail) => return Ok(resp),
+            (Ok(resp), Decision::Retry(_)) => {
+                let status = resp.status().as_u16();
+                let body: String = resp
+                    .text()
+                    .await
+                    .unwrap_or_default()
+                    .chars()
+                    .take(300)
+                    .collect();
+                (Cause::Status(status), Some(status), body)
+            }
+            (Err(e), _) if e.is_timeout() => (Cause::Timeout, None, String::new()),
+            (Err(e), _) => (Cause::Connect(root_cause(&e)), None, String::new()),
+        };
+        return Err(Error {
+            method,
+            url,
+            attempts: attempt,
+            elapsed: started.elapsed(),
+            cause,
+            status,
+            body,
+        });
+    }
+}
+
+/// The innermost cause of an error, for a short message.
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

@@ -1,0 +1,648 @@
+//! The pipeline: bounded parallel piece tasks (download → spill → verify → upload), an in-order
+//! hasher that consumes their spill files, and the commit.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use md5::{Digest, Md5};
+use serde::Serialize;
+use sha2::Sha256;
+use tokio::io::AsyncWriteExt;
+use tokio::task::JoinSet;
+
+use super::digest::Digests;
+use super::source::{SrcSegment, etag_of_etags};
+use super::{Error, SegmentStart, TransferState};
+use crate::api::object_store::ObjectStore;
+
+/// A place in Cloud Files.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub store: ObjectStore,
+    pub container: String,
+    pub name: String,
+}
+
+/// Where the source bytes are read from.
+#[derive(Debug, Clone)]
+pub enum SourceAccess {
+    /// The source segments live in this account.
+    Store(ObjectStore),
+    /// A local file, read directly with no spill.
+    File(PathBuf),
+}
+
+/// Tuning.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Pieces in flight at once.
+    pub concurrency: usize,
+    /// Where spill files go.
+    pub work_dir: PathBuf,
+    /// Re-downloads of a piece whose bytes fail their check before giving up.
+    pub integrity_retries: u32,
+}
+
+/// What the engine reports while it works.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Started {
+        total: u64,
+        pieces: usize,
+        already_done: u64,
+        segment_size: u64,
+    },
+    Progress {
+        done: u64,
+        total: u64,
+    },
+    PieceDone {
+        index: usize,
+        bytes: u64,
+        uploaded: bool,
+    },
+    Retry {
+        what: String,
+        attempt: u32,
+        delay_ms: u64,
+        reason: String,
+    },
+    Committed {
+        etag: String,
+        sha256: String,
+        md5: String,
+    },
+}
+
+pub type Events = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// The verified result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub bytes: u64,
+    pub segments: usize,
+    pub manifest_etag: String,
+    pub sha256: String,
+    pub md5: String,
+}
+
+/// A piece whose bytes are ready for the in-order hasher.
+struct Ready {
+    index: usize,
+    /// Spill file, or the local source file.
+    path: PathBuf,
+    offset: u64,
+    spill: bool,
+    md5: String,
+    sha256: String,
+    uploaded: Option<String>,
+}
+
+struct Ctx {
+    source: SourceAccess,
+    dest: Endpoint,
+    opts: Options,
+    events: Events,
+    done: AtomicU64,
+    total: u64,
+}
+
+/// Runs (or resumes) the transfer described by `state`, calling `persist` after every change.
+pub async fn run(
+    source: SourceAccess,
+    dest: Endpoint,
+    state: &mut TransferState,
+    opts: Options,
+    events: Events,
+    persist: &mut (dyn FnMut(&TransferState) -> Result<(), String> + Send),
+) -> Result<Outcome, Error> {
+    if let (Some(etag), Some(sha256), Some(md5)) = (&state.manifest_etag, &state.sha256, &state.md5)
+    {
+        return Ok(Outcome {
+            bytes: state.source.len,
+            segments: state.pieces.len(),
+            manifest_etag: etag.clone(),
+            sha256: sha256.clone(),
+            md5: md5.clone(),
+        });
+    }
+    tokio::fs::create_dir_all(&opts.work_dir)
+        .await
+        .map_err(|source| Error::Io {
+            what: "cannot create the work directory",
+            path: opts.work_dir.display().to_string(),
+            source,
+        })?;
+    confirm_uploads(&dest, state, opts.concurrency).await?;
+    persist(state).map_err(Error::Persist)?;
+    let hashed_bytes: u64 = state.pieces[..state.hashed].iter().map(|p| p.len).sum();
+    let ctx = Arc::new(Ctx {
+        source,
+        dest,
+        opts,
+        events,
+        done: AtomicU64::new(hashed_bytes),
+        total: state.source.len,
+    });
+    (ctx.events)(Event::Started {
+        total: ctx.total,
+        pieces: state.pieces.len(),
+        already_done: state.uploaded_bytes(),
+        segment_size: state.segment_size,
+    });
+    pipeline(&ctx, state, persist).await?;
+    commit(&ctx, state, persist).await
+}
+
+/// On resume, keeps only the uploads the destination confirms (same ETag and size).
+async fn confirm_uploads(
+    dest: &Endpoint,
+    state: &mut TransferState,
+    concurrency: usize,
+) -> Result<(), Error> {
+    let claimed: Vec<(usize, String, u64, String)> = state
+        .pieces
+        .iter()
+        .filter_map(|p| {
+            p.uploaded
+                .clone()
+                .map(|e| (p.index, p.dest.clone(), p.len, e))
+        })
+        .collect();
+    let checks = futures::stream::iter(claimed)
+        .map(|(i, name, len, etag)| async move {
+            let meta = dest.store.head(&dest.container, &name).await?;
+            Ok::<_, Error>((i, meta.is_some_and(|m| m.len == len && m.etag == etag)))
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    for check in checks {
+        let (i, ok) = check?;
+        if !ok {
+            tracing::info!(
+                piece = i,
+                "an upload recorded before the restart is not in the destination; sending it again"
+            );
+            state.pieces[i].uploaded = None;
+        }
+    }
+    Ok(())
+}
+
+async fn pipeline(
+    ctx: &Arc<Ctx>,
+    state: &mut TransferState,
+    persist: &mut (dyn FnMut(&TransferState) -> Result<(), String> + Send),
+) -> Result<(), Error> {
+    let n = state.pieces.len();
+    let window = ctx.opts.concurrency.max(1) + 1;
+    let mut digests = Digests::restore(&state.digest)?;
+    let mut launched = vec![false; n];
+    let mut ready: BTreeMap<usize, Ready> = BTreeMap::new();
+    let mut set: JoinSet<Result<Ready, Error>> = JoinSet::new();
+    let mut redo_budget = ctx.opts.integrity_retries;
+    loop {
+        let end = n.min(state.hashed + window);
+        for (i, started) in launched.iter_mut().enumerate().take(end).skip(state.hashed) {
+            if set.len() >= ctx.opts.concurrency.max(1) {
+                break;
+            }
+            if !*started {
+                *started = true;
+                let piece = state.pieces[i].clone();
+                let segment = state.source.segments[piece.segment].clone();
+                set.spawn(piece_task(Arc::clone(ctx), piece, segment));
+            }
+        }
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
+        let r = match joined {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                set.abort_all();
+                remove_spills(ready.values()).await;
+                persist(state).map_err(Error::Persist)?;
+                return Err(e);
+            }
+            Err(join) => {
+                set.abort_all();
+                return Err(Error::Persist(format!("a transfer task failed: {join}")));
+            }
+        };
+        let p = &mut state.pieces[r.index];
+        p.md5 = Some(r.md5.clone());
+        p.sha256 = Some(r.sha256.clone());
+        if r.uploaded.is_some() {
+            p.uploaded = r.uploaded.clone();
+        }
+        (ctx.events)(Event::PieceDone {
+            index: r.index,
+            bytes: p.len,
+            uploaded: r.uploaded.is_some(),
+        });
+        persist(state).map_err(Error::Persist)?;
+        ready.insert(r.index, r);
+        while let Some(r) = ready.remove(&state.hashed) {
+            match hash_in_order(state, &mut digests, r).await? {
+                Ok(()) => persist(state).map_err(Error::Persist)?,
+                Err(redo) => {
+                    if redo_budget == 0 {
+                        return Err(redo);
+                    }
+                    redo_budget -= 1;
+                    tracing::warn!(error = %redo, "a split source segment failed its md5 check; transferring it again");
+                    let Some(start) = state.segment_start.clone() else {
+                        return Err(redo);
+                    };
+                    digests = Digests::restore(&start.digest)?;
+                    let segment = state.pieces[start.piece].segment;
+                    for p in state.pieces.iter_mut().filter(|p| p.segment == segment) {
+                        p.uploaded = None;
+                        p.md5 = None;
+                        launched[p.index] = false;
+                    }
+                    state.hashed = start.piece;
+                    state.digest = start.digest;
+                    persist(state).map_err(Error::Persist)?;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn remove_spills<'a>(ready: impl Iterator<Item = &'a Ready>) {
+    for r in ready.filter(|r| r.spill) {
+        let _ = tokio::fs::remove_file(&r.path).await;
+    }
+}
+
+/// Feeds one piece, in order, to the whole-image hashers; checks split source segments when their
+/// last piece passes. The outer error is fatal; the inner one asks for the segment to be redone.
+async fn hash_in_order(
+    state: &mut TransferState,
+    digests: &mut Digests,
+    r: Ready,
+) -> Result<Result<(), Error>, Error> {
+    let piece = state.pieces[r.index].clone();
+    if piece.offset == 0 {
+        state.segment_start = Some(SegmentStart {
+            piece: piece.index,
+            digest: digests.save(),
+        });
+    }
+    let (path, offset, len) = (r.path.clone(), r.offset, piece.len);
+    let mut d = digests.clone();
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Digests> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&path)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut f = f.take(len);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let k = f.read(&mut buf)?;
+            if k == 0 {
+                return Ok(d);
+            }
+            d.update(&buf[..k]);
+        }
+    })
+    .await
+    .map_err(|e| Error::Persist(e.to_string()))?
+    .map_err(|source| Error::Io {
+        what: "cannot read back",
+        path: r.path.display().to_string(),
+        source,
+    })?;
+    *digests = read;
+    if r.spill {
+        let _ = tokio::fs::remove_file(&r.path).await;
+    }
+    let segment = &state.source.segments[piece.segment];
+    let last_of_segment = piece.offset + piece.len == segment.bytes;
+    if last_of_segment {
+        let seg_md5 = digests.finish_segment();
+        if let Some(want) = segment.md5.as_ref().filter(|_| !piece.whole)
+            && *want != seg_md5
+        {
+            return Ok(Err(Error::Integrity {
+                what: format!("source segment {}", segment.name),
+                found: seg_md5,
+                expected: want.clone(),
+            }));
+        }
+    }
+    state.hashed += 1;
+    state.digest = digests.save();
+    Ok(Ok(()))
+}
+
+/// Downloads (or reads) one piece, checks it, and uploads it unless the destination already has it.
+async fn piece_task(
+    ctx: Arc<Ctx>,
+    piece: super::Piece,
+    segment: SrcSegment,
+) -> Result<Ready, Error> {
+    let mut attempt = 0u32;
+    let (path, offset, spill, md5, sha256) = loop {
+        attempt += 1;
+        let got = fetch(&ctx, &piece, &segment).await?;
+        let expected = segment.md5.as_ref().filter(|_| piece.whole);
+        match expected {
+            Some(want) if *want != got.3 => {
+                if got.2 {
+                    let _ = tokio::fs::remove_file(&got.0).await;
+                }
+                let err = Error::Integrity {
+                    what: format!(
+                        "piece {} ({}/{})",
+                        piece.index, segment.container, segment.name
+                    ),
+                    found: got.3,
+                    expected: want.clone(),
+                };
+                if attempt > ctx.opts.integrity_retries {
+                    return Err(err);
+                }
+                tracing::warn!(error = %err, attempt, "downloaded bytes do not match the source md5; downloading again");
+                (ctx.events)(Event::Retry {
+                    what: format!("piece {}", piece.index),
+                    attempt,
+                    delay_ms: 0,
+                    reason: "md5 mismatch".into(),
+                });
+                ctx.done.fetch_sub(piece.len, Ordering::Relaxed);
+            }
+            _ => break got,
+        }
+    };
+    let uploaded = if piece.uploaded.is_some() {
+        piece.uploaded.clone()
+    } else {
+        let etag = ctx
+            .dest
+            .store
+            .put_file_region(
+                &ctx.dest.container,
+                &piece.dest,
+                &path,
+                offset,
+                piece.len,
+                &md5,
+            )
+            .await;
+        let etag = match etag {
+            Ok(e) => e,
+            Err(e) => {
+                if spill {
+                    let _ = tokio::fs::remove_file(&path).await;
+                }
+                return Err(e.into());
+            }
+        };
+        if etag != md5 {
+            return Err(Error::Integrity {
+                what: format!("upload of {}", piece.dest),
+                found: etag,
+                expected: md5,
+            });
+        }
+        Some(etag)
+    };
+    Ok(Ready {
+        index: piece.index,
+        path,
+        offset,
+        spill,
+        md5,
+        sha256,
+        uploaded,
+    })
+}
+
+/// Gets a piece's bytes: from the local file, or streamed into a spill file while hashed.
+/// Returns (path, offset in path, is spill, md5, sha256).
+async fn fetch(
+    ctx: &Ctx,
+    piece: &super::Piece,
+    segment: &SrcSegment,
+) -> Result<(PathBuf, u64, bool, String, String), Error> {
+    match &ctx.source {
+        SourceAccess::File(path) => {
+            let (md5, sha256) = hash_file_region(path, piece.offset, piece.len).await?;
+            ctx.done.fetch_add(piece.len, Ordering::Relaxed);
+            (ctx.events)(Event::Progress {
+                done: ctx.done.load(Ordering::Relaxed),
+                total: ctx.total,
+            });
+            Ok((path.clone(), piece.offset, false, md5, sha256))
+        }
+        SourceAccess::Store(store) => {
+            let spill = ctx
+                .opts
+                .work_dir
+                .join(format!("piece-{:06}.spill", piece.index));
+            let mut tries = 0u32;
+            loop {
+                tries += 1;
+                match download(ctx, store, piece, segment, &spill).await {
+                    Ok((md5, sha256)) => return Ok((spill, 0, true, md5, sha256)),
+                    Err(e) if tries <= 5 && matches!(e, Error::Short { .. } | Error::Io { .. }) => {
+                        let delay = Duration::from_millis(200 * u64::from(tries));
+                        tracing::info!(piece = piece.index, error = %e, tries, "download broke off; starting the piece again");
+                        (ctx.events)(Event::Retry {
+                            what: format!("piece {}", piece.index),
+                            attempt: tries,
+                            delay_ms: delay.as_millis() as u64,
+                            reason: e.to_string(),
+                        });
+                        tokio::time::sleep(delay).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+async fn download(
+    ctx: &Ctx,
+    store: &ObjectStore,
+    piece: &super::Piece,
+    segment: &SrcSegment,
+    spill: &Path,
+) -> Result<(String, String), Error> {
+    let io = |what, source| Error::Io {
+        what,
+        path: spill.display().to_string(),
+        source,
+    };
+    let resp = store
+        .get_range(&segment.container, &segment.name, piece.offset, piece.len)
+        .await?;
+    let mut out = tokio::fs::File::create(spill)
+        .await
+        .map_err(|e| io("cannot create the spill file", e))?;
+    let (mut md5, mut sha) = (Md5::new(), Sha256::new());
+    let mut got = 0u64;
+    let mut stream = resp.bytes_stream();
+    let mut since_event = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(_) => {
+                ctx.done.fetch_sub(got, Ordering::Relaxed);
+                return Err(Error::Short {
+                    index: piece.index,
+                    got,
+                    want: piece.len,
+                });
+            }
+        };
+        md5.update(&chunk);
+        sha.update(&chunk);
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| io("cannot write the spill file (disk full?)", e))?;
+        got += chunk.len() as u64;
+        since_event += chunk.len() as u64;
+        ctx.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if since_event >= 4 << 20 {
+            since_event = 0;
+            (ctx.events)(Event::Progress {
+                done: ctx.done.load(Ordering::Relaxed),
+                total: ctx.total,
+            });
+        }
+    }
+    out.flush()
+        .await
+        .map_err(|e| io("cannot write the spill file (disk full?)", e))?;
+    if got != piece.len {
+        ctx.done.fetch_sub(got, Ordering::Relaxed);
+        return Err(Error::Short {
+            index: piece.index,
+            got,
+            want: piece.len,
+        });
+    }
+    (ctx.events)(Event::Progress {
+        done: ctx.done.load(Ordering::Relaxed),
+        total: ctx.total,
+    });
+    Ok((hex::encode(md5.finalize()), hex::encode(sha.finalize())))
+}
+
+async fn hash_file_region(path: &Path, offset: u64, len: u64) -> Result<(String, String), Error> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || -> std::io::Result<(String, String)> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&p)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut f = f.take(len);
+        let (mut md5, mut sha) = (Md5::new(), Sha256::new());
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let k = f.read(&mut buf)?;
+            if k == 0 {
+                break;
+            }
+            md5.update(&buf[..k]);
+            sha.update(&buf[..k]);
+        }
+        Ok((hex::encode(md5.finalize()), hex::encode(sha.finalize())))
+    })
+    .await
+    .map_err(|e| Error::Persist(e.to_string()))?
+    .map_err(|source| Error::Io {
+        what: "cannot read",
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// PUTs the SLO manifest and verifies it: the returned ETag must be the md5 of the segment md5s,
+/// and a HEAD must show the full size. A plain source object's own md5 must equal the whole-image md5.
+async fn commit(
+    ctx: &Ctx,
+    state: &mut TransferState,
+    persist: &mut (dyn FnMut(&TransferState) -> Result<(), String> + Send),
+) -> Result<Outcome, Error> {
+    let (sha256, md5) = Digests::restore(&state.digest)?.finish();
+    if state.source.kind == super::source::Kind::Object
+        && let Some(etag) = &state.source.etag
+        && *etag != md5
+    {
+        return Err(Error::Integrity {
+            what: "the whole object".into(),
+            found: md5,
+            expected: etag.clone(),
+        });
+    }
+    let mut md5s = Vec::with_capacity(state.pieces.len());
+    let mut manifest = Vec::with_capacity(state.pieces.len());
+    for p in &state.pieces {
+        let m = p
+            .md5
+            .clone()
+            .ok_or_else(|| Error::Persist(format!("piece {} has no md5 at commit", p.index)))?;
+        manifest.push(serde_json::json!({
+            "path": format!("/{}/{}", ctx.dest.container, p.dest), "etag": m, "size_bytes": p.len,
+        }));
+        md5s.push(m);
+    }
+    let expected = etag_of_etags(md5s.iter().map(String::as_str));
+    let etag = ctx
+        .dest
+        .store
+        .put_slo(
+            &ctx.dest.container,
+            &ctx.dest.name,
+            &serde_json::Value::Array(manifest),
+        )
+        .await?;
+    if etag != expected {
+        return Err(Error::Integrity {
+            what: "the SLO manifest".into(),
+            found: etag,
+            expected,
+        });
+    }
+    let meta = ctx
+        .dest
+        .store
+        .head(&ctx.dest.container, &ctx.dest.name)
+        .await?;
+    let len = meta.as_ref().map_or(0, |m| m.len);
+    if len != state.source.len {
+        return Err(Error::Integrity {
+            what: format!("the size of {}/{}", ctx.dest.container, ctx.dest.name),
+            found: len.to_string(),
+            expected: state.source.len.to_string(),
+        });
+    }
+    state.manifest_etag = Some(etag.clone());
+    state.sha256 = Some(sha256.clone());
+    state.md5 = Some(md5.clone());
+    persist(state).map_err(Error::Persist)?;
+    (ctx.events)(Event::Committed {
+        etag: etag.clone(),
+        sha256: sha256.clone(),
+        md5: md5.clone(),
+    });
+    Ok(Outcome {
+        bytes: state.source.len,
+        segments: state.pieces.len(),
+        manifest_etag: etag,
+        sha256,
+        md5,
+    })
+}

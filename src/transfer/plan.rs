@@ -1,0 +1,174 @@
+//! Planning the destination segments.
+//!
+//! One destination segment per source segment, split when a source segment is larger than the
+//! segment size. A plain object or a local file is cut into `segment_size` ranges: default 128 MiB
+//! (Rackspace's advice), at least 1 MiB, and grown so no plan has more than 1000 segments (the SLO
+//! limit). Destination names are deterministic, `<object>.segments/<nnnnnn>`, so a resumed run finds
+//! what an earlier run uploaded.
+
+use serde::{Deserialize, Serialize};
+
+use super::source::Source;
+
+pub const MIN_SEGMENT: u64 = 1 << 20;
+pub const DEFAULT_SEGMENT: u64 = 128 << 20;
+pub const MAX_SEGMENTS: usize = 1000;
+
+/// One destination segment and what is known about it. The per-segment table is part of the
+/// persisted transfer state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Piece {
+    pub index: usize,
+    /// Index of the source segment this piece comes from.
+    pub segment: usize,
+    /// Offset within that source segment.
+    pub offset: u64,
+    pub len: u64,
+    /// Whether this piece is its whole source segment (then its md5 is checked at download).
+    pub whole: bool,
+    pub dest: String,
+    #[serde(default)]
+    pub md5: Option<String>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// The ETag the destination answered; set once the upload is confirmed.
+    #[serde(default)]
+    pub uploaded: Option<String>,
+}
+
+/// Why no plan can be made.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "the source has {0} segments but a static large object holds at most {MAX_SEGMENTS}; \
+         use a larger export segment size"
+    )]
+    TooManySegments(usize),
+    #[error("the source is empty: there is nothing to transfer")]
+    Empty,
+}
+
+/// The segment size actually used: at least 1 MiB, and large enough for ≤ 1000 pieces.
+pub fn effective_segment_size(requested: u64, source: &Source) -> Result<u64, Error> {
+    let mut size = requested.max(MIN_SEGMENT);
+    loop {
+        let n = count(source, size);
+        if n <= MAX_SEGMENTS {
+            return Ok(size);
+        }
+        if source.segments.len() > MAX_SEGMENTS {
+            return Err(Error::TooManySegments(source.segments.len()));
+        }
+        // Grow to the size that would fit a plain object, rounded up to whole MiB.
+        size = (size * 2).max(
+            source
+                .len
+                .div_ceil(MAX_SEGMENTS as u64)
+                .div_ceil(MIN_SEGMENT)
+                * MIN_SEGMENT,
+        );
+    }
+}
+
+fn count(source: &Source, size: u64) -> usize {
+    source
+        .segments
+        .iter()
+        .map(|s| s.bytes.div_ceil(size).max(1) as usize)
+        .sum()
+}
+
+/// Plans the pieces for copying `source` to `dest_object`.
+pub fn plan(source: &Source, dest_object: &str, segment_size: u64) -> Result<Vec<Piece>, Error> {
+    if source.len == 0 {
+        return Err(Error::Empty);
+    }
+    let size = effective_segment_size(segment_size, source)?;
+    let mut pieces = Vec::new();
+    for (segment, s) in source.segments.iter().enumerate() {
+        let n = s.bytes.div_ceil(size).max(1);
+        for k in 0..n {
+            let offset = k * size;
+            let len = size.min(s.bytes - offset);
+            if len == 0 {
+                continue;
+            }
+            let index = pieces.len();
+            pieces.push(Piece {
+                index,
+                segment,
+                offset,
+                len,
+                whole: n == 1,
+                dest: format!("{dest_object}.segments/{index:06}"),
+                md5: None,
+                sha256: None,
+                uploaded: None,
+            });
+        }
+    }
+    Ok(pieces)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::source::{Kind, SrcSegment};
+
+    fn src(sizes: &[u64]) -> Source {
+        Source {
+            kind: Kind::Dlo,
+            len: sizes.iter().sum(),
+            etag: None,
+            segments: sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| SrcSegment {
+                    container: "c".into(),
+                    name: format!("s{i}"),
+                    bytes: b,
+                    md5: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn one_piece_per_source_segment_split_when_larger() {
+        let mib = 1 << 20;
+        let p = plan(&src(&[64 * mib, 64 * mib, 10]), "img.vhd", 128 * mib).unwrap();
+        assert_eq!(p.len(), 3);
+        assert!(p.iter().all(|x| x.whole && x.offset == 0));
+        assert_eq!(p[1].dest, "img.vhd.segments/000001");
+        let p = plan(&src(&[300 * mib, 5]), "x", 128 * mib).unwrap();
+        assert_eq!(
+            p.iter()
+                .map(|x| (x.segment, x.offset, x.len))
+                .collect::<Vec<_>>(),
+            [
+                (0, 0, 128 * mib),
+                (0, 128 * mib, 128 * mib),
+                (0, 256 * mib, 44 * mib),
+                (1, 0, 5)
+            ]
+        );
+        assert!(!p[0].whole && p[3].whole);
+    }
+
+    #[test]
+    fn plain_objects_are_cut_and_sizes_grow_to_fit_1000() {
+        let mib: u64 = 1 << 20;
+        let p = plan(&src(&[10 * mib]), "x", 1).unwrap();
+        assert_eq!(p.len(), 10, "segment size is at least 1 MiB");
+        let big = src(&[40 << 30]);
+        let size = effective_segment_size(mib, &big).unwrap();
+        assert!(count(&big, size) <= MAX_SEGMENTS);
+        assert_eq!(size % mib, 0);
+        assert_eq!(plan(&big, "x", mib).unwrap().len(), count(&big, size));
+        assert!(matches!(
+            plan(&src(&[1; 1001]), "x", mib),
+            Err(Error::TooManySegments(1001))
+        ));
+        assert!(matches!(plan(&src(&[0]), "x", mib), Err(Error::Empty)));
+    }
+}

@@ -9,11 +9,9 @@ use crate::exit_code;
 pub async fn run(cli: Cli) -> u8 {
     let output = cli.global.output;
     match cli.command {
-        Command::Validate(args) if args.remote.is_some() => not_yet(
-            "validate --remote",
-            "validating an object in Cloud Files by ranged reads",
-        ),
-        Command::Validate(args) => commands::validate::run(&args, output).await,
+        Command::Validate(args) => {
+            commands::validate::run(&args, output, cli.global.identity_url.as_deref()).await
+        }
         Command::Transfer(args) => commands::transfer::run(&args, output).await,
         Command::Migrate(_) => not_yet("migrate", "migrating an image between regions"),
         Command::Resume { .. } => not_yet("resume", "resuming a migration"),

@@ -19,6 +19,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod commands;
+pub mod credentials;
 pub mod exit_code;
 pub mod http;
 pub mod sim;

@@ -1,9 +1,11 @@
 //! Clients of the Rackspace APIs, over the shared HTTP layer ([`crate::http`]).
 //!
+//! - [`identity`]: Identity v2.0 authentication and the service catalog.
 //! - [`object_store`]: Cloud Files (Swift v1), what the transfer engine needs.
 //!
 //! Identity, Cloud Servers and Cloud Images clients arrive with the migration (docs/architecture.md).
 
+pub mod identity;
 pub mod object_store;
 
 /// What an API call can fail with, by meaning rather than status code (STYLE §3).

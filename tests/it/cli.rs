@@ -148,7 +148,6 @@ fn unimplemented_commands_say_so_and_exit_2() {
         &["resume", "x"][..],
         &["status"][..],
         &["demo"][..],
-        &["validate", "--remote", "DFW", "exports/x.vhd"][..],
     ] {
         let out = imgferry(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -248,4 +247,95 @@ fn sim_serve_prints_the_environment_and_stops_on_ctrl_c() {
             .success()
     );
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn validate_remote_without_credentials_says_what_to_set() {
+    let out = Command::new(env!("CARGO_BIN_EXE_imgferry"))
+        .args(["validate", "--remote", "DFW", "exports/x.vhd"])
+        .env_remove("RAX_USERNAME")
+        .env_remove("RAX_API_KEY")
+        .env_remove("RAX_PASSWORD")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RAX_USERNAME is not set"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_remote_reads_an_object_by_ranges() {
+    use imgferry::sim::{self, SimConfig};
+    let sim = sim::spawn(SimConfig::default()).await.unwrap();
+    let token = sim.issue_token();
+    let files = sim.object_store_url("DFW");
+    let http = reqwest::Client::new();
+    let put = |name: &str, body: Vec<u8>| {
+        http.put(format!("{files}/{name}"))
+            .header("X-Auth-Token", &token)
+            .header("Content-Length", body.len())
+            .body(body)
+            .send()
+    };
+    put("exports", vec![]).await.unwrap();
+    let good = Builder::new(Kind::Dynamic, Style::XenServer, 21 * MIB)
+        .block(0, 1)
+        .build();
+    put("exports/good.vhd", good.bytes.clone()).await.unwrap();
+    put("exports/raw.img", vec![0; 1 << 20]).await.unwrap();
+    let a = sim.account().clone();
+    let run = |args: Vec<String>, key: String| {
+        let identity = sim.identity_url();
+        let user = a.username.clone();
+        async move {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_imgferry"))
+                .args(["--identity-url", &identity])
+                .args(&args)
+                .env("RAX_USERNAME", user)
+                .env("RAX_API_KEY", key)
+                .env_remove("RAX_PASSWORD")
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let args = |obj: &str| {
+        vec![
+            "--output".into(),
+            "json".into(),
+            "validate".into(),
+            "--remote".into(),
+            "dfw".into(),
+            obj.into(),
+        ]
+    };
+    let out = run(args("exports/good.vhd"), a.api_key.clone()).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"]["accepted"], true);
+    assert!(v["io"]["bytes_read"].as_u64().unwrap() < 8192);
+    let out = run(args("exports/raw.img"), a.api_key.clone()).await;
+    assert_eq!(out.status.code(), Some(3));
+    let out = run(args("exports/missing.vhd"), a.api_key.clone()).await;
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(args("exports/good.vhd"), "wrong-key".into()).await;
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("wrong-key"),
+        "the secret never appears"
+    );
+    let mut lon = args("exports/good.vhd");
+    lon[4] = "LON".into();
+    let out = run(lon, a.api_key.clone()).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("available: DFW, IAD"));
 }

@@ -1,0 +1,273 @@
+//! Identity v2.0: authenticate with an API key or password and read the service catalog
+//! (reference/rackspace-api.md §1).
+//!
+//! Regions are matched case-insensitively; an unknown region is an error that lists the regions the
+//! catalog offers. Endpoints must be https, except on loopback addresses (the simulator and a local
+//! Swift), so a typo can never send a token in clear text across a network.
+
+use std::time::SystemTime;
+
+use serde::Deserialize;
+
+use super::Error;
+use crate::credentials::{Credentials, Secret};
+use crate::http::{self, RetryConfig};
+
+/// The default Rackspace identity endpoint.
+pub const DEFAULT_URL: &str = "https://identity.api.rackspacecloud.com/v2.0";
+
+/// One service's endpoint in one region.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Endpoint {
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(rename = "publicURL")]
+    pub public_url: String,
+    #[serde(rename = "tenantId", default)]
+    pub tenant_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Service {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// An authenticated session: the token (never logged), its expiry, and the catalog.
+#[derive(Clone)]
+pub struct Session {
+    pub token: String,
+    pub expires: Option<SystemTime>,
+    pub catalog: Vec<Service>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("token", &"<redacted>")
+            .field("expires", &self.expires)
+            .finish()
+    }
+}
+
+/// Why a service endpoint cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CatalogError {
+    #[error("the catalog has no {kind} service")]
+    NoService { kind: String },
+    #[error("region {region} is not in the catalog for {kind}; available: {}", available.join(", "))]
+    UnknownRegion {
+        region: String,
+        kind: String,
+        available: Vec<String>,
+    },
+    #[error("{url} is not https; plain http is allowed only for loopback addresses")]
+    Insecure { url: String },
+}
+
+/// Refuses plain http to anything but loopback.
+pub fn check_transport(url: &str) -> Result<(), CatalogError> {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Err(CatalogError::Insecure {
+            url: url.to_string(),
+        });
+    };
+    let loopback = match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(CatalogError::Insecure {
+            url: http::redact(url),
+        }),
+    }
+}
+
+impl Session {
+    /// The public URL of service `kind` (`compute`, `image`, `object-store`) in `region`.
+    pub fn endpoint(&self, kind: &str, region: &str) -> Result<String, CatalogError> {
+        // First-generation `cloudServers` entries are skipped, as pyrax does.
+        let services: Vec<&Service> = self
+            .catalog
+            .iter()
+            .filter(|s| s.kind == kind && s.name != "cloudServers")
+            .collect();
+        if services.is_empty() {
+            return Err(CatalogError::NoService {
+                kind: kind.to_string(),
+            });
+        }
+        let found = services.iter().flat_map(|s| &s.endpoints).find(|e| {
+            e.region
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case(region))
+        });
+        match found {
+            Some(e) => {
+                check_transport(&e.public_url)?;
+                Ok(e.public_url.trim_end_matches('/').to_string())
+            }
+            None => {
+                let mut available: Vec<String> = services
+                    .iter()
+                    .flat_map(|s| &s.endpoints)
+                    .filter_map(|e| e.region.clone())
+                    .collect();
+                available.sort();
+                available.dedup();
+                Err(CatalogError::UnknownRegion {
+                    region: region.to_string(),
+                    kind: kind.to_string(),
+                    available,
+                })
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Response {
+    access: Access,
+}
+
+#[derive(Deserialize)]
+struct Access {
+    token: Token,
+    #[serde(rename = "serviceCatalog", default)]
+    catalog: Vec<Service>,
+}
+
+#[derive(Deserialize)]
+struct Token {
+    id: String,
+    #[serde(default)]
+    expires: Option<String>,
+}
+
+/// Authenticates and returns a session.
+pub async fn authenticate(
+    client: &reqwest::Client,
+    identity_url: &str,
+    creds: &Credentials,
+    retry: &RetryConfig,
+) -> Result<Session, Error> {
+    check_transport(identity_url).map_err(|e| Error::Unexpected {
+        url: http::redact(identity_url),
+        detail: e.to_string(),
+    })?;
+    let url = format!("{}/tokens", identity_url.trim_end_matches('/'));
+    let credential = match &creds.secret {
+        Secret::ApiKey(key) => {
+            serde_json::json!({"RAX-KSKEY:apiKeyCredentials": {"username": creds.username, "apiKey": key}})
+        }
+        Secret::Password(pw) => {
+            serde_json::json!({"passwordCredentials": {"username": creds.username, "password": pw}})
+        }
+    };
+    let mut body = serde_json::json!({ "auth": credential });
+    if let Some(t) = &creds.tenant {
+        body["auth"]["tenantId"] = serde_json::json!(t);
+    }
+    // Authentication creates nothing, so retrying it is safe.
+    let resp = http::send(retry, true, || client.post(&url).json(&body), &|_, _, _| {}).await?;
+    if !resp.status().is_success() {
+        return Err(Error::from_response("identity", resp).await);
+    }
+    let text = resp.text().await.map_err(|e| Error::Unexpected {
+        url: url.clone(),
+        detail: http::root_cause(&e),
+    })?;
+    let parsed: Response = serde_json::from_str(&text).map_err(|e| Error::Unexpected {
+        url: url.clone(),
+        detail: format!("the token response is not the expected JSON ({e})"),
+    })?;
+    let expires = parsed
+        .access
+        .token
+        .expires
+        .as_deref()
+        .and_then(|e| humantime::parse_rfc3339_weak(e).ok());
+    Ok(Session {
+        token: parsed.access.token.id,
+        expires,
+        catalog: parsed.access.catalog,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        let svc = |name: &str, kind: &str, urls: &[(&str, &str)]| Service {
+            name: name.into(),
+            kind: kind.into(),
+            endpoints: urls
+                .iter()
+                .map(|(r, u)| Endpoint {
+                    region: Some(r.to_string()),
+                    public_url: u.to_string(),
+                    tenant_id: None,
+                })
+                .collect(),
+        };
+        Session {
+            token: "t".into(),
+            expires: None,
+            catalog: vec![
+                svc(
+                    "cloudFiles",
+                    "object-store",
+                    &[
+                        ("DFW", "https://dfw.example/v1/x"),
+                        ("IAD", "https://iad.example/v1/x"),
+                    ],
+                ),
+                svc("cloudServers", "compute", &[("DFW", "https://old")]),
+                svc(
+                    "cloudServersOpenStack",
+                    "compute",
+                    &[("DFW", "http://10.0.0.1/v2/1")],
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn regions_match_case_insensitively_and_unknown_ones_list_the_rest() {
+        let s = session();
+        assert_eq!(
+            s.endpoint("object-store", "iad").unwrap(),
+            "https://iad.example/v1/x"
+        );
+        let err = s.endpoint("object-store", "LON").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "region LON is not in the catalog for object-store; available: DFW, IAD"
+        );
+        assert!(matches!(
+            s.endpoint("image", "DFW"),
+            Err(CatalogError::NoService { .. })
+        ));
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        assert!(check_transport("https://x.example/v2").is_ok());
+        assert!(check_transport("http://127.0.0.1:5000/v2").is_ok());
+        assert!(check_transport("http://[::1]:5000/v2").is_ok());
+        assert!(check_transport("http://localhost/v2").is_ok());
+        assert!(check_transport("http://10.0.0.1/v2").is_err());
+        assert!(check_transport("ftp://x").is_err());
+        assert!(matches!(
+            session().endpoint("compute", "DFW"),
+            Err(CatalogError::Insecure { .. })
+        ));
+    }
+}

@@ -316,6 +316,38 @@ impl ObjectStore {
         }
     }
 
+    /// PUTs a one-shot streamed body with `ETag: md5` and `Content-Length`: a single attempt, since
+    /// the body cannot be replayed. The transfer engine uses it to upload a segment while it is
+    /// still downloading, and falls back to [`ObjectStore::put_file_region`] if it fails.
+    pub async fn put_stream(
+        &self,
+        container: &str,
+        name: &str,
+        body: reqwest::Body,
+        len: u64,
+        md5: &str,
+    ) -> Result<String, Error> {
+        let url = self.object_url(container, name);
+        let resp = self
+            .req(reqwest::Method::PUT, &url)
+            .header("ETag", md5)
+            .header("Content-Length", len)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Error::Unexpected {
+                url: http::redact(&url),
+                detail: http::root_cause(&e),
+            })?;
+        if !resp.status().is_success() {
+            return Err(Error::from_response("object", resp).await);
+        }
+        Ok(header(&resp, "etag")
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string())
+    }
+
     /// Creates a container (idempotent).
     pub async fn put_container(&self, container: &str) -> Result<(), Error> {
         let url = self.container_url(container);

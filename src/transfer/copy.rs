@@ -346,11 +346,36 @@ async fn hash_in_order(
 }
 
 /// Downloads (or reads) one piece, checks it, and uploads it unless the destination already has it.
+///
+/// When the piece is a whole source segment whose md5 the listing gave, the upload streams while
+/// the download is still running, with `ETag: <source md5>`: the destination itself then refuses
+/// any byte that differs from the source (422), and each piece keeps one connection busy in each
+/// direction. Anything that goes wrong on that fast path falls back to download-then-upload from
+/// the spill file.
 async fn piece_task(
     ctx: Arc<Ctx>,
     piece: super::Piece,
     segment: SrcSegment,
 ) -> Result<Ready, Error> {
+    if let (SourceAccess::Store(store), true, None, Some(want)) = (
+        &ctx.source,
+        piece.whole,
+        &piece.uploaded,
+        segment.md5.as_ref(),
+    ) {
+        match stream_through(&ctx, store, &piece, &segment, want).await {
+            Ok(ready) => return Ok(ready),
+            Err(e) => {
+                tracing::info!(piece = piece.index, error = %e, "streamed copy failed; retrying through the spill file");
+                (ctx.events)(Event::Retry {
+                    what: format!("piece {}", piece.index),
+                    attempt: 1,
+                    delay_ms: 0,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
     let mut attempt = 0u32;
     let (path, offset, spill, md5, sha256) = loop {
         attempt += 1;
@@ -425,6 +450,146 @@ async fn piece_task(
         md5,
         sha256,
         uploaded,
+    })
+}
+
+/// The fast path: GET the segment and PUT it at the same time, teeing the bytes into the spill file
+/// (for the in-order hasher and any retry) and through md5/sha256.
+async fn stream_through(
+    ctx: &Ctx,
+    store: &ObjectStore,
+    piece: &super::Piece,
+    segment: &SrcSegment,
+    want: &str,
+) -> Result<Ready, Error> {
+    use futures::SinkExt;
+    let spill = ctx
+        .opts
+        .work_dir
+        .join(format!("piece-{:06}.spill", piece.index));
+    let io = |what, source| Error::Io {
+        what,
+        path: spill.display().to_string(),
+        source,
+    };
+    let resp = store
+        .get_range(&segment.container, &segment.name, piece.offset, piece.len)
+        .await?;
+    // A small bounded channel: memory per piece is a few chunks, and a slow upload slows the download.
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
+    let dest = ctx.dest.clone();
+    let (name, len, md5_header) = (piece.dest.clone(), piece.len, want.to_string());
+    let upload = tokio::spawn(async move {
+        dest.store
+            .put_stream(
+                &dest.container,
+                &name,
+                reqwest::Body::wrap_stream(rx),
+                len,
+                &md5_header,
+            )
+            .await
+    });
+    let mut out = tokio::fs::File::create(&spill)
+        .await
+        .map_err(|e| io("cannot create the spill file", e))?;
+    let (mut md5, mut sha) = (Md5::new(), Sha256::new());
+    let mut got = 0u64;
+    let mut stream = resp.bytes_stream();
+    let mut since_event = 0u64;
+    let mut upload_alive = true;
+    let failed = loop {
+        let Some(chunk) = stream.next().await else {
+            break None;
+        };
+        let Ok(chunk) = chunk else {
+            break Some(Error::Short {
+                index: piece.index,
+                got,
+                want: piece.len,
+            });
+        };
+        md5.update(&chunk);
+        sha.update(&chunk);
+        if let Err(e) = out.write_all(&chunk).await {
+            break Some(io("cannot write the spill file (disk full?)", e));
+        }
+        if upload_alive && tx.send(Ok(chunk.clone())).await.is_err() {
+            // The upload gave up; keep downloading into the spill file and upload from it after.
+            upload_alive = false;
+        }
+        got += chunk.len() as u64;
+        since_event += chunk.len() as u64;
+        ctx.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if since_event >= 4 << 20 {
+            since_event = 0;
+            (ctx.events)(Event::Progress {
+                done: ctx.done.load(Ordering::Relaxed),
+                total: ctx.total,
+            });
+        }
+    };
+    let failed = failed.or_else(|| {
+        (got != piece.len).then_some(Error::Short {
+            index: piece.index,
+            got,
+            want: piece.len,
+        })
+    });
+    if let Some(e) = failed {
+        // Abort the upload: an errored body makes the client drop the request, and Swift discards it.
+        let _ = tx.send(Err(std::io::Error::other("download failed"))).await;
+        drop(tx);
+        upload.abort();
+        ctx.done.fetch_sub(got, Ordering::Relaxed);
+        let _ = tokio::fs::remove_file(&spill).await;
+        return Err(e);
+    }
+    drop(tx);
+    out.flush()
+        .await
+        .map_err(|e| io("cannot write the spill file (disk full?)", e))?;
+    let (md5, sha256) = (hex::encode(md5.finalize()), hex::encode(sha.finalize()));
+    let uploaded = upload.await.map_err(|e| Error::Persist(e.to_string()))?;
+    if md5 != want {
+        // The destination refused these bytes too (422); fetch them again.
+        ctx.done.fetch_sub(got, Ordering::Relaxed);
+        let _ = tokio::fs::remove_file(&spill).await;
+        return Err(Error::Integrity {
+            what: format!("piece {} (streamed)", piece.index),
+            found: md5,
+            expected: want.to_string(),
+        });
+    }
+    let etag = match uploaded {
+        Ok(etag) if etag == md5 => etag,
+        // The streamed upload failed or answered oddly: the spill file is verified, so upload from it.
+        _ => {
+            ctx.dest
+                .store
+                .put_file_region(&ctx.dest.container, &piece.dest, &spill, 0, piece.len, &md5)
+                .await?
+        }
+    };
+    if etag != md5 {
+        return Err(Error::Integrity {
+            what: format!("upload of {}", piece.dest),
+            found: etag,
+            expected: md5,
+        });
+    }
+    (ctx.events)(Event::Progress {
+        done: ctx.done.load(Ordering::Relaxed),
+        total: ctx.total,
+    });
+    Ok(Ready {
+        index: piece.index,
+        path: spill,
+        offset: 0,
+        spill: true,
+        md5,
+        sha256,
+        uploaded: Some(etag),
     })
 }
 

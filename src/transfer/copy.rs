@@ -10,7 +10,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use md5::{Digest, Md5};
 use serde::Serialize;
-use sha2::Sha256;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
 
@@ -99,7 +98,6 @@ struct Ready {
     offset: u64,
     spill: bool,
     md5: String,
-    sha256: String,
     uploaded: Option<String>,
 }
 
@@ -238,7 +236,6 @@ async fn pipeline(
         };
         let p = &mut state.pieces[r.index];
         p.md5 = Some(r.md5.clone());
-        p.sha256 = Some(r.sha256.clone());
         if r.uploaded.is_some() {
             p.uploaded = r.uploaded.clone();
         }
@@ -300,6 +297,9 @@ async fn hash_in_order(
         });
     }
     let (path, offset, len) = (r.path.clone(), r.offset, piece.len);
+    // Only a source segment split into several pieces needs its own md5 here; a whole one was
+    // checked when it was downloaded.
+    let split = !piece.whole;
     let mut d = digests.clone();
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Digests> {
         use std::io::{Read, Seek, SeekFrom};
@@ -312,7 +312,7 @@ async fn hash_in_order(
             if k == 0 {
                 return Ok(d);
             }
-            d.update(&buf[..k]);
+            d.update(&buf[..k], split);
         }
     })
     .await
@@ -377,7 +377,7 @@ async fn piece_task(
         }
     }
     let mut attempt = 0u32;
-    let (path, offset, spill, md5, sha256) = loop {
+    let (path, offset, spill, md5) = loop {
         attempt += 1;
         let got = fetch(&ctx, &piece, &segment).await?;
         let expected = segment.md5.as_ref().filter(|_| piece.whole);
@@ -448,13 +448,12 @@ async fn piece_task(
         offset,
         spill,
         md5,
-        sha256,
         uploaded,
     })
 }
 
 /// The fast path: GET the segment and PUT it at the same time, teeing the bytes into the spill file
-/// (for the in-order hasher and any retry) and through md5/sha256.
+/// (for the in-order hasher and any retry) and through md5.
 async fn stream_through(
     ctx: &Ctx,
     store: &ObjectStore,
@@ -490,10 +489,15 @@ async fn stream_through(
             )
             .await
     });
-    let mut out = tokio::fs::File::create(&spill)
-        .await
-        .map_err(|e| io("cannot create the spill file", e))?;
-    let (mut md5, mut sha) = (Md5::new(), Sha256::new());
+    // Buffered: tokio's File hands every write to the blocking pool, so small network chunks are
+    // gathered into 1 MiB writes first.
+    let mut out = tokio::io::BufWriter::with_capacity(
+        1 << 20,
+        tokio::fs::File::create(&spill)
+            .await
+            .map_err(|e| io("cannot create the spill file", e))?,
+    );
+    let mut md5 = Md5::new();
     let mut got = 0u64;
     let mut stream = resp.bytes_stream();
     let mut since_event = 0u64;
@@ -510,7 +514,6 @@ async fn stream_through(
             });
         };
         md5.update(&chunk);
-        sha.update(&chunk);
         if let Err(e) = out.write_all(&chunk).await {
             break Some(io("cannot write the spill file (disk full?)", e));
         }
@@ -549,7 +552,7 @@ async fn stream_through(
     out.flush()
         .await
         .map_err(|e| io("cannot write the spill file (disk full?)", e))?;
-    let (md5, sha256) = (hex::encode(md5.finalize()), hex::encode(sha.finalize()));
+    let md5 = hex::encode(md5.finalize());
     let uploaded = upload.await.map_err(|e| Error::Persist(e.to_string()))?;
     if md5 != want {
         // The destination refused these bytes too (422); fetch them again.
@@ -588,27 +591,26 @@ async fn stream_through(
         offset: 0,
         spill: true,
         md5,
-        sha256,
         uploaded: Some(etag),
     })
 }
 
 /// Gets a piece's bytes: from the local file, or streamed into a spill file while hashed.
-/// Returns (path, offset in path, is spill, md5, sha256).
+/// Returns (path, offset in path, is spill, md5).
 async fn fetch(
     ctx: &Ctx,
     piece: &super::Piece,
     segment: &SrcSegment,
-) -> Result<(PathBuf, u64, bool, String, String), Error> {
+) -> Result<(PathBuf, u64, bool, String), Error> {
     match &ctx.source {
         SourceAccess::File(path) => {
-            let (md5, sha256) = hash_file_region(path, piece.offset, piece.len).await?;
+            let md5 = hash_file_region(path, piece.offset, piece.len).await?;
             ctx.done.fetch_add(piece.len, Ordering::Relaxed);
             (ctx.events)(Event::Progress {
                 done: ctx.done.load(Ordering::Relaxed),
                 total: ctx.total,
             });
-            Ok((path.clone(), piece.offset, false, md5, sha256))
+            Ok((path.clone(), piece.offset, false, md5))
         }
         SourceAccess::Store(store) => {
             let spill = ctx
@@ -619,7 +621,7 @@ async fn fetch(
             loop {
                 tries += 1;
                 match download(ctx, store, piece, segment, &spill).await {
-                    Ok((md5, sha256)) => return Ok((spill, 0, true, md5, sha256)),
+                    Ok(md5) => return Ok((spill, 0, true, md5)),
                     Err(e) if tries <= 5 && matches!(e, Error::Short { .. } | Error::Io { .. }) => {
                         let delay = Duration::from_millis(200 * u64::from(tries));
                         tracing::info!(piece = piece.index, error = %e, tries, "download broke off; starting the piece again");
@@ -644,7 +646,7 @@ async fn download(
     piece: &super::Piece,
     segment: &SrcSegment,
     spill: &Path,
-) -> Result<(String, String), Error> {
+) -> Result<String, Error> {
     let io = |what, source| Error::Io {
         what,
         path: spill.display().to_string(),
@@ -653,10 +655,15 @@ async fn download(
     let resp = store
         .get_range(&segment.container, &segment.name, piece.offset, piece.len)
         .await?;
-    let mut out = tokio::fs::File::create(spill)
-        .await
-        .map_err(|e| io("cannot create the spill file", e))?;
-    let (mut md5, mut sha) = (Md5::new(), Sha256::new());
+    // Buffered: tokio's File hands every write to the blocking pool, so small network chunks are
+    // gathered into 1 MiB writes first.
+    let mut out = tokio::io::BufWriter::with_capacity(
+        1 << 20,
+        tokio::fs::File::create(spill)
+            .await
+            .map_err(|e| io("cannot create the spill file", e))?,
+    );
+    let mut md5 = Md5::new();
     let mut got = 0u64;
     let mut stream = resp.bytes_stream();
     let mut since_event = 0u64;
@@ -673,7 +680,6 @@ async fn download(
             }
         };
         md5.update(&chunk);
-        sha.update(&chunk);
         out.write_all(&chunk)
             .await
             .map_err(|e| io("cannot write the spill file (disk full?)", e))?;
@@ -703,17 +709,17 @@ async fn download(
         done: ctx.done.load(Ordering::Relaxed),
         total: ctx.total,
     });
-    Ok((hex::encode(md5.finalize()), hex::encode(sha.finalize())))
+    Ok(hex::encode(md5.finalize()))
 }
 
-async fn hash_file_region(path: &Path, offset: u64, len: u64) -> Result<(String, String), Error> {
+async fn hash_file_region(path: &Path, offset: u64, len: u64) -> Result<String, Error> {
     let p = path.to_path_buf();
-    tokio::task::spawn_blocking(move || -> std::io::Result<(String, String)> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<String> {
         use std::io::{Read, Seek, SeekFrom};
         let mut f = std::fs::File::open(&p)?;
         f.seek(SeekFrom::Start(offset))?;
         let mut f = f.take(len);
-        let (mut md5, mut sha) = (Md5::new(), Sha256::new());
+        let mut md5 = Md5::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let k = f.read(&mut buf)?;
@@ -721,9 +727,8 @@ async fn hash_file_region(path: &Path, offset: u64, len: u64) -> Result<(String,
                 break;
             }
             md5.update(&buf[..k]);
-            sha.update(&buf[..k]);
         }
-        Ok((hex::encode(md5.finalize()), hex::encode(sha.finalize())))
+        Ok(hex::encode(md5.finalize()))
     })
     .await
     .map_err(|e| Error::Persist(e.to_string()))?

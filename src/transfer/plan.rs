@@ -15,7 +15,9 @@ pub const DEFAULT_SEGMENT: u64 = 128 << 20;
 pub const MAX_SEGMENTS: usize = 1000;
 
 /// One destination segment and what is known about it. The per-segment table is part of the
-/// persisted transfer state.
+/// persisted transfer state. Its `md5` is the local md5 of the piece's bytes, checked against the
+/// source segment's; SHA-256 is kept for the whole image (see [`super::digest`]), where it is
+/// useful, rather than per piece, which would cost another pass over every byte.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Piece {
     pub index: usize,
@@ -29,8 +31,6 @@ pub struct Piece {
     pub dest: String,
     #[serde(default)]
     pub md5: Option<String>,
-    #[serde(default)]
-    pub sha256: Option<String>,
     /// The ETag the destination answered; set once the upload is confirmed.
     #[serde(default)]
     pub uploaded: Option<String>,
@@ -102,7 +102,6 @@ pub fn plan(source: &Source, dest_object: &str, segment_size: u64) -> Result<Vec
                 whole: n == 1,
                 dest: format!("{dest_object}.segments/{index:06}"),
                 md5: None,
-                sha256: None,
                 uploaded: None,
             });
         }

@@ -21,6 +21,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -108,6 +109,7 @@ class Sim:
             self.proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        shutil.rmtree(self.data, ignore_errors=True)
 
 
 def timed(cmd, env=None, watch_dir=None):

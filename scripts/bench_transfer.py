@@ -245,6 +245,7 @@ def main():
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--seed", type=int, default=20261127)
     ap.add_argument("--only", default="clean,wan,memory,resume")
+    ap.add_argument("--tools", default="imgferry,curl,swiftclient,rclone", help="tools compared in clean and wan")
     args = ap.parse_args()
     work = args.work or tempfile.mkdtemp(prefix="imgferry-bench-")
     parts = set(args.only.split(","))
@@ -256,7 +257,7 @@ def main():
         sim = Sim(args.binary, work, args.clean_size)
         try:
             obj = sim.export()
-            results = tools(args, sim, obj, None, work, args.concurrency, 128 * MIB)
+            results = tools(args, sim, obj, None, work, args.concurrency, 128 * MIB, only=set(args.tools.split(",")))
             sha, size = verify(sim, obj, results)
             report["clean"] = {"size": size, "sha256": sha, "results": results}
             out.append(table(f"Clean loopback: {size / GIB:.2f} GiB, 64 MiB DLO segments, imgferry --concurrency {args.concurrency}", results, size))
@@ -268,7 +269,7 @@ def main():
         sim = Sim(args.binary, work, args.wan_size, throttle=16 * MIB)
         try:
             obj = sim.export()
-            results = tools(args, sim, obj, None, work, 8, 128 * MIB)
+            results = tools(args, sim, obj, None, work, 8, 128 * MIB, only=set(args.tools.split(",")))
             sha, size = verify(sim, obj, results)
             report["wan"] = {"size": size, "results": results}
             out.append(table(f"WAN-like: {size / GIB:.2f} GiB, every connection 16 MiB/s, imgferry --concurrency 8", results, size))

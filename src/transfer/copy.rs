@@ -502,6 +502,7 @@ async fn stream_through(
     let mut stream = resp.bytes_stream();
     let mut since_event = 0u64;
     let mut upload_alive = true;
+    let mut pending = bytes::BytesMut::with_capacity(512 * 1024);
     let failed = loop {
         let Some(chunk) = stream.next().await else {
             break None;
@@ -517,7 +518,13 @@ async fn stream_through(
         if let Err(e) = out.write_all(&chunk).await {
             break Some(io("cannot write the spill file (disk full?)", e));
         }
-        if upload_alive && tx.send(Ok(chunk.clone())).await.is_err() {
+        // Network reads arrive in small chunks; the upload gets them gathered into 256 KiB
+        // pieces, which costs one copy but saves most of the per-chunk channel and socket work.
+        pending.extend_from_slice(&chunk);
+        if upload_alive
+            && pending.len() >= 256 * 1024
+            && tx.send(Ok(pending.split().freeze())).await.is_err()
+        {
             // The upload gave up; keep downloading into the spill file and upload from it after.
             upload_alive = false;
         }
@@ -547,6 +554,9 @@ async fn stream_through(
         ctx.done.fetch_sub(got, Ordering::Relaxed);
         let _ = tokio::fs::remove_file(&spill).await;
         return Err(e);
+    }
+    if upload_alive && !pending.is_empty() {
+        let _ = tx.send(Ok(pending.split().freeze())).await;
     }
     drop(tx);
     out.flush()

@@ -300,20 +300,20 @@ async fn hash_in_order(
     // Only a source segment split into several pieces needs its own md5 here; a whole one was
     // checked when it was downloaded.
     let split = !piece.whole;
-    let mut d = digests.clone();
+    let d = digests.clone();
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Digests> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = std::fs::File::open(&path)?;
-        f.seek(SeekFrom::Start(offset))?;
-        let mut f = f.take(len);
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let k = f.read(&mut buf)?;
-            if k == 0 {
-                return Ok(d);
-            }
-            d.update(&buf[..k], split);
-        }
+        // MD5 and SHA-256 are each sequential, but independent of each other: hash the piece with
+        // both at once on two threads (two reads of a file that is in the page cache), which
+        // halves the time the in-order hasher needs once the last downloads finish together.
+        let (mut md5_part, mut sha_part) = d.split();
+        std::thread::scope(|scope| {
+            let sha = scope.spawn(|| for_each_chunk(&path, offset, len, |b| sha_part.update(b)));
+            let md5 = for_each_chunk(&path, offset, len, |b| md5_part.update(b, split));
+            sha.join()
+                .map_err(|_| std::io::Error::other("hashing thread panicked"))??;
+            md5
+        })?;
+        Ok(Digests::join(md5_part, sha_part))
     })
     .await
     .map_err(|e| Error::Persist(e.to_string()))?
@@ -720,6 +720,27 @@ async fn download(
         total: ctx.total,
     });
     Ok(hex::encode(md5.finalize()))
+}
+
+/// Reads `len` bytes of `path` from `offset` in 1 MiB chunks, handing each to `f`. Blocking.
+fn for_each_chunk(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    mut f: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut file = file.take(len);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let k = file.read(&mut buf)?;
+        if k == 0 {
+            return Ok(());
+        }
+        f(&buf[..k]);
+    }
 }
 
 async fn hash_file_region(path: &Path, offset: u64, len: u64) -> Result<String, Error> {

@@ -37,6 +37,30 @@ impl Default for Digests {
     }
 }
 
+/// The MD5 half of [`Digests`] (whole image and current source segment).
+pub struct Md5Part {
+    md5: Md5,
+    segment_md5: Md5,
+}
+
+impl Md5Part {
+    pub fn update(&mut self, bytes: &[u8], in_split_segment: bool) {
+        self.md5.update(bytes);
+        if in_split_segment {
+            self.segment_md5.update(bytes);
+        }
+    }
+}
+
+/// The SHA-256 half of [`Digests`].
+pub struct Sha256Part(Sha256);
+
+impl Sha256Part {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
 /// A state file whose hasher state cannot be restored.
 #[derive(Debug, thiserror::Error)]
 #[error("the saved digest state is damaged ({0})")]
@@ -56,6 +80,26 @@ impl Digests {
         self.md5.update(bytes);
         if in_split_segment {
             self.segment_md5.update(bytes);
+        }
+    }
+
+    /// Splits the hashers so the MD5s and the SHA-256 can run on different threads.
+    pub fn split(self) -> (Md5Part, Sha256Part) {
+        (
+            Md5Part {
+                md5: self.md5,
+                segment_md5: self.segment_md5,
+            },
+            Sha256Part(self.sha256),
+        )
+    }
+
+    /// Puts split hashers back together.
+    pub fn join(m: Md5Part, s: Sha256Part) -> Self {
+        Self {
+            sha256: s.0,
+            md5: m.md5,
+            segment_md5: m.segment_md5,
         }
     }
 

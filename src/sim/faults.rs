@@ -273,6 +273,9 @@ fn cut_after(s: ByteStream, limit: u64) -> impl Stream<Item = Result<Bytes, axum
                     Some((Ok(chunk.slice(..room as usize)), (s, limit, false)))
                 } else {
                     // An error mid-body makes hyper drop the connection: the client sees a reset.
+                    // Pause first so the K bytes (and the headers) are really flushed to the client,
+                    // rather than dropped with the connection.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     Some((
                         Err(axum::Error::new("simulated connection reset")),
                         (s, sent, true),

@@ -45,19 +45,23 @@ fn object_url(account: &str, container: &str, name: &str) -> String {
     format!("{account}/{}/{}", enc(container), name.join("/"))
 }
 
+/// Whether a HEAD of `url` on the external Swift succeeds.
+async fn remote_exists(http: &reqwest::Client, url: &str) -> Result<bool, String> {
+    let r = http
+        .head(url)
+        .header("X-Auth-Token", "sim")
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(r.status().is_success())
+}
+
 impl Backend<'_> {
     pub async fn container_exists(&self, region: &str, container: &str) -> Result<bool, String> {
         match self {
             Self::Local(store) => Ok(store.container_exists(region, container)),
             Self::Remote { http, account_url } => {
-                let url = format!("{account_url}/{container}");
-                let r = http
-                    .head(&url)
-                    .header("X-Auth-Token", "sim")
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(r.status().is_success())
+                remote_exists(http, &format!("{account_url}/{container}")).await
             }
         }
     }
@@ -71,14 +75,7 @@ impl Backend<'_> {
         match self {
             Self::Local(store) => Ok(store.exists(region, container, name)),
             Self::Remote { http, account_url } => {
-                let url = object_url(account_url, container, name);
-                let r = http
-                    .head(&url)
-                    .header("X-Auth-Token", "sim")
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(r.status().is_success())
+                remote_exists(http, &object_url(account_url, container, name)).await
             }
         }
     }

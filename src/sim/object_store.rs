@@ -761,23 +761,13 @@ impl Store {
         name: &str,
         with_segments: bool,
     ) -> Response {
-        let removed = {
-            let mut accounts = self.accounts();
-            accounts
-                .get_mut(region)
-                .and_then(|a| a.containers.get_mut(container))
-                .and_then(|objs| objs.remove(name))
-        };
-        let Some(obj) = removed else {
+        let Some(obj) = self.remove(region, container, name).await else {
             return not_found();
         };
-        if let Some(f) = &obj.file {
-            let _ = tokio::fs::remove_file(f).await;
-        }
         if let (true, Kind::Slo(segments)) = (with_segments, &obj.kind) {
             let mut deleted = 1;
             for s in segments {
-                if self.remove(region, &s.container, &s.name).await {
+                if self.remove(region, &s.container, &s.name).await.is_some() {
                     deleted += 1;
                 }
             }
@@ -790,7 +780,8 @@ impl Store {
         StatusCode::NO_CONTENT.into_response()
     }
 
-    async fn remove(&self, region: &str, container: &str, name: &str) -> bool {
+    /// Removes an object and its data file, returning what was removed.
+    async fn remove(&self, region: &str, container: &str, name: &str) -> Option<Object> {
         let removed = {
             let mut accounts = self.accounts();
             accounts
@@ -801,7 +792,7 @@ impl Store {
         if let Some(f) = removed.as_ref().and_then(|o| o.file.clone()) {
             let _ = tokio::fs::remove_file(f).await;
         }
-        removed.is_some()
+        removed
     }
 
     async fn bulk_delete(&self, region: &str, body: Body) -> Response {
@@ -818,7 +809,7 @@ impl Store {
             let path = path.trim_start_matches('/');
             match path.split_once('/') {
                 Some((c, o)) => {
-                    if self.remove(region, c, o).await {
+                    if self.remove(region, c, o).await.is_some() {
                         deleted += 1;
                     } else {
                         not_found += 1;

@@ -5,7 +5,7 @@
 //! bounding how much is read, is [`super::validate`]'s job.
 
 use super::findings::{Findings, ImportCode};
-use super::footer::{DiskType, checksum, fourcc};
+use super::footer::{DiskType, be_u32, be_u64, checksum, fourcc};
 
 /// Size of the dynamic header in bytes.
 pub const LEN: usize = 1024;
@@ -35,18 +35,6 @@ pub mod off {
     pub const PARENT_NAME: usize = 64;
     pub const LOCATORS: usize = 576;
     pub const RESERVED2: usize = 768;
-}
-
-fn be_u32(raw: &[u8], at: usize) -> u32 {
-    let mut b = [0; 4];
-    b.copy_from_slice(&raw[at..at + 4]);
-    u32::from_be_bytes(b)
-}
-
-fn be_u64(raw: &[u8], at: usize) -> u64 {
-    let mut b = [0; 8];
-    b.copy_from_slice(&raw[at..at + 8]);
-    u64::from_be_bytes(b)
 }
 
 /// A decoded dynamic disk header.

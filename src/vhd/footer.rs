@@ -99,13 +99,15 @@ pub struct Footer {
     pub raw: [u8; LEN],
 }
 
-fn be_u32(raw: &[u8], at: usize) -> u32 {
+/// Reads a big-endian u32 at a fixed field offset of a fixed-size structure.
+pub(crate) fn be_u32(raw: &[u8], at: usize) -> u32 {
     let mut b = [0; 4];
     b.copy_from_slice(&raw[at..at + 4]);
     u32::from_be_bytes(b)
 }
 
-fn be_u64(raw: &[u8], at: usize) -> u64 {
+/// Reads a big-endian u64 at a fixed field offset of a fixed-size structure.
+pub(crate) fn be_u64(raw: &[u8], at: usize) -> u64 {
     let mut b = [0; 8];
     b.copy_from_slice(&raw[at..at + 8]);
     u64::from_be_bytes(b)

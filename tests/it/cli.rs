@@ -233,6 +233,49 @@ fn sim_serve_prints_the_environment_and_stops_on_ctrl_c() {
         text.contains("export RAX_IDENTITY_URL=http://127.0.0.1:"),
         "{text}"
     );
+    // The fault file is in force: the first compute request fails with 503, the next succeeds.
+    let value = |prefix: &str| {
+        seen.iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap()
+            .to_string()
+    };
+    let (identity, key) = (
+        value("export RAX_IDENTITY_URL="),
+        value("export RAX_API_KEY="),
+    );
+    let compute = seen
+        .iter()
+        .find_map(|l| l.strip_prefix("DFW: servers "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let statuses = tokio::runtime::Runtime::new().unwrap().block_on(async move {
+        let http = reqwest::Client::new();
+        let auth = serde_json::json!({"auth": {"RAX-KSKEY:apiKeyCredentials": {"username": "demo", "apiKey": key}}});
+        let v: serde_json::Value = http
+            .post(format!("{identity}/tokens"))
+            .json(&auth)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = v["access"]["token"]["id"].as_str().unwrap().to_string();
+        let mut statuses = Vec::new();
+        for _ in 0..2 {
+            let r = http
+                .get(format!("{compute}/servers"))
+                .header("X-Auth-Token", &token)
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+        }
+        statuses
+    });
+    assert_eq!(statuses, [503, 200]);
     assert!(
         text.contains("export RAX_USERNAME=") && text.contains("export RAX_API_KEY="),
         "{text}"

@@ -452,6 +452,52 @@ async fn piece_task(
     })
 }
 
+/// Where a streamed download also sends its bytes: the upload's body, gathered into 256 KiB pieces
+/// (network reads arrive in small chunks; one copy saves most of the per-chunk channel and socket
+/// work).
+struct Tee {
+    tx: futures::channel::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    pending: bytes::BytesMut,
+    alive: bool,
+}
+
+impl Tee {
+    async fn push(&mut self, chunk: &[u8]) {
+        use futures::SinkExt;
+        if !self.alive {
+            return;
+        }
+        self.pending.extend_from_slice(chunk);
+        if self.pending.len() >= 256 * 1024
+            && self
+                .tx
+                .send(Ok(self.pending.split().freeze()))
+                .await
+                .is_err()
+        {
+            // The upload gave up; the download goes on into the spill file, uploaded from after.
+            self.alive = false;
+        }
+    }
+
+    /// Sends what is left and ends the body.
+    async fn finish(mut self) {
+        use futures::SinkExt;
+        if self.alive && !self.pending.is_empty() {
+            let _ = self.tx.send(Ok(self.pending.split().freeze())).await;
+        }
+    }
+
+    /// Ends the body with an error: the client then drops the request, and Swift discards it.
+    async fn abort(mut self) {
+        use futures::SinkExt;
+        let _ = self
+            .tx
+            .send(Err(std::io::Error::other("download failed")))
+            .await;
+    }
+}
+
 /// The fast path: GET the segment and PUT it at the same time, teeing the bytes into the spill file
 /// (for the in-order hasher and any retry) and through md5.
 async fn stream_through(
@@ -461,21 +507,12 @@ async fn stream_through(
     segment: &SrcSegment,
     want: &str,
 ) -> Result<Ready, Error> {
-    use futures::SinkExt;
     let spill = ctx
         .opts
         .work_dir
         .join(format!("piece-{:06}.spill", piece.index));
-    let io = |what, source| Error::Io {
-        what,
-        path: spill.display().to_string(),
-        source,
-    };
-    let resp = store
-        .get_range(&segment.container, &segment.name, piece.offset, piece.len)
-        .await?;
     // A small bounded channel: memory per piece is a few chunks, and a slow upload slows the download.
-    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<bytes::Bytes, std::io::Error>>(8);
+    let (tx, rx) = futures::channel::mpsc::channel(8);
     let dest = ctx.dest.clone();
     let (name, len, md5_header) = (piece.dest.clone(), piece.len, want.to_string());
     let upload = tokio::spawn(async move {
@@ -489,84 +526,27 @@ async fn stream_through(
             )
             .await
     });
-    // Buffered: tokio's File hands every write to the blocking pool, so small network chunks are
-    // gathered into 1 MiB writes first.
-    let mut out = tokio::io::BufWriter::with_capacity(
-        1 << 20,
-        tokio::fs::File::create(&spill)
-            .await
-            .map_err(|e| io("cannot create the spill file", e))?,
-    );
-    let mut md5 = Md5::new();
-    let mut got = 0u64;
-    let mut stream = resp.bytes_stream();
-    let mut since_event = 0u64;
-    let mut upload_alive = true;
-    let mut pending = bytes::BytesMut::with_capacity(512 * 1024);
-    let failed = loop {
-        let Some(chunk) = stream.next().await else {
-            break None;
-        };
-        let Ok(chunk) = chunk else {
-            break Some(Error::Short {
-                index: piece.index,
-                got,
-                want: piece.len,
-            });
-        };
-        md5.update(&chunk);
-        if let Err(e) = out.write_all(&chunk).await {
-            break Some(io("cannot write the spill file (disk full?)", e));
+    let mut tee = Tee {
+        tx,
+        pending: bytes::BytesMut::with_capacity(512 * 1024),
+        alive: true,
+    };
+    let md5 = match download(ctx, store, piece, segment, &spill, Some(&mut tee)).await {
+        Ok(md5) => {
+            tee.finish().await;
+            md5
         }
-        // Network reads arrive in small chunks; the upload gets them gathered into 256 KiB
-        // pieces, which costs one copy but saves most of the per-chunk channel and socket work.
-        pending.extend_from_slice(&chunk);
-        if upload_alive
-            && pending.len() >= 256 * 1024
-            && tx.send(Ok(pending.split().freeze())).await.is_err()
-        {
-            // The upload gave up; keep downloading into the spill file and upload from it after.
-            upload_alive = false;
-        }
-        got += chunk.len() as u64;
-        since_event += chunk.len() as u64;
-        ctx.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        if since_event >= 4 << 20 {
-            since_event = 0;
-            (ctx.events)(Event::Progress {
-                done: ctx.done.load(Ordering::Relaxed),
-                total: ctx.total,
-            });
+        Err(e) => {
+            tee.abort().await;
+            upload.abort();
+            let _ = tokio::fs::remove_file(&spill).await;
+            return Err(e);
         }
     };
-    let failed = failed.or_else(|| {
-        (got != piece.len).then_some(Error::Short {
-            index: piece.index,
-            got,
-            want: piece.len,
-        })
-    });
-    if let Some(e) = failed {
-        // Abort the upload: an errored body makes the client drop the request, and Swift discards it.
-        let _ = tx.send(Err(std::io::Error::other("download failed"))).await;
-        drop(tx);
-        upload.abort();
-        ctx.done.fetch_sub(got, Ordering::Relaxed);
-        let _ = tokio::fs::remove_file(&spill).await;
-        return Err(e);
-    }
-    if upload_alive && !pending.is_empty() {
-        let _ = tx.send(Ok(pending.split().freeze())).await;
-    }
-    drop(tx);
-    out.flush()
-        .await
-        .map_err(|e| io("cannot write the spill file (disk full?)", e))?;
-    let md5 = hex::encode(md5.finalize());
     let uploaded = upload.await.map_err(|e| Error::Persist(e.to_string()))?;
     if md5 != want {
         // The destination refused these bytes too (422); fetch them again.
-        ctx.done.fetch_sub(got, Ordering::Relaxed);
+        ctx.done.fetch_sub(piece.len, Ordering::Relaxed);
         let _ = tokio::fs::remove_file(&spill).await;
         return Err(Error::Integrity {
             what: format!("piece {} (streamed)", piece.index),
@@ -591,10 +571,6 @@ async fn stream_through(
             expected: md5,
         });
     }
-    (ctx.events)(Event::Progress {
-        done: ctx.done.load(Ordering::Relaxed),
-        total: ctx.total,
-    });
     Ok(Ready {
         index: piece.index,
         path: spill,
@@ -630,7 +606,7 @@ async fn fetch(
             let mut tries = 0u32;
             loop {
                 tries += 1;
-                match download(ctx, store, piece, segment, &spill).await {
+                match download(ctx, store, piece, segment, &spill, None).await {
                     Ok(md5) => return Ok((spill, 0, true, md5)),
                     Err(e) if tries <= 5 && matches!(e, Error::Short { .. } | Error::Io { .. }) => {
                         let delay = Duration::from_millis(200 * u64::from(tries));
@@ -650,17 +626,26 @@ async fn fetch(
     }
 }
 
+/// GETs a piece into its spill file, hashing it as it passes and, when `tee` is given, sending the
+/// same bytes on to a streamed upload. Returns the md5. On failure the progress it counted is
+/// taken back.
 async fn download(
     ctx: &Ctx,
     store: &ObjectStore,
     piece: &super::Piece,
     segment: &SrcSegment,
     spill: &Path,
+    mut tee: Option<&mut Tee>,
 ) -> Result<String, Error> {
     let io = |what, source| Error::Io {
         what,
         path: spill.display().to_string(),
         source,
+    };
+    let short = |got| Error::Short {
+        index: piece.index,
+        got,
+        want: piece.len,
     };
     let resp = store
         .get_range(&segment.container, &segment.name, piece.offset, piece.len)
@@ -677,22 +662,20 @@ async fn download(
     let mut got = 0u64;
     let mut stream = resp.bytes_stream();
     let mut since_event = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(_) => {
-                ctx.done.fetch_sub(got, Ordering::Relaxed);
-                return Err(Error::Short {
-                    index: piece.index,
-                    got,
-                    want: piece.len,
-                });
-            }
+    let failed = loop {
+        let Some(chunk) = stream.next().await else {
+            break None;
+        };
+        let Ok(chunk) = chunk else {
+            break Some(short(got));
         };
         md5.update(&chunk);
-        out.write_all(&chunk)
-            .await
-            .map_err(|e| io("cannot write the spill file (disk full?)", e))?;
+        if let Err(e) = out.write_all(&chunk).await {
+            break Some(io("cannot write the spill file (disk full?)", e));
+        }
+        if let Some(t) = tee.as_deref_mut() {
+            t.push(&chunk).await;
+        }
         got += chunk.len() as u64;
         since_event += chunk.len() as u64;
         ctx.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
@@ -703,17 +686,19 @@ async fn download(
                 total: ctx.total,
             });
         }
-    }
-    out.flush()
-        .await
-        .map_err(|e| io("cannot write the spill file (disk full?)", e))?;
-    if got != piece.len {
+    };
+    let failed = match failed {
+        Some(e) => Some(e),
+        None if got != piece.len => Some(short(got)),
+        None => out
+            .flush()
+            .await
+            .err()
+            .map(|e| io("cannot write the spill file (disk full?)", e)),
+    };
+    if let Some(e) = failed {
         ctx.done.fetch_sub(got, Ordering::Relaxed);
-        return Err(Error::Short {
-            index: piece.index,
-            got,
-            want: piece.len,
-        });
+        return Err(e);
     }
     (ctx.events)(Event::Progress {
         done: ctx.done.load(Ordering::Relaxed),

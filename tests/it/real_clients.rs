@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use imgferry::sim::{self, DiskSpec, SeedServer, SimConfig, SimHandle};
 use md5::{Digest, Md5};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const MIB: u64 = 1 << 20;
 
@@ -114,18 +114,7 @@ async fn setup() -> Option<(SimHandle, Clients)> {
     })
     .await
     .unwrap();
-    let a = sim.account();
-    let body = json!({"auth": {"RAX-KSKEY:apiKeyCredentials": {"username": a.username, "apiKey": a.api_key}}});
-    let v: Value = reqwest::Client::new()
-        .post(format!("{}/tokens", sim.identity_url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = v["access"]["token"]["id"].as_str().unwrap().to_string();
+    let token = crate::support::sim_session(&sim).await.token;
     Some((
         sim,
         Clients {

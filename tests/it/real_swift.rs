@@ -71,31 +71,11 @@ async fn export_to_real_swift_then_import_from_it() {
     .await
     .unwrap();
     let http = reqwest::Client::new();
-    let a = sim.account();
-    let auth = json!({"auth": {"RAX-KSKEY:apiKeyCredentials": {"username": a.username, "apiKey": a.api_key}}});
-    let access: Value = http
-        .post(format!("{}/tokens", sim.identity_url()))
-        .json(&auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = access["access"]["token"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let files = access["access"]["serviceCatalog"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["type"] == "object-store")
-        .unwrap()
-        .clone();
+    let session = crate::support::sim_session(&sim).await;
+    let token = session.token.clone();
     assert_eq!(
-        files["endpoints"][0]["publicURL"],
-        dfw.as_str(),
+        session.endpoint("object-store", "DFW").unwrap(),
+        dfw,
         "the catalog advertises the external Swift"
     );
 

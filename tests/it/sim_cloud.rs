@@ -37,7 +37,7 @@ impl Cloud {
     async fn start(config: SimConfig) -> Self {
         let sim = sim::spawn(seeded(config)).await.expect("start simulator");
         let http = Client::new();
-        let token = authenticate(&sim, &http).await;
+        let token = crate::support::sim_session(&sim).await.token;
         Self { sim, http, token }
     }
 
@@ -161,21 +161,6 @@ impl Cloud {
             .body(bytes);
         r.send().await.unwrap().status()
     }
-}
-
-async fn authenticate(sim: &SimHandle, http: &Client) -> String {
-    let a = sim.account();
-    let body = json!({"auth": {"RAX-KSKEY:apiKeyCredentials": {"username": a.username, "apiKey": a.api_key}}});
-    let v: Value = http
-        .post(format!("{}/tokens", sim.identity_url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["access"]["token"]["id"].as_str().unwrap().to_string()
 }
 
 fn disk_bytes(disk: &sim::Disk) -> Vec<u8> {

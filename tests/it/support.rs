@@ -79,3 +79,20 @@ pub fn vhd_seconds(t: SystemTime) -> u32 {
     let unix = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     u32::try_from(unix - 946_684_800).unwrap_or(u32::MAX)
 }
+
+/// Authenticates against a simulator with its account's API key, through imgferry's own identity
+/// client.
+#[allow(dead_code)]
+pub async fn sim_session(sim: &imgferry::sim::SimHandle) -> imgferry::api::identity::Session {
+    use imgferry::credentials::{Credentials, Secret};
+    let a = sim.account();
+    let creds = Credentials {
+        username: a.username.clone(),
+        secret: Secret::ApiKey(a.api_key.clone()),
+        tenant: None,
+    };
+    let http = imgferry::http::client().expect("http client");
+    imgferry::api::identity::authenticate(&http, &sim.identity_url(), &creds, &Default::default())
+        .await
+        .expect("authenticate against the simulator")
+}

@@ -50,6 +50,9 @@ pub enum Command {
     Resume {
         /// The migration id printed when it started (see `imgferry status`).
         id: String,
+        /// Seconds between status checks, overriding the saved plan's intervals.
+        #[arg(long, value_name = "SECS")]
+        poll_interval: Option<f64>,
     },
     /// Show one migration in detail, or a table of all known ones.
     Status {
@@ -59,7 +62,7 @@ pub enum Command {
     /// Check VHD files and predict whether Cloud Images would import them, and with which code.
     Validate(ValidateArgs),
     /// Run a full migration against the embedded two-region simulated cloud.
-    Demo,
+    Demo(DemoArgs),
     /// Copy one object between Cloud Files accounts (or a local file into one) with the transfer
     /// engine: parallel verified segments, resumable with --state. Used by benchmarks and tests.
     #[command(hide = true)]
@@ -108,6 +111,13 @@ pub struct MigrateArgs {
     /// Print the plan and create nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Seconds between status checks of servers, images and tasks [default: 10 for servers and
+    /// images, 30 for tasks, as Rackspace asks]. Shorter intervals suit the simulator.
+    #[arg(long, value_name = "SECS")]
+    pub poll_interval: Option<f64>,
+    /// Give up waiting for any one step after this many hours.
+    #[arg(long, value_name = "HOURS", default_value_t = 12.0)]
+    pub step_deadline_hours: f64,
 }
 
 /// Where the image comes from: exactly one of these.
@@ -129,6 +139,19 @@ pub struct MigrateSource {
     /// Build a server from IMAGE with FLAVOR first, then image it.
     #[arg(long, value_name = "IMAGE:FLAVOR")]
     pub create_server: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Virtual size of the demo server's disk.
+    #[arg(long, default_value = "1GiB", value_parser = parse_bytes, value_name = "SIZE")]
+    pub disk_size: u64,
+    /// Fraction of the disk's blocks that hold data.
+    #[arg(long, default_value_t = 0.4, value_name = "FRACTION")]
+    pub allocated: f64,
+    /// Seconds each simulated build, imaging or task takes.
+    #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
+    pub step_seconds: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

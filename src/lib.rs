@@ -8,12 +8,14 @@
 //! - [`app`]: dispatches commands and maps outcomes to [`exit_code`]s.
 //! - [`commands`]: one module per command that does real work.
 //! - [`vhd`]: VHD parsing, validation and import-verdict prediction over any positioned-read source.
-//! - [`http`], [`api`]: the retrying HTTP layer and the Cloud Files client.
+//! - [`http`], [`api`]: the retrying HTTP layer and the Identity, Cloud Servers, Cloud Images and
+//!   Cloud Files clients.
 //! - [`transfer`]: the parallel, verified, resumable segment copier.
+//! - [`migrate`]: the resumable migration state machine and its state store.
+//! - [`progress`]: migration events rendered as indicatif bars, plain lines or JSON lines.
 //! - [`sim`]: the simulated multi-region Rackspace cloud, for `sim serve`, the demo and the tests.
 //!
-//! Later layers (HTTP and retry, API clients, the transfer engine, the migration state machine and
-//! the simulated cloud) are described in docs/architecture.md.
+//! docs/architecture.md describes how the layers fit together.
 
 pub mod api;
 pub mod app;
@@ -22,6 +24,8 @@ pub mod commands;
 pub mod credentials;
 pub mod exit_code;
 pub mod http;
+pub mod migrate;
+pub mod progress;
 pub mod sim;
 pub mod transfer;
 pub mod vhd;

@@ -1,11 +1,19 @@
 //! Clients of the Rackspace APIs, over the shared HTTP layer ([`crate::http`]).
 //!
 //! - [`identity`]: Identity v2.0 authentication and the service catalog.
+//! - [`auth`]: the shared token, refreshed before expiry and after a 401.
+//! - [`compute`]: Cloud Servers (servers, createImage).
+//! - [`images`]: Cloud Images (images, export and import tasks).
 //! - [`object_store`]: Cloud Files (Swift v1), what the transfer engine needs.
 //!
-//! Identity, Cloud Servers and Cloud Images clients arrive with the migration (docs/architecture.md).
+//! [`JsonService`] is the common core of the JSON APIs: every response body is read with a size
+//! cap and parsed into typed structs, and anything unexpected becomes [`Error::Unexpected`] naming
+//! the endpoint, never a panic.
 
+pub mod auth;
+pub mod compute;
 pub mod identity;
+pub mod images;
 pub mod object_store;
 
 /// What an API call can fail with, by meaning rather than status code (STYLE §3).
@@ -13,6 +21,8 @@ pub mod object_store;
 pub enum Error {
     #[error("{what} was not found ({url})")]
     NotFound { what: String, url: String },
+    #[error("{url} refused the request as conflicting with the resource's state: {message}")]
+    Conflict { url: String, message: String },
     #[error("the token was refused at {url}: authentication expired or is not valid")]
     Unauthorized { url: String },
     #[error("{url} answered HTTP {status}: {message}")]
@@ -25,6 +35,121 @@ pub enum Error {
     Unexpected { url: String, detail: String },
     #[error(transparent)]
     Http(Box<crate::http::Error>),
+}
+
+/// The largest JSON response body read from a service. Real answers are a few KiB; a hostile or
+/// broken endpoint cannot make imgferry allocate more than this.
+const MAX_JSON_BODY: usize = 8 << 20;
+
+/// One JSON service endpoint (a region's compute or image URL) with the shared token.
+#[derive(Clone, Debug)]
+pub struct JsonService {
+    pub http: reqwest::Client,
+    /// The catalog's publicURL, without a trailing slash.
+    pub base: String,
+    pub auth: auth::Auth,
+    pub retry: crate::http::RetryConfig,
+}
+
+impl JsonService {
+    pub fn new(
+        http: reqwest::Client,
+        base: &str,
+        auth: auth::Auth,
+        retry: crate::http::RetryConfig,
+    ) -> Self {
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            auth,
+            retry,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    /// Sends `method url` with an optional JSON body. `idempotent` is false for POSTs that create
+    /// things: those are never retried after a timeout (the intent lookup settles them instead).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+        idempotent: bool,
+    ) -> Result<reqwest::Response, Error> {
+        auth::send(
+            &self.auth,
+            &self.retry,
+            idempotent,
+            |token| {
+                let mut r = self
+                    .http
+                    .request(method.clone(), url)
+                    .header("X-Auth-Token", token)
+                    .header("Accept", "application/json");
+                if let Some(b) = body {
+                    r = r.json(b);
+                }
+                r
+            },
+            &|_, _, _| {},
+        )
+        .await
+    }
+
+    /// GETs `url` and parses the JSON answer; `None` on 404.
+    pub async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        url: &str,
+    ) -> Result<Option<T>, Error> {
+        let resp = self.request(reqwest::Method::GET, url, None, true).await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(Error::from_response(what, resp).await);
+        }
+        parse_json(what, resp).await.map(Some)
+    }
+}
+
+/// Reads a response body of at most [`MAX_JSON_BODY`] bytes and parses it as `T`.
+pub async fn parse_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    mut resp: reqwest::Response,
+) -> Result<T, Error> {
+    let url = crate::http::redact(resp.url().as_str());
+    let unexpected = |detail: String| Error::Unexpected {
+        url: url.clone(),
+        detail,
+    };
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_JSON_BODY as u64)
+    {
+        return Err(unexpected(format!(
+            "the {what} response claims {} bytes, more than the {MAX_JSON_BODY} a JSON answer may have",
+            resp.content_length().unwrap_or_default()
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| unexpected(format!("the {what} response was cut short ({})", crate::http::root_cause(&e))))?
+    {
+        if body.len() + chunk.len() > MAX_JSON_BODY {
+            return Err(unexpected(format!(
+                "the {what} response is larger than {MAX_JSON_BODY} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| unexpected(format!("the {what} response is not the expected JSON ({e})")))
 }
 
 impl From<crate::http::Error> for Error {
@@ -42,6 +167,10 @@ impl Error {
         let body = resp.text().await.unwrap_or_default();
         match status {
             401 => Self::Unauthorized { url },
+            409 => Self::Conflict {
+                url,
+                message: short_message(&body),
+            },
             404 => Self::NotFound {
                 what: what.to_string(),
                 url,

@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::Error;
+use super::auth::{self, Auth};
 use crate::http::{self, RetryConfig};
 use crate::vhd::{ByteSource, SourceError};
 
@@ -23,7 +24,7 @@ pub type RetryHook = Arc<dyn Fn(u32, Duration, &str) + Send + Sync>;
 pub struct ObjectStore {
     http: reqwest::Client,
     account_url: String,
-    token: String,
+    auth: Auth,
     retry: RetryConfig,
     on_retry: RetryHook,
 }
@@ -84,11 +85,11 @@ fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
 }
 
 impl ObjectStore {
-    pub fn new(http: reqwest::Client, account_url: &str, token: &str, retry: RetryConfig) -> Self {
+    pub fn new(http: reqwest::Client, account_url: &str, auth: Auth, retry: RetryConfig) -> Self {
         Self {
             http,
             account_url: account_url.trim_end_matches('/').to_string(),
-            token: token.to_string(),
+            auth,
             retry,
             on_retry: Arc::new(|_, _, _| {}),
         }
@@ -121,22 +122,20 @@ impl ObjectStore {
     async fn send(
         &self,
         idempotent: bool,
-        build: impl FnMut() -> reqwest::RequestBuilder,
+        build: impl FnMut(&str) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Error> {
-        Ok(http::send(&self.retry, idempotent, build, &*self.on_retry).await?)
+        auth::send(&self.auth, &self.retry, idempotent, build, &*self.on_retry).await
     }
 
-    fn req(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, url)
-            .header("X-Auth-Token", &self.token)
+    fn req(&self, method: reqwest::Method, url: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, url).header("X-Auth-Token", token)
     }
 
     /// HEAD an object; `None` when it does not exist.
     pub async fn head(&self, container: &str, name: &str) -> Result<Option<ObjectMeta>, Error> {
         let url = self.object_url(container, name);
         let resp = self
-            .send(true, || self.req(reqwest::Method::HEAD, &url))
+            .send(true, |t| self.req(reqwest::Method::HEAD, &url, t))
             .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -175,7 +174,9 @@ impl ObjectStore {
                 ("limit", "10000"),
             ];
             let resp = self
-                .send(true, || self.req(reqwest::Method::GET, &url).query(&query))
+                .send(true, |t| {
+                    self.req(reqwest::Method::GET, &url, t).query(&query)
+                })
                 .await?;
             match resp.status() {
                 StatusCode::NO_CONTENT => return Ok(all),
@@ -201,8 +202,8 @@ impl ObjectStore {
     pub async fn slo_manifest(&self, container: &str, name: &str) -> Result<Vec<SloEntry>, Error> {
         let url = self.object_url(container, name);
         let resp = self
-            .send(true, || {
-                self.req(reqwest::Method::GET, &url)
+            .send(true, |t| {
+                self.req(reqwest::Method::GET, &url, t)
                     .query(&[("multipart-manifest", "get")])
             })
             .await?;
@@ -230,8 +231,8 @@ impl ObjectStore {
         let url = self.object_url(container, name);
         let range = format!("bytes={offset}-{}", offset + len.max(1) - 1);
         let resp = self
-            .send(true, || {
-                self.req(reqwest::Method::GET, &url).header("Range", &range)
+            .send(true, |t| {
+                self.req(reqwest::Method::GET, &url, t).header("Range", &range)
             })
             .await?;
         match resp.status() {
@@ -266,6 +267,8 @@ impl ObjectStore {
                     detail: format!("cannot read {}: {e}", file.display()),
                 })?;
             let mut body = Some(body);
+            self.auth.ensure_fresh().await?;
+            let token = self.auth.token();
             // The body is a one-shot stream, so transport-level retries happen here, re-reading the
             // file each time, rather than inside http::send.
             let resp = http::send(
@@ -278,7 +281,7 @@ impl ObjectStore {
                     let b = body
                         .take()
                         .unwrap_or_else(|| reqwest::Body::from(Vec::new()));
-                    self.req(reqwest::Method::PUT, &url)
+                    self.req(reqwest::Method::PUT, &url, &token)
                         .header("ETag", md5)
                         .header("Content-Length", len)
                         .body(b)
@@ -295,6 +298,10 @@ impl ObjectStore {
                         .unwrap_or("")
                         .trim_matches('"')
                         .to_string());
+                }
+                // A refused token is refreshed once per refusal; the retry re-reads the file.
+                Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
+                    self.auth.refresh_after_401(&token).await?
                 }
                 Ok(r) => matches!(r.status().as_u16(), 408 | 422 | 429 | 498 | 500..=599),
                 Err(_) => true,
@@ -328,8 +335,9 @@ impl ObjectStore {
         md5: &str,
     ) -> Result<String, Error> {
         let url = self.object_url(container, name);
+        self.auth.ensure_fresh().await?;
         let resp = self
-            .req(reqwest::Method::PUT, &url)
+            .req(reqwest::Method::PUT, &url, &self.auth.token())
             .header("ETag", md5)
             .header("Content-Length", len)
             .body(body)
@@ -352,8 +360,8 @@ impl ObjectStore {
     pub async fn put_container(&self, container: &str) -> Result<(), Error> {
         let url = self.container_url(container);
         let resp = self
-            .send(true, || {
-                self.req(reqwest::Method::PUT, &url)
+            .send(true, |t| {
+                self.req(reqwest::Method::PUT, &url, t)
                     .header("Content-Length", 0)
             })
             .await?;
@@ -375,8 +383,8 @@ impl ObjectStore {
         let url = self.object_url(container, name);
         let body = serde_json::to_vec(manifest).unwrap_or_default();
         let resp = self
-            .send(true, || {
-                self.req(reqwest::Method::PUT, &url)
+            .send(true, |t| {
+                self.req(reqwest::Method::PUT, &url, t)
                     .query(&[("multipart-manifest", "put")])
                     .body(body.clone())
             })
@@ -393,7 +401,7 @@ impl ObjectStore {
     pub async fn delete(&self, container: &str, name: &str) -> Result<(), Error> {
         let url = self.object_url(container, name);
         let resp = self
-            .send(true, || self.req(reqwest::Method::DELETE, &url))
+            .send(true, |t| self.req(reqwest::Method::DELETE, &url, t))
             .await?;
         match resp.status() {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::api::auth::Auth;
 use crate::api::object_store::ObjectStore;
 use crate::cli::{OutputFormat, TransferArgs};
 use crate::exit_code;
@@ -131,14 +132,19 @@ async fn copy(args: &TransferArgs, output: OutputFormat) -> Result<(), Error> {
     let dst_store = ObjectStore::new(
         client.clone(),
         &args.dst_url,
-        &token("IMGFERRY_DST_TOKEN")?,
+        Auth::fixed(&token("IMGFERRY_DST_TOKEN")?),
         retry.clone(),
     )
     .with_retry_hook(Arc::clone(&hook));
     let (access, fresh_source) = match (&args.src_url, &args.file) {
         (Some(url), _) => {
             let (c, o) = split(args.src.as_deref().unwrap_or_default())?;
-            let store = ObjectStore::new(client.clone(), url, &token("IMGFERRY_SRC_TOKEN")?, retry)
+            let store = ObjectStore::new(
+                client.clone(),
+                url,
+                Auth::fixed(&token("IMGFERRY_SRC_TOKEN")?),
+                retry,
+            )
                 .with_retry_hook(hook);
             (SourceAccess::Store(store.clone()), Some((store, c, o)))
         }

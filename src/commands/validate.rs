@@ -129,15 +129,15 @@ async fn validate_remote(
     let creds = crate::credentials::Credentials::from_env()?;
     let client = crate::http::client().map_err(Error::Client)?;
     let retry = crate::http::RetryConfig::default();
-    let session = identity::authenticate(
+    let (auth, session) = crate::api::auth::Auth::login(
         &client,
         identity_url.unwrap_or(identity::DEFAULT_URL),
-        &creds,
+        creds,
         &retry,
     )
     .await?;
     let url = session.endpoint("object-store", region)?;
-    let store = object_store::ObjectStore::new(client, &url, &session.token, retry);
+    let store = object_store::ObjectStore::new(client, &url, auth, retry);
     let meta = store
         .head(container, object)
         .await?

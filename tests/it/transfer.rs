@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use imgferry::api::auth::Auth;
 use imgferry::api::object_store::{ObjectStore, RemoteObject};
 use imgferry::http::RetryConfig;
 use imgferry::sim::{
@@ -58,10 +59,15 @@ impl World {
         let src = ObjectStore::new(
             http.clone(),
             &sim.object_store_url("DFW"),
-            &token,
+            Auth::fixed(&token),
             quick_retry(),
         );
-        let dst = ObjectStore::new(http, &sim.object_store_url("IAD"), &token, quick_retry());
+        let dst = ObjectStore::new(
+            http,
+            &sim.object_store_url("IAD"),
+            Auth::fixed(&token),
+            quick_retry(),
+        );
         dst.put_container("imports").await.unwrap();
         Self {
             sim,
@@ -433,7 +439,7 @@ async fn a_range_answered_with_200_is_an_error() {
     let store = ObjectStore::new(
         reqwest::Client::new(),
         &format!("http://{addr}/v1/acct"),
-        "t",
+        Auth::fixed("t"),
         quick_retry(),
     );
     let remote = RemoteObject {
@@ -653,7 +659,7 @@ async fn transfers_to_real_swift() {
     let swift_store = ObjectStore::new(
         imgferry::http::client().unwrap(),
         &account,
-        "any",
+        Auth::fixed("any"),
         quick_retry(),
     );
     swift_store.put_container("imports").await.unwrap();

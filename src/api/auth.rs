@@ -1,0 +1,178 @@
+//! The token every API client shares: authenticated once, refreshed a minute before it expires, and
+//! refreshed once after a 401 (reference/rackspace-api.md §1.6; STYLE §4).
+//!
+//! A 401 from any service invalidates only the token that request carried: when several parallel
+//! segment uploads hit the same expiry, the first one re-authenticates and the rest reuse the new
+//! token instead of each logging in again. The token is never logged and never persisted.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use super::Error;
+use super::identity::{self, Session};
+use crate::credentials::Credentials;
+use crate::http::RetryConfig;
+
+/// Refresh this long before the token's stated expiry, as ncw/swift does.
+const EARLY_REFRESH: Duration = Duration::from_secs(60);
+
+/// A shared, refreshable token. Cloning shares it.
+#[derive(Clone)]
+pub struct Auth {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    current: RwLock<Current>,
+    /// Serialises refreshes so concurrent 401s cause one login.
+    refreshing: tokio::sync::Mutex<()>,
+    login: Option<Login>,
+}
+
+#[derive(Clone)]
+struct Current {
+    token: String,
+    expires: Option<SystemTime>,
+}
+
+/// What a refresh needs: the identity endpoint and the credentials.
+struct Login {
+    http: reqwest::Client,
+    identity_url: String,
+    creds: Credentials,
+    retry: RetryConfig,
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auth")
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Auth {
+    /// A token that cannot be refreshed (the hidden `transfer` command takes tokens from the
+    /// environment); a 401 is final.
+    pub fn fixed(token: &str) -> Self {
+        Self::build(
+            Current {
+                token: token.to_string(),
+                expires: None,
+            },
+            None,
+        )
+    }
+
+    /// Authenticates with `creds` and keeps what is needed to do it again.
+    pub async fn login(
+        http: &reqwest::Client,
+        identity_url: &str,
+        creds: Credentials,
+        retry: &RetryConfig,
+    ) -> Result<(Self, Session), Error> {
+        let session = identity::authenticate(http, identity_url, &creds, retry).await?;
+        let auth = Self::build(
+            Current {
+                token: session.token.clone(),
+                expires: session.expires,
+            },
+            Some(Login {
+                http: http.clone(),
+                identity_url: identity_url.to_string(),
+                creds,
+                retry: retry.clone(),
+            }),
+        );
+        Ok((auth, session))
+    }
+
+    fn build(current: Current, login: Option<Login>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                current: RwLock::new(current),
+                refreshing: tokio::sync::Mutex::new(()),
+                login,
+            }),
+        }
+    }
+
+    fn current(&self) -> Current {
+        self.inner
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The token to put in `X-Auth-Token` now.
+    pub fn token(&self) -> String {
+        self.current().token
+    }
+
+    /// Re-authenticates when the token expires within a minute.
+    pub async fn ensure_fresh(&self) -> Result<(), Error> {
+        let cur = self.current();
+        let stale = cur
+            .expires
+            .is_some_and(|e| e <= SystemTime::now() + EARLY_REFRESH);
+        if stale {
+            self.refresh(&cur.token).await?;
+        }
+        Ok(())
+    }
+
+    /// Called after a 401 on a request that carried `seen`. Returns whether a different token is
+    /// now available, so the caller retries once; `false` means the 401 is final.
+    pub async fn refresh_after_401(&self, seen: &str) -> Result<bool, Error> {
+        if self.inner.login.is_none() {
+            return Ok(false);
+        }
+        self.refresh(seen).await?;
+        Ok(self.token() != seen)
+    }
+
+    async fn refresh(&self, seen: &str) -> Result<(), Error> {
+        let Some(login) = &self.inner.login else {
+            return Ok(());
+        };
+        let _guard = self.inner.refreshing.lock().await;
+        if self.token() != seen {
+            // Another request refreshed it while this one waited.
+            return Ok(());
+        }
+        tracing::info!("re-authenticating: the token expired or was refused");
+        let session =
+            identity::authenticate(&login.http, &login.identity_url, &login.creds, &login.retry)
+                .await?;
+        *self
+            .inner
+            .current
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Current {
+            token: session.token,
+            expires: session.expires,
+        };
+        Ok(())
+    }
+}
+
+/// Sends a request built by `build` (given the current token) with the retry policy; on a 401 it
+/// refreshes the token once and sends once more. Every API client goes through here.
+pub async fn send(
+    auth: &Auth,
+    retry: &RetryConfig,
+    idempotent: bool,
+    mut build: impl FnMut(&str) -> reqwest::RequestBuilder,
+    on_retry: &(dyn Fn(u32, Duration, &str) + Send + Sync),
+) -> Result<reqwest::Response, Error> {
+    auth.ensure_fresh().await?;
+    let token = auth.token();
+    let resp = crate::http::send(retry, idempotent, || build(&token), on_retry).await?;
+    if resp.status() != reqwest::StatusCode::UNAUTHORIZED || !auth.refresh_after_401(&token).await?
+    {
+        return Ok(resp);
+    }
+    let token = auth.token();
+    Ok(crate::http::send(retry, idempotent, || build(&token), on_retry).await?)
+}

@@ -1,0 +1,243 @@
+//! Cloud Servers (Nova v2 as Rackspace runs it): create, get, find by name and delete servers, and
+//! the createImage action (reference/rackspace-api.md §2).
+//!
+//! Creating calls are not retried on timeouts (the migration settles them by name instead); the id
+//! of a new image comes from the `Location` header, else a body `image_id` (Nova microversion
+//! 2.45+), else the caller looks it up by name.
+
+use reqwest::Method;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Error, JsonService, parse_json};
+
+/// A server as GET /servers/{id} describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Server {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub status: String,
+    /// `OS-EXT-STS:task_state`: `image_snapshot`… while imaging, null when idle.
+    #[serde(rename = "OS-EXT-STS:task_state", default)]
+    pub task_state: Option<String>,
+    #[serde(default)]
+    pub fault: Option<Fault>,
+    #[serde(default)]
+    pub addresses: Value,
+    #[serde(rename = "accessIPv4", default)]
+    pub access_ipv4: Option<String>,
+}
+
+/// The fault embedded in a server in ERROR.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Fault {
+    #[serde(default)]
+    pub code: Option<u16>,
+    #[serde(default)]
+    pub message: String,
+}
+
+impl Server {
+    /// Every IP address, public first, for the final report.
+    pub fn ip_addresses(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(ip) = self.access_ipv4.as_deref().filter(|ip| !ip.is_empty()) {
+            out.push(ip.to_string());
+        }
+        if let Some(nets) = self.addresses.as_object() {
+            for addrs in nets.values() {
+                for a in addrs.as_array().into_iter().flatten() {
+                    if let Some(ip) = a["addr"].as_str()
+                        && !out.iter().any(|o| o == ip)
+                    {
+                        out.push(ip.to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What POST /servers answers.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub id: String,
+    /// Shown once to the user; never stored.
+    pub admin_pass: Option<String>,
+}
+
+/// The compute endpoint of one region.
+#[derive(Debug, Clone)]
+pub struct Compute {
+    api: JsonService,
+}
+
+#[derive(Deserialize)]
+struct ServerEnvelope {
+    server: Server,
+}
+
+#[derive(Deserialize)]
+struct ServerList {
+    servers: Vec<ServerRef>,
+}
+
+#[derive(Deserialize)]
+struct ServerRef {
+    id: String,
+    #[serde(default)]
+    name: String,
+}
+
+impl Compute {
+    pub fn new(api: JsonService) -> Self {
+        Self { api }
+    }
+
+    pub async fn get_server(&self, id: &str) -> Result<Option<Server>, Error> {
+        let url = self.api.url(&format!("servers/{id}"));
+        Ok(self
+            .api
+            .get::<ServerEnvelope>("server", &url)
+            .await?
+            .map(|e| e.server))
+    }
+
+    /// Ids of the servers named exactly `name`. Nova's `?name=` is a pattern match, so the exact
+    /// comparison is made here.
+    pub async fn find_servers(&self, name: &str) -> Result<Vec<String>, Error> {
+        let url = reqwest::Url::parse_with_params(&self.api.url("servers"), [("name", name)])
+            .map_err(|e| Error::Unexpected {
+                url: self.api.url("servers"),
+                detail: e.to_string(),
+            })?;
+        let list: ServerList = self
+            .api
+            .get("server list", url.as_str())
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "the server list".into(),
+                url: self.api.url("servers"),
+            })?;
+        Ok(list
+            .servers
+            .into_iter()
+            .filter(|s| s.name == name)
+            .map(|s| s.id)
+            .collect())
+    }
+
+    /// POST /servers. Not retried on timeout: the caller persisted an intent with `name` first.
+    pub async fn create_server(
+        &self,
+        name: &str,
+        image_ref: &str,
+        flavor_ref: &str,
+    ) -> Result<Created, Error> {
+        let url = self.api.url("servers");
+        let body = json!({"server": {"name": name, "imageRef": image_ref, "flavorRef": flavor_ref}});
+        let resp = self
+            .api
+            .request(Method::POST, &url, Some(&body), false)
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Error::from_response("server", resp).await);
+        }
+        #[derive(Deserialize)]
+        struct Body {
+            server: CreatedServer,
+        }
+        #[derive(Deserialize)]
+        struct CreatedServer {
+            id: String,
+            #[serde(rename = "adminPass", default)]
+            admin_pass: Option<String>,
+        }
+        let b: Body = parse_json("server creation", resp).await?;
+        Ok(Created {
+            id: b.server.id,
+            admin_pass: b.server.admin_pass,
+        })
+    }
+
+    /// createImage. Returns the new image's id when the answer carries it (`Location`, or a body
+    /// `image_id`); `None` means the caller must look the image up by name.
+    pub async fn create_image(&self, server_id: &str, name: &str) -> Result<Option<String>, Error> {
+        let url = self.api.url(&format!("servers/{server_id}/action"));
+        let body = json!({"createImage": {"name": name}});
+        let resp = self
+            .api
+            .request(Method::POST, &url, Some(&body), false)
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Error::from_response("server", resp).await);
+        }
+        let from_location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(image_id_from_location);
+        if from_location.is_some() {
+            return Ok(from_location);
+        }
+        // Nova 2.45+ answers {"image_id": …}; an empty body (Content-Length: 0) is also normal.
+        let text = resp.text().await.unwrap_or_default();
+        Ok(serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v["image_id"].as_str().map(str::to_string)))
+    }
+
+    /// DELETE /servers/{id}; a server that is already gone counts as deleted.
+    pub async fn delete_server(&self, id: &str) -> Result<(), Error> {
+        let url = self.api.url(&format!("servers/{id}"));
+        let resp = self.api.request(Method::DELETE, &url, None, true).await?;
+        match resp.status().as_u16() {
+            200..=299 | 404 => Ok(()),
+            _ => Err(Error::from_response("server", resp).await),
+        }
+    }
+}
+
+/// The last path segment of a `Location` URL, if it looks like an id.
+fn image_id_from_location(location: &str) -> Option<String> {
+    let path = location.split(['?', '#']).next()?;
+    let last = path.trim_end_matches('/').rsplit('/').next()?;
+    (!last.is_empty() && last.len() <= 64 && last.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .then(|| last.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_ids_come_from_the_location_path() {
+        assert_eq!(
+            image_id_from_location("https://dfw.servers/v2/1/images/ab-12").as_deref(),
+            Some("ab-12")
+        );
+        assert_eq!(
+            image_id_from_location("https://x/images/ab-12/?q=1").as_deref(),
+            Some("ab-12")
+        );
+        assert_eq!(image_id_from_location("https://x/images/a b"), None);
+    }
+
+    #[test]
+    fn addresses_are_listed_once_public_first() {
+        let s: Server = serde_json::from_value(json!({
+            "id": "1", "accessIPv4": "203.0.113.1",
+            "addresses": {"public": [{"addr": "203.0.113.1"}, {"addr": "2001:db8::1"}],
+                          "private": [{"addr": "10.0.0.1"}]}
+        }))
+        .unwrap();
+        // accessIPv4 first, then each network's addresses, without repeats.
+        assert_eq!(
+            s.ip_addresses(),
+            vec!["203.0.113.1", "10.0.0.1", "2001:db8::1"]
+        );
+    }
+}

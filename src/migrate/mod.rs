@@ -1,0 +1,251 @@
+//! The migration: a resumable state machine over the Rackspace APIs (DESIGN §2,
+//! docs/state-machine.md).
+//!
+//! ```text
+//! Planned ─► [ServerCreating ─► ServerActive] ─► Imaging ─► ImageActive ─► Exporting ─► Exported
+//!         ─► Inspected ─► Transferring ─► Uploaded ─► Importing ─► Imported
+//!         ─► [Booting ─► Booted] ─► [CleanedUp] ─► Done
+//!   --image starts at ImageActive, --export at Exported, --vhd goes from Planned to Inspected.
+//!   any state ─► failure { at, error, resumable } recorded beside the step; Ctrl-C saves, exit 4
+//! ```
+//!
+//! The driver loop is load → step → persist → report. Each handler in [`steps`] does the work that
+//! leaves one state and names the next; a handler that is about to POST something persists an
+//! intent first (a deterministic name containing the migration id, or for tasks the input itself),
+//! and a resumed handler that finds an intent without an id settles it by lookup before any POST.
+//! So a kill at any instant, including between a POST and the save of its answer, never creates a
+//! second server, image, task or object.
+//!
+//! # Layout
+//! - [`state`]: the persisted record; [`store`]: the atomic, locked, versioned files.
+//! - [`steps`]: one handler per state; [`wait`]: polling with intervals, deadlines and Ctrl-C.
+//! - [`cleanup`]: deleting what imgferry created, never anything else.
+//! - [`report`]: the final report.
+
+pub mod cleanup;
+pub mod report;
+pub mod state;
+pub mod steps;
+pub mod store;
+pub mod wait;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::auth::Auth;
+use crate::api::compute::Compute;
+use crate::api::identity::{CatalogError, Session};
+use crate::api::images::Images;
+use crate::api::object_store::ObjectStore;
+use crate::api::{self, JsonService};
+use crate::exit_code;
+use crate::progress::{Event, Reporter};
+use crate::vhd::ImportCode;
+
+pub use report::Report;
+pub use state::{Migration, Step};
+pub use store::Store;
+
+/// Why a migration stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("authentication failed")]
+    Auth(#[source] api::Error),
+    #[error(transparent)]
+    Api(#[from] api::Error),
+    #[error(transparent)]
+    Transfer(#[from] crate::transfer::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("the {what} failed: {message}")]
+    TaskFailed { what: String, message: String },
+    #[error("{what} went into status {status}: {message}")]
+    ResourceFailed {
+        what: String,
+        status: String,
+        message: String,
+    },
+    #[error("gave up waiting for {what} after {seconds:.0} s (last status: {status})")]
+    Timeout {
+        what: String,
+        seconds: f64,
+        status: String,
+    },
+    #[error("{}", rejected_message(*code, *predicted, message))]
+    Rejected {
+        code: u16,
+        predicted: bool,
+        /// The service's own message, for an actual rejection.
+        message: String,
+    },
+    #[error("cannot validate the local VHD {path}: {detail}")]
+    LocalVhd { path: String, detail: String },
+    #[error("interrupted")]
+    Interrupted,
+}
+
+fn rejected_message(code: u16, predicted: bool, message: &str) -> String {
+    let known = ImportCode::from_number(code);
+    let meaning = known.map_or("an undocumented code", ImportCode::meaning);
+    let advice = known.map_or("contact Rackspace support with the task id", ImportCode::advice);
+    if predicted {
+        format!(
+            "the import would be rejected with code {code}: {meaning}\n  what to do: {advice}\n  \
+             (nothing was transferred; --force imports anyway)"
+        )
+    } else {
+        format!(
+            "the import was rejected with code {code}: {meaning}\n  the service said: {message}\n  \
+             what to do: {advice}"
+        )
+    }
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) | Error::Catalog(_) => exit_code::USAGE,
+            Error::Store(
+                store::Error::Locked { .. }
+                | store::Error::Corrupt { .. }
+                | store::Error::Newer { .. }
+                | store::Error::Unknown { .. },
+            ) => exit_code::USAGE,
+            Error::Auth(_) | Error::Api(api::Error::Unauthorized { .. }) => exit_code::AUTH_FAILED,
+            Error::Rejected { .. } => exit_code::REJECTED,
+            Error::Interrupted => exit_code::INTERRUPTED,
+            _ => exit_code::FAILED,
+        }
+    }
+
+    /// Whether `imgferry resume` can continue after this. A rejection is final for these bytes.
+    pub fn resumable(&self) -> bool {
+        !matches!(self, Error::Rejected { .. })
+    }
+}
+
+/// One region's services.
+#[derive(Debug, Clone)]
+pub struct RegionApi {
+    pub name: String,
+    pub compute: Compute,
+    pub images: Images,
+    pub files: ObjectStore,
+}
+
+impl RegionApi {
+    /// The region's endpoints from the catalog; an unknown region lists the ones available.
+    pub fn resolve(
+        http: &reqwest::Client,
+        session: &Session,
+        auth: &Auth,
+        region: &str,
+        reporter: &Arc<Reporter>,
+    ) -> Result<Self, Error> {
+        let retry = crate::http::RetryConfig::default();
+        let service = |kind: &str| -> Result<JsonService, Error> {
+            let url = session.endpoint(kind, region)?;
+            Ok(JsonService::new(http.clone(), &url, auth.clone(), retry.clone()))
+        };
+        let files_url = session.endpoint("object-store", region)?;
+        let events = Arc::clone(reporter);
+        let files = ObjectStore::new(http.clone(), &files_url, auth.clone(), retry.clone())
+            .with_retry_hook(Arc::new(move |attempt, delay, why| {
+                events.emit(Event::Transfer {
+                    detail: crate::transfer::Event::Retry {
+                        what: "request".into(),
+                        attempt,
+                        delay_ms: delay.as_millis() as u64,
+                        reason: why.into(),
+                    },
+                });
+            }));
+        Ok(Self {
+            name: region.to_uppercase(),
+            compute: Compute::new(service("compute")?),
+            images: Images::new(service("image")?),
+            files,
+        })
+    }
+}
+
+/// What the step handlers work with.
+pub struct Ctx {
+    /// The source region; `None` for a local VHD.
+    pub src: Option<RegionApi>,
+    pub dst: RegionApi,
+    pub store: Store,
+    pub reporter: Arc<Reporter>,
+    pub cancel: CancellationToken,
+    /// The booted server's admin password: shown once, never persisted.
+    pub admin_pass: Mutex<Option<String>>,
+}
+
+impl Ctx {
+    pub fn src(&self) -> Result<&RegionApi, Error> {
+        self.src
+            .as_ref()
+            .ok_or_else(|| Error::Config("this step needs a source region (--from)".into()))
+    }
+
+    pub fn save(&self, m: &mut Migration) -> Result<(), Error> {
+        m.updated = state::unix_now();
+        self.store.save(m)?;
+        Ok(())
+    }
+
+    pub fn emit(&self, e: Event) {
+        self.reporter.emit(e);
+    }
+}
+
+/// Drives `m` until it is done or something stops it. The state is saved after every step; on an
+/// error the failure is recorded in the state file too.
+pub async fn drive(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    if m.failure.take().is_some() {
+        ctx.save(m)?;
+    }
+    let result = drive_steps(ctx, m).await;
+    if let Err(e) = &result {
+        m.failure = Some(state::Failure {
+            at: m.step,
+            error: crate::error_chain(e),
+            resumable: e.resumable(),
+            exit_code: e.exit_code(),
+        });
+        // The record of what exists remotely matters more than this error; if it cannot be saved
+        // the previous save (made after the last step) still stands.
+        if let Err(save) = ctx.save(m) {
+            tracing::warn!(error = %crate::error_chain(&save), "could not record the failure");
+        }
+    }
+    result
+}
+
+async fn drive_steps(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    while m.step != Step::Done {
+        if ctx.cancel.is_cancelled() {
+            return Err(Error::Interrupted);
+        }
+        let step = m.step;
+        let started = Instant::now();
+        ctx.emit(Event::StepStarted {
+            step,
+            detail: steps::describe(m),
+        });
+        let outcome = steps::advance(ctx, m).await;
+        let seconds = started.elapsed().as_secs_f64();
+        m.add_time(step, seconds);
+        outcome?;
+        ctx.save(m)?;
+        ctx.emit(Event::StepFinished { step, seconds });
+        ctx.emit(Event::State { step: m.step });
+    }
+    Ok(())
+}

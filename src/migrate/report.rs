@@ -1,0 +1,151 @@
+//! The final report (DESIGN §2): ids in both regions, sizes, whole-image digests, segment count,
+//! bytes moved, time per step, and the predicted and actual import verdicts. It is built from the
+//! saved facts, so `imgferry status ID` can show it again later.
+
+use serde::Serialize;
+
+use super::state::{Migration, Step, StepTime};
+use crate::progress::size;
+
+/// Everything a user (or a script) wants to know at the end.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub id: String,
+    pub step: Step,
+    pub from: Option<String>,
+    pub to: String,
+    pub source: String,
+    pub source_server: Option<String>,
+    pub source_image: Option<String>,
+    pub export: Option<String>,
+    pub upload: Option<String>,
+    pub imported_image: Option<String>,
+    pub imported_image_name: String,
+    pub boot_server: Option<String>,
+    pub boot_addresses: Vec<String>,
+    /// Shown once: only in the report printed at the end of the run that booted the server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_pass: Option<String>,
+    pub virtual_size: Option<u64>,
+    pub physical_size: Option<u64>,
+    pub sha256: Option<String>,
+    pub md5: Option<String>,
+    pub segments: Option<usize>,
+    pub bytes_moved: Option<u64>,
+    /// `None` when validation predicted acceptance.
+    pub predicted_code: Option<u16>,
+    /// "accepted", "rejected" or "not yet".
+    pub import_verdict: &'static str,
+    pub import_code: Option<u16>,
+    pub cleaned: Vec<String>,
+    pub timings: Vec<StepTime>,
+    pub total_seconds: f64,
+}
+
+impl Report {
+    pub fn new(m: &Migration, admin_pass: Option<String>) -> Self {
+        let f = &m.facts;
+        let t = f.transfer.as_ref();
+        Self {
+            id: m.id.clone(),
+            step: m.step,
+            from: m.plan.from.clone(),
+            to: m.plan.to.clone(),
+            source: m.plan.entry.describe(),
+            source_server: f.source_server.clone(),
+            source_image: f.source_image.clone(),
+            export: f.export.as_ref().map(ToString::to_string),
+            upload: f.upload.as_ref().map(ToString::to_string),
+            imported_image: f.imported_image.clone(),
+            imported_image_name: m.plan.name.clone(),
+            boot_server: f.boot_server.as_ref().and_then(|b| b.id.clone()),
+            boot_addresses: f.boot_addresses.clone(),
+            admin_pass,
+            virtual_size: f.vhd.as_ref().and_then(|v| v.virtual_size),
+            physical_size: f.vhd.as_ref().and_then(|v| v.physical_size),
+            sha256: t.and_then(|t| t.sha256.clone()),
+            md5: t.and_then(|t| t.md5.clone()),
+            segments: t.map(|t| t.pieces.len()),
+            bytes_moved: t.map(|t| t.uploaded_bytes()),
+            predicted_code: f.vhd.as_ref().and_then(|v| v.predicted_code),
+            import_verdict: match (&f.imported_image, f.import_code) {
+                (Some(_), _) => "accepted",
+                (None, Some(_)) => "rejected",
+                (None, None) => "not yet",
+            },
+            import_code: f.import_code,
+            cleaned: f.cleaned.clone(),
+            timings: m.timings.clone(),
+            total_seconds: m.timings.iter().map(|t| t.seconds).sum(),
+        }
+    }
+
+    /// The summary for people.
+    pub fn render_human(&self) -> String {
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<18} {v}\n"));
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        line("migration", format!("{} ({})", self.id, self.step));
+        line(
+            "route",
+            format!(
+                "{} → {}",
+                self.from.as_deref().unwrap_or("local file"),
+                self.to
+            ),
+        );
+        line("source", self.source.clone());
+        if self.source_server.is_some() {
+            line("source server", opt(&self.source_server));
+        }
+        if self.source_image.is_some() {
+            line("source image", opt(&self.source_image));
+        }
+        if self.export.is_some() {
+            line("exported VHD", opt(&self.export));
+        }
+        line("uploaded VHD", opt(&self.upload));
+        line(
+            "imported image",
+            format!("{} ({})", opt(&self.imported_image), self.imported_image_name),
+        );
+        if self.boot_server.is_some() {
+            line(
+                "booted server",
+                format!("{} {}", opt(&self.boot_server), self.boot_addresses.join(" ")),
+            );
+        }
+        if let Some(p) = &self.admin_pass {
+            line("admin password", format!("{p}  (shown once; not stored)"));
+        }
+        if let (Some(v), Some(p)) = (self.virtual_size, self.physical_size) {
+            line("size", format!("{} virtual, {} physical", size(v), size(p)));
+        }
+        line("sha256", opt(&self.sha256));
+        line("md5", opt(&self.md5));
+        if let (Some(s), Some(b)) = (self.segments, self.bytes_moved) {
+            line("moved", format!("{} in {s} segments", size(b)));
+        }
+        let predicted = self
+            .predicted_code
+            .map_or_else(|| "accept".to_string(), |c| format!("reject ({c})"));
+        let actual = match self.import_code {
+            Some(c) => format!("{} ({c})", self.import_verdict),
+            None => self.import_verdict.to_string(),
+        };
+        line("import", format!("predicted {predicted}, actual {actual}"));
+        for c in &self.cleaned {
+            line("deleted", c.clone());
+        }
+        let steps: Vec<String> = self
+            .timings
+            .iter()
+            .map(|t| format!("{} {:.1}s", t.step, t.seconds))
+            .collect();
+        line(
+            "time",
+            format!("{:.1} s ({})", self.total_seconds, steps.join(", ")),
+        );
+        out
+    }
+}

@@ -1,0 +1,374 @@
+//! The persisted migration: its plan, the step it is at, and every fact learned so far.
+//!
+//! The step is an enum; the facts are one record of optional remote ids that only ever fill in.
+//! Facts outlive the step that learned them because the final report names all of them (ids in
+//! both regions, digests, sizes, per-step times) and task records expire 48 hours after they
+//! finish, so anything a task said is copied here the moment it is seen (DESIGN §2).
+//!
+//! An [`Intent`] is written before every POST that creates something; its `id` stays `None` until
+//! the answer is read. A resumed run that finds an intent without an id looks the resource up by its
+//! deterministic name (or a task by its input) before it would POST again.
+//!
+//! Nothing secret is in here: no token, key, password or admin password.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::transfer::TransferState;
+
+/// The state file format. Files with a larger number are refused, never rewritten.
+pub const VERSION: u32 = 1;
+
+/// The states of DESIGN §2, in order. Each names what is true on entering it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Step {
+    Planned,
+    ServerCreating,
+    ServerActive,
+    Imaging,
+    ImageActive,
+    Exporting,
+    Exported,
+    Inspected,
+    Transferring,
+    Uploaded,
+    Importing,
+    Imported,
+    Booting,
+    Booted,
+    CleanedUp,
+    Done,
+}
+
+impl Step {
+    pub const ALL: [Step; 16] = [
+        Step::Planned,
+        Step::ServerCreating,
+        Step::ServerActive,
+        Step::Imaging,
+        Step::ImageActive,
+        Step::Exporting,
+        Step::Exported,
+        Step::Inspected,
+        Step::Transferring,
+        Step::Uploaded,
+        Step::Importing,
+        Step::Imported,
+        Step::Booting,
+        Step::Booted,
+        Step::CleanedUp,
+        Step::Done,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Planned => "Planned",
+            Step::ServerCreating => "ServerCreating",
+            Step::ServerActive => "ServerActive",
+            Step::Imaging => "Imaging",
+            Step::ImageActive => "ImageActive",
+            Step::Exporting => "Exporting",
+            Step::Exported => "Exported",
+            Step::Inspected => "Inspected",
+            Step::Transferring => "Transferring",
+            Step::Uploaded => "Uploaded",
+            Step::Importing => "Importing",
+            Step::Imported => "Imported",
+            Step::Booting => "Booting",
+            Step::Booted => "Booted",
+            Step::CleanedUp => "CleanedUp",
+            Step::Done => "Done",
+        }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where the image comes from (DESIGN §1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    Server { id: String },
+    Image { id: String },
+    Export { container: String, object: String },
+    Vhd { path: String },
+    CreateServer { image: String, flavor: String },
+}
+
+impl Entry {
+    pub fn describe(&self) -> String {
+        match self {
+            Entry::Server { id } => format!("server {id}"),
+            Entry::Image { id } => format!("image {id}"),
+            Entry::Export { container, object } => format!("export {container}/{object}"),
+            Entry::Vhd { path } => format!("local VHD {path}"),
+            Entry::CreateServer { image, flavor } => {
+                format!("a new server from image {image}, flavor {flavor}")
+            }
+        }
+    }
+}
+
+/// What to delete at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cleanup {
+    None,
+    Staging,
+    All,
+}
+
+/// How often and how long to wait for the services.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Polling {
+    /// Between GETs of a building server or a saving image (Rackspace: 10 s).
+    pub server_secs: f64,
+    /// Between GETs of a task (Rackspace: no more often than every 30 s).
+    pub task_secs: f64,
+    /// Give up waiting for one step after this long.
+    pub deadline_secs: f64,
+}
+
+impl Default for Polling {
+    fn default() -> Self {
+        Self {
+            server_secs: 10.0,
+            task_secs: 30.0,
+            deadline_secs: 12.0 * 3600.0,
+        }
+    }
+}
+
+/// What the user asked for. Fixed when the migration is created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Source region; `None` for a local VHD.
+    pub from: Option<String>,
+    pub to: String,
+    pub entry: Entry,
+    /// Name of the imported image.
+    pub name: String,
+    /// Flavor to boot in the destination, if any.
+    pub boot: Option<String>,
+    pub src_container: String,
+    pub dst_container: String,
+    pub cleanup: Cleanup,
+    pub concurrency: usize,
+    pub segment_size: u64,
+    pub force: bool,
+    pub polling: Polling,
+}
+
+/// A resource about to be created, by deterministic name; `id` once the service has answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub name: String,
+    pub id: Option<String>,
+}
+
+/// A task about to be created, identified by its input; `id` once the service has answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskIntent {
+    pub input: Value,
+    pub id: Option<String>,
+}
+
+/// `container/object` in Cloud Files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub container: String,
+    pub object: String,
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.container, self.object)
+    }
+}
+
+/// What validation learned about the VHD (from the remote pre-flight or the local file).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VhdFacts {
+    pub disk_type: Option<String>,
+    pub virtual_size: Option<u64>,
+    pub physical_size: Option<u64>,
+    pub file_size: u64,
+    /// The predicted import code; `None` means "would be accepted".
+    pub predicted_code: Option<u16>,
+    pub problems: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Everything learned so far. Fields only go from `None` to `Some`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Facts {
+    /// The server imaged (given, or created by imgferry).
+    pub source_server: Option<String>,
+    /// A server imgferry creates (`--create-server`).
+    pub created_server: Option<Intent>,
+    /// The snapshot imgferry creates.
+    pub snapshot: Option<Intent>,
+    /// The image exported (given, or the snapshot).
+    pub source_image: Option<String>,
+    pub export_task: Option<TaskIntent>,
+    /// The exported VHD in the source region.
+    pub export: Option<ObjectRef>,
+    /// Whether imgferry exported it (and so may delete it in cleanup).
+    pub exported_by_us: bool,
+    pub vhd: Option<VhdFacts>,
+    pub transfer: Option<TransferState>,
+    /// The uploaded object in the destination region.
+    pub upload: Option<ObjectRef>,
+    pub import_task: Option<TaskIntent>,
+    pub imported_image: Option<String>,
+    /// The code the import service actually reported, if it refused.
+    pub import_code: Option<u16>,
+    pub boot_server: Option<Intent>,
+    pub boot_addresses: Vec<String>,
+    /// What cleanup deleted.
+    pub cleaned: Vec<String>,
+}
+
+/// Why a migration stopped for good or for now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub at: Step,
+    pub error: String,
+    /// Whether `imgferry resume` can continue it.
+    pub resumable: bool,
+    pub exit_code: u8,
+}
+
+/// Time spent in one step (summed over runs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepTime {
+    pub step: Step,
+    pub seconds: f64,
+}
+
+/// The whole persisted record of one migration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Migration {
+    pub version: u32,
+    pub id: String,
+    /// Unix seconds.
+    pub created: u64,
+    pub updated: u64,
+    /// The identity endpoint it authenticates against (not a secret; credentials are not kept).
+    pub identity_url: String,
+    pub plan: Plan,
+    pub step: Step,
+    pub facts: Facts,
+    pub failure: Option<Failure>,
+    pub timings: Vec<StepTime>,
+}
+
+impl Migration {
+    pub fn new(id: String, identity_url: String, plan: Plan) -> Self {
+        let now = unix_now();
+        Self {
+            version: VERSION,
+            id,
+            created: now,
+            updated: now,
+            identity_url,
+            plan,
+            step: Step::Planned,
+            facts: Facts::default(),
+            failure: None,
+            timings: Vec::new(),
+        }
+    }
+
+    /// Adds `seconds` to the time spent in `step`.
+    pub fn add_time(&mut self, step: Step, seconds: f64) {
+        match self.timings.iter_mut().find(|t| t.step == step) {
+            Some(t) => t.seconds += seconds,
+            None => self.timings.push(StepTime { step, seconds }),
+        }
+    }
+
+    /// Deterministic names, all carrying the migration id so a lookup can never match a resource
+    /// imgferry did not create for this migration.
+    pub fn snapshot_name(&self) -> String {
+        format!("imgferry-{}-snapshot", self.id)
+    }
+
+    pub fn created_server_name(&self) -> String {
+        format!("imgferry-{}-source", self.id)
+    }
+
+    pub fn boot_server_name(&self) -> String {
+        format!("imgferry-{}-boot", self.id)
+    }
+
+    pub fn upload_object(&self) -> String {
+        format!("imgferry-{}.vhd", self.id)
+    }
+
+    /// Transfer progress as (uploaded bytes, total bytes), once a transfer is planned.
+    pub fn progress(&self) -> Option<(u64, u64)> {
+        self.facts
+            .transfer
+            .as_ref()
+            .map(|t| (t.uploaded_bytes(), t.source.len))
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_in_design_order_and_round_trip() {
+        let mut sorted = Step::ALL;
+        sorted.sort();
+        assert_eq!(sorted, Step::ALL);
+        for s in Step::ALL {
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(json, format!("\"{}\"", s.name()));
+            assert_eq!(serde_json::from_str::<Step>(&json).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn names_carry_the_migration_id() {
+        let m = Migration::new(
+            "m-abc".into(),
+            "https://id".into(),
+            Plan {
+                from: Some("DFW".into()),
+                to: "IAD".into(),
+                entry: Entry::Server { id: "s".into() },
+                name: "n".into(),
+                boot: None,
+                src_container: "a".into(),
+                dst_container: "b".into(),
+                cleanup: Cleanup::None,
+                concurrency: 4,
+                segment_size: 1 << 27,
+                force: false,
+                polling: Polling::default(),
+            },
+        );
+        for n in [
+            m.snapshot_name(),
+            m.created_server_name(),
+            m.boot_server_name(),
+            m.upload_object(),
+        ] {
+            assert!(n.contains("m-abc"), "{n}");
+        }
+    }
+}

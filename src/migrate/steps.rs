@@ -1,0 +1,723 @@
+//! One handler per state (DESIGN §2). Each does the work that leaves its state, records what it
+//! learned in the facts and names the next state; the driver saves after it returns.
+//!
+//! Crash safety of the creating steps (docs/state-machine.md has the full argument):
+//! - before a POST, the intent is saved (`ctx.save`), so the state file always knows what might
+//!   exist;
+//! - a handler entered with an intent but no id first looks the resource up (servers and images by
+//!   their `imgferry-<id>-…` name, tasks by type and input) and only POSTs when nothing is found;
+//! - the answer's id is saved before anything else happens.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::state::{Entry, Intent, Migration, ObjectRef, Step, TaskIntent, VhdFacts};
+use super::wait::{self, Poll};
+use super::{Ctx, Error, RegionApi};
+use crate::api::images::TaskStatus;
+use crate::api::object_store::RemoteObject;
+use crate::progress::Event;
+use crate::transfer::{self, ListingPolicy, TransferState};
+use crate::vhd::{self, ImportCode, Policy};
+
+/// One line saying what the current state's handler is about to do.
+pub fn describe(m: &Migration) -> String {
+    let f = &m.facts;
+    let from = m.plan.from.as_deref().unwrap_or("-");
+    match m.step {
+        Step::Planned => format!("planning: {}", m.plan.entry.describe()),
+        Step::ServerCreating => format!("creating server {} in {from}", m.created_server_name()),
+        Step::ServerActive => "server is active; imaging it next".into(),
+        Step::Imaging => format!("imaging server into {}", m.snapshot_name()),
+        Step::ImageActive => format!(
+            "exporting image {} to Cloud Files in {from}",
+            f.source_image.as_deref().unwrap_or("?")
+        ),
+        Step::Exporting => format!("waiting for the export task in {from}"),
+        Step::Exported => format!(
+            "inspecting and validating {} by ranged reads",
+            f.export.as_ref().map(ToString::to_string).unwrap_or_default()
+        ),
+        Step::Inspected => format!("preparing container {} in {}", m.plan.dst_container, m.plan.to),
+        Step::Transferring => format!(
+            "copying the VHD to {}/{} in {}",
+            m.plan.dst_container,
+            m.upload_object(),
+            m.plan.to
+        ),
+        Step::Uploaded => format!("starting the import in {}", m.plan.to),
+        Step::Importing => format!("waiting for the import task in {}", m.plan.to),
+        Step::Imported => "image imported".into(),
+        Step::Booting => format!(
+            "booting {} (flavor {})",
+            m.boot_server_name(),
+            m.plan.boot.as_deref().unwrap_or("?")
+        ),
+        Step::Booted | Step::CleanedUp => "finishing".into(),
+        Step::Done => "done".into(),
+    }
+}
+
+/// Runs the handler of `m.step`.
+pub async fn advance(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    match m.step {
+        Step::Planned => planned(ctx, m).await,
+        Step::ServerCreating => server_creating(ctx, m).await,
+        Step::ServerActive => {
+            begin_imaging(m);
+            Ok(())
+        }
+        Step::Imaging => imaging(ctx, m).await,
+        Step::ImageActive => image_active(ctx, m).await,
+        Step::Exporting => exporting(ctx, m).await,
+        Step::Exported => exported(ctx, m).await,
+        Step::Inspected => {
+            ctx.dst.files.put_container(&m.plan.dst_container).await?;
+            m.step = Step::Transferring;
+            Ok(())
+        }
+        Step::Transferring => transferring(ctx, m).await,
+        Step::Uploaded => {
+            uploaded(m);
+            Ok(())
+        }
+        Step::Importing => importing(ctx, m).await,
+        Step::Imported => imported(ctx, m).await,
+        Step::Booting => booting(ctx, m).await,
+        Step::Booted => finish(ctx, m).await,
+        Step::CleanedUp => {
+            m.step = Step::Done;
+            Ok(())
+        }
+        Step::Done => Ok(()),
+    }
+}
+
+async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    match m.plan.entry.clone() {
+        Entry::CreateServer { .. } => {
+            m.facts.created_server = Some(Intent {
+                name: m.created_server_name(),
+                id: None,
+            });
+            m.step = Step::ServerCreating;
+        }
+        Entry::Server { id } => {
+            m.facts.source_server = Some(id);
+            begin_imaging(m);
+        }
+        Entry::Image { id } => {
+            m.facts.source_image = Some(id);
+            m.step = Step::ImageActive;
+        }
+        Entry::Export { container, object } => {
+            m.facts.export = Some(ObjectRef { container, object });
+            m.step = Step::Exported;
+        }
+        Entry::Vhd { path } => {
+            let report = validate_local(&path).await?;
+            record_validation(ctx, m, &report)?;
+            let source =
+                transfer::source::local_file(std::path::Path::new(&path)).map_err(transfer::Error::from)?;
+            plan_transfer(m, source)?;
+            m.step = Step::Inspected;
+        }
+    }
+    Ok(())
+}
+
+async fn validate_local(path: &str) -> Result<vhd::Report, Error> {
+    let fail = |detail: String| Error::LocalVhd {
+        path: path.to_string(),
+        detail,
+    };
+    let source = vhd::FileSource::open(std::path::Path::new(path)).map_err(|e| fail(e.to_string()))?;
+    vhd::validate(&source, &Policy::default())
+        .await
+        .map_err(|e| fail(crate::error_chain(&e)))
+}
+
+/// The pre-flight verdict: recorded, warned about, and fatal unless `--force`.
+fn record_validation(ctx: &Ctx, m: &mut Migration, r: &vhd::Report) -> Result<(), Error> {
+    let describe = |f: &vhd::Finding| {
+        let mut s = format!("{} at byte {}: found {}", f.field, f.offset, f.found);
+        if !f.expected.is_empty() {
+            s.push_str(&format!(", expected {}", f.expected));
+        }
+        s
+    };
+    let facts = VhdFacts {
+        disk_type: r.disk_type.map(str::to_string),
+        virtual_size: r.virtual_size.as_ref().map(|v| v.bytes),
+        physical_size: r.physical_size,
+        file_size: r.file_size,
+        predicted_code: r.verdict.code.map(ImportCode::number),
+        problems: r.problems.iter().map(|p| describe(&p.finding)).collect(),
+        warnings: r.warnings.iter().map(describe).collect(),
+    };
+    for w in &facts.warnings {
+        ctx.emit(Event::Warning {
+            message: format!("VHD: {w}"),
+        });
+    }
+    let code = facts.predicted_code;
+    m.facts.vhd = Some(facts);
+    match code {
+        Some(code) if !m.plan.force => Err(Error::Rejected {
+            code,
+            predicted: true,
+            message: String::new(),
+        }),
+        Some(code) => {
+            ctx.emit(Event::Warning {
+                message: format!(
+                    "validation predicts import code {code}; importing anyway because of --force"
+                ),
+            });
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+fn plan_transfer(m: &mut Migration, source: transfer::Source) -> Result<(), Error> {
+    let state = TransferState::new(
+        source,
+        &m.plan.dst_container,
+        &m.upload_object(),
+        m.plan.segment_size,
+    )
+    .map_err(transfer::Error::from)?;
+    m.facts.upload = Some(ObjectRef {
+        container: m.plan.dst_container.clone(),
+        object: m.upload_object(),
+    });
+    m.facts.transfer = Some(state);
+    Ok(())
+}
+
+async fn server_creating(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    let src = ctx.src()?;
+    let Entry::CreateServer { image, flavor } = m.plan.entry.clone() else {
+        return Err(Error::Config("ServerCreating without --create-server".into()));
+    };
+    let name = m.created_server_name();
+    let id = match m.facts.created_server.as_ref().and_then(|i| i.id.clone()) {
+        Some(id) => id,
+        None => {
+            let id = settle_server(ctx, src, m, &name, &image, &flavor, false).await?;
+            m.facts.created_server = Some(Intent {
+                name: name.clone(),
+                id: Some(id.clone()),
+            });
+            ctx.save(m)?;
+            id
+        }
+    };
+    wait_server_active(ctx, src, m, &id, &name).await?;
+    m.facts.source_server = Some(id);
+    m.step = Step::ServerActive;
+    Ok(())
+}
+
+/// Finds the server named `name` (an earlier run may have created it) or creates it. The caller
+/// has saved the intent.
+async fn settle_server(
+    ctx: &Ctx,
+    region: &RegionApi,
+    m: &mut Migration,
+    name: &str,
+    image: &str,
+    flavor: &str,
+    boot: bool,
+) -> Result<String, Error> {
+    let found = region.compute.find_servers(name).await?;
+    if let Some(id) = found.first() {
+        if found.len() > 1 {
+            ctx.emit(Event::Warning {
+                message: format!("{} servers are named {name}; using {id}", found.len()),
+            });
+        }
+        tracing::info!(%name, %id, "found the server an earlier run created");
+        return Ok(id.clone());
+    }
+    ctx.save(m)?;
+    let created = region.compute.create_server(name, image, flavor).await?;
+    if boot && let Some(pass) = created.admin_pass {
+        *ctx.admin_pass.lock().unwrap_or_else(|e| e.into_inner()) = Some(pass);
+    }
+    Ok(created.id)
+}
+
+async fn wait_server_active(
+    ctx: &Ctx,
+    region: &RegionApi,
+    m: &Migration,
+    id: &str,
+    name: &str,
+) -> Result<crate::api::compute::Server, Error> {
+    let p = m.plan.polling;
+    let what = format!("server {name} ({id}) in {}", region.name);
+    wait::until(ctx, &what, p.server_secs, p.deadline_secs, async || {
+        let s = region.compute.get_server(id).await?.ok_or_else(|| Error::ResourceFailed {
+            what: what.clone(),
+            status: "missing".into(),
+            message: "the server disappeared".into(),
+        })?;
+        match s.status.as_str() {
+            "ACTIVE" => Ok(Poll::Ready(s)),
+            "ERROR" | "DELETED" => Err(Error::ResourceFailed {
+                what: what.clone(),
+                status: s.status.clone(),
+                message: s
+                    .fault
+                    .as_ref()
+                    .map_or_else(|| "no fault message".into(), |f| f.message.clone()),
+            }),
+            other => Ok(Poll::Pending(other.to_lowercase())),
+        }
+    })
+    .await
+}
+
+fn begin_imaging(m: &mut Migration) {
+    m.facts.snapshot = Some(Intent {
+        name: m.snapshot_name(),
+        id: None,
+    });
+    m.step = Step::Imaging;
+}
+
+async fn imaging(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    let src = ctx.src()?;
+    let name = m.snapshot_name();
+    let server = m
+        .facts
+        .source_server
+        .clone()
+        .ok_or_else(|| Error::Config("Imaging without a source server".into()))?;
+    let id = match m.facts.snapshot.as_ref().and_then(|i| i.id.clone()) {
+        Some(id) => id,
+        None => {
+            let id = settle_snapshot(ctx, src, m, &server, &name).await?;
+            m.facts.snapshot = Some(Intent {
+                name: name.clone(),
+                id: Some(id.clone()),
+            });
+            ctx.save(m)?;
+            id
+        }
+    };
+    wait_image_active(ctx, src, m, &id).await?;
+    m.facts.source_image = Some(id);
+    m.step = Step::ImageActive;
+    Ok(())
+}
+
+/// Finds the snapshot by name or asks for it, waiting out 409 "server busy" answers.
+async fn settle_snapshot(
+    ctx: &Ctx,
+    src: &RegionApi,
+    m: &Migration,
+    server: &str,
+    name: &str,
+) -> Result<String, Error> {
+    if let Some(img) = src.images.find_images(name).await?.first() {
+        tracing::info!(%name, id = %img.id, "found the snapshot an earlier run created");
+        return Ok(img.id.clone());
+    }
+    let p = m.plan.polling;
+    let what = format!("createImage on server {server}");
+    let answered = wait::until(ctx, &what, p.server_secs, p.deadline_secs, async || {
+        match src.compute.create_image(server, name).await {
+            Ok(id) => Ok(Poll::Ready(id)),
+            Err(crate::api::Error::Conflict { message, .. }) => {
+                Ok(Poll::Pending(format!("server busy (409): {message}")))
+            }
+            Err(e) => Err(e.into()),
+        }
+    })
+    .await?;
+    if let Some(id) = answered {
+        return Ok(id);
+    }
+    // No Location and no body id: the image is found by its unique name.
+    wait::until(ctx, &format!("image named {name}"), p.server_secs, p.deadline_secs, async || {
+        Ok(match src.images.find_images(name).await?.first() {
+            Some(i) => Poll::Ready(i.id.clone()),
+            None => Poll::Pending("not listed yet".into()),
+        })
+    })
+    .await
+}
+
+async fn wait_image_active(ctx: &Ctx, src: &RegionApi, m: &Migration, id: &str) -> Result<(), Error> {
+    let p = m.plan.polling;
+    let what = format!("image {id} in {}", src.name);
+    wait::until(ctx, &what, p.server_secs, p.deadline_secs, async || {
+        let img = src.images.get_image(id).await?.ok_or_else(|| Error::ResourceFailed {
+            what: what.clone(),
+            status: "missing".into(),
+            message: "no such image in this region".into(),
+        })?;
+        match img.status.as_str() {
+            "active" => Ok(Poll::Ready(())),
+            "killed" | "deleted" | "pending_delete" | "deactivated" => Err(Error::ResourceFailed {
+                what: what.clone(),
+                status: img.status.clone(),
+                message: "the image service gave up on this image".into(),
+            }),
+            other => Ok(Poll::Pending(other.to_string())),
+        }
+    })
+    .await
+}
+
+async fn image_active(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    let src = ctx.src()?;
+    let image = m
+        .facts
+        .source_image
+        .clone()
+        .ok_or_else(|| Error::Config("ImageActive without an image".into()))?;
+    wait_image_active(ctx, src, m, &image).await?;
+    let container = m.plan.src_container.clone();
+    src.files.put_container(&container).await?;
+    let object = format!("{image}.vhd");
+    let ours = m.facts.export_task.is_some();
+    if src.files.head(&container, &object).await?.is_some() {
+        if !ours {
+            ctx.emit(Event::Warning {
+                message: format!(
+                    "{container}/{object} already exists (an earlier export of this image); using it"
+                ),
+            });
+        }
+        m.facts.export = Some(ObjectRef { container, object });
+        m.facts.exported_by_us = ours;
+        m.step = Step::Exported;
+        return Ok(());
+    }
+    if !ours {
+        m.facts.export_task = Some(TaskIntent {
+            input: json!({"image_uuid": image, "receiving_swift_container": container}),
+            id: None,
+        });
+    }
+    m.step = Step::Exporting;
+    Ok(())
+}
+
+/// Finds the task an earlier run may have created for `intent`, or creates it; saves the id.
+async fn settle_task(
+    ctx: &Ctx,
+    region: &RegionApi,
+    m: &mut Migration,
+    kind: &str,
+) -> Result<String, Error> {
+    fn slot<'a>(m: &'a mut Migration, kind: &str) -> Option<&'a mut TaskIntent> {
+        if kind == "export" {
+            m.facts.export_task.as_mut()
+        } else {
+            m.facts.import_task.as_mut()
+        }
+    }
+    let intent = slot(m, kind)
+        .cloned()
+        .ok_or_else(|| Error::Config(format!("no {kind} task intent")))?;
+    if let Some(id) = intent.id {
+        return Ok(id);
+    }
+    let id = match region.images.find_task(kind, &intent.input).await? {
+        Some(t) => {
+            tracing::info!(id = %t.id, kind, "found the task an earlier run created");
+            t.id
+        }
+        None => {
+            ctx.save(m)?;
+            region.images.create_task(kind, &intent.input).await?.id
+        }
+    };
+    if let Some(i) = slot(m, kind) {
+        i.id = Some(id.clone());
+    }
+    ctx.save(m)?;
+    Ok(id)
+}
+
+/// Polls task `id` until it succeeds (returning it) or fails (returning its message).
+async fn wait_task(
+    ctx: &Ctx,
+    region: &RegionApi,
+    m: &Migration,
+    kind: &str,
+    id: &str,
+) -> Result<Result<crate::api::images::Task, String>, Error> {
+    let p = m.plan.polling;
+    let what = format!("{kind} task {id} in {}", region.name);
+    wait::until(ctx, &what, p.task_secs, p.deadline_secs, async || {
+        let task = region.images.get_task(id).await?.ok_or_else(|| Error::TaskFailed {
+            what: what.clone(),
+            message: "the task is gone (task records expire 48 h after they finish)".into(),
+        })?;
+        Ok(match task.state() {
+            TaskStatus::Success => Poll::Ready(Ok(task)),
+            TaskStatus::Failure => Poll::Ready(Err(task
+                .message
+                .clone()
+                .unwrap_or_else(|| "the task failed without a message".into()))),
+            TaskStatus::Working => Poll::Pending(task.status.clone()),
+        })
+    })
+    .await
+}
+
+async fn exporting(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    let src = ctx.src()?;
+    let id = settle_task(ctx, src, m, "export").await?;
+    match wait_task(ctx, src, m, "export", &id).await? {
+        Ok(task) => {
+            let location = task.result_str("export_location").ok_or_else(|| Error::TaskFailed {
+                what: format!("export task {id}"),
+                message: "it succeeded without an export_location".into(),
+            })?;
+            let (container, object) = location.split_once('/').ok_or_else(|| Error::TaskFailed {
+                what: format!("export task {id}"),
+                message: format!("export_location {location} is not container/object"),
+            })?;
+            m.facts.export = Some(ObjectRef {
+                container: container.into(),
+                object: object.into(),
+            });
+            m.facts.exported_by_us = true;
+            m.step = Step::Exported;
+            Ok(())
+        }
+        Err(message) => {
+            // The next run asks for a new export (or reuses the object if this one left it).
+            m.facts.export_task = None;
+            m.step = Step::ImageActive;
+            Err(Error::TaskFailed {
+                what: format!("export task {id}"),
+                message,
+            })
+        }
+    }
+}
+
+async fn exported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    let src = ctx.src()?;
+    let export = m
+        .facts
+        .export
+        .clone()
+        .ok_or_else(|| Error::Config("Exported without an export".into()))?;
+    let source = transfer::inspect(&src.files, &export.container, &export.object, ListingPolicy::default())
+        .await
+        .map_err(transfer::Error::from)?;
+    let remote = RemoteObject {
+        store: &src.files,
+        container: export.container.clone(),
+        name: export.object.clone(),
+        len: source.len,
+    };
+    let report = vhd::validate(&remote, &Policy::default())
+        .await
+        .map_err(|e| Error::LocalVhd {
+            path: export.to_string(),
+            detail: crate::error_chain(&e),
+        })?;
+    record_validation(ctx, m, &report)?;
+    plan_transfer(m, source)?;
+    m.step = Step::Inspected;
+    Ok(())
+}
+
+async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    let mut state = m
+        .facts
+        .transfer
+        .take()
+        .ok_or_else(|| Error::Config("Transferring without a transfer plan".into()))?;
+    let access = match &m.plan.entry {
+        Entry::Vhd { path } => transfer::SourceAccess::File(path.into()),
+        _ => transfer::SourceAccess::Store(ctx.src()?.files.clone()),
+    };
+    let dest = transfer::Endpoint {
+        store: ctx.dst.files.clone(),
+        container: state.dest_container.clone(),
+        name: state.dest_name.clone(),
+    };
+    let work_dir = ctx.store.work_dir(&m.id);
+    let opts = transfer::Options {
+        concurrency: m.plan.concurrency.max(1),
+        work_dir: work_dir.clone(),
+        integrity_retries: 3,
+    };
+    let reporter = Arc::clone(&ctx.reporter);
+    let events: transfer::copy::Events =
+        Arc::new(move |e| reporter.emit(Event::Transfer { detail: e }));
+    // Each change of the transfer table is saved inside the whole migration record.
+    let mut snapshot = m.clone();
+    let store = ctx.store.clone();
+    let mut persist = move |t: &TransferState| {
+        snapshot.facts.transfer = Some(t.clone());
+        snapshot.updated = super::state::unix_now();
+        store.save(&snapshot).map_err(|e| crate::error_chain(&e))
+    };
+    let outcome = tokio::select! {
+        r = transfer::run(access, dest, &mut state, opts, events, &mut persist) => Some(r),
+        () = ctx.cancel.cancelled() => None,
+    };
+    m.facts.transfer = Some(state);
+    match outcome {
+        None => Err(Error::Interrupted),
+        Some(r) => {
+            r?;
+            let _ = tokio::fs::remove_dir_all(&work_dir).await;
+            m.step = Step::Uploaded;
+            Ok(())
+        }
+    }
+}
+
+fn uploaded(m: &mut Migration) {
+    let upload = m.facts.upload.clone().unwrap_or(ObjectRef {
+        container: m.plan.dst_container.clone(),
+        object: m.upload_object(),
+    });
+    if m.facts.import_task.is_none() {
+        // image_properties may hold `name` only; anything else fails the task.
+        m.facts.import_task = Some(TaskIntent {
+            input: json!({
+                "import_from": upload.to_string(),
+                "import_from_format": "vhd",
+                "image_properties": {"name": m.plan.name},
+            }),
+            id: None,
+        });
+    }
+    m.step = Step::Importing;
+}
+
+async fn importing(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    let id = settle_task(ctx, &ctx.dst, m, "import").await?;
+    match wait_task(ctx, &ctx.dst, m, "import", &id).await? {
+        Ok(task) => {
+            let image = task.result_str("image_id").ok_or_else(|| Error::TaskFailed {
+                what: format!("import task {id}"),
+                message: "it succeeded without an image_id".into(),
+            })?;
+            m.facts.imported_image = Some(image);
+            m.step = Step::Imported;
+            Ok(())
+        }
+        Err(message) => match import_code_in(&message) {
+            Some(code) => {
+                m.facts.import_code = Some(code);
+                Err(Error::Rejected {
+                    code,
+                    predicted: false,
+                    message,
+                })
+            }
+            None => {
+                m.facts.import_task = None;
+                m.step = Step::Uploaded;
+                Err(Error::TaskFailed {
+                    what: format!("import task {id}"),
+                    message,
+                })
+            }
+        },
+    }
+}
+
+/// The first documented import code in a task message, as a whole number (`"413: …"`,
+/// `"Error 413 …"`); Rackspace documents the codes, not the wording around them.
+pub fn import_code_in(message: &str) -> Option<u16> {
+    let bytes = message.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            if let Ok(n) = message[start..i].parse::<u16>()
+                && ImportCode::from_number(n).is_some()
+            {
+                return Some(n);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+async fn imported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    let image = m
+        .facts
+        .imported_image
+        .clone()
+        .ok_or_else(|| Error::Config("Imported without an image".into()))?;
+    wait_image_active(ctx, &ctx.dst, m, &image).await?;
+    if m.plan.boot.is_some() {
+        m.facts.boot_server = Some(Intent {
+            name: m.boot_server_name(),
+            id: None,
+        });
+        m.step = Step::Booting;
+        return Ok(());
+    }
+    finish(ctx, m).await
+}
+
+async fn booting(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    let flavor = m.plan.boot.clone().unwrap_or_default();
+    let image = m.facts.imported_image.clone().unwrap_or_default();
+    let name = m.boot_server_name();
+    let id = match m.facts.boot_server.as_ref().and_then(|i| i.id.clone()) {
+        Some(id) => id,
+        None => {
+            let id = settle_server(ctx, &ctx.dst, m, &name, &image, &flavor, true).await?;
+            m.facts.boot_server = Some(Intent {
+                name: name.clone(),
+                id: Some(id.clone()),
+            });
+            ctx.save(m)?;
+            id
+        }
+    };
+    let server = wait_server_active(ctx, &ctx.dst, m, &id, &name).await?;
+    m.facts.boot_addresses = server.ip_addresses();
+    m.step = Step::Booted;
+    Ok(())
+}
+
+/// Cleans up if asked, then finishes.
+async fn finish(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    if m.plan.cleanup == super::state::Cleanup::None {
+        m.step = Step::Done;
+        return Ok(());
+    }
+    super::cleanup::run(ctx, m).await?;
+    m.step = Step::CleanedUp;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::import_code_in;
+
+    #[test]
+    fn import_codes_are_found_as_whole_numbers() {
+        assert_eq!(import_code_in("413: The image cannot be imported."), Some(413));
+        assert_eq!(import_code_in("Error code 721 - has a parent"), Some(721));
+        assert_eq!(import_code_in("failed after 4130 s"), None);
+        assert_eq!(import_code_in("Image not found for import"), None);
+        assert_eq!(import_code_in("task 12 failed: 609"), Some(609));
+    }
+}

@@ -34,18 +34,35 @@ pub enum Event {
         resumed: bool,
     },
     /// Work on a step begins.
-    StepStarted { step: Step, detail: String },
+    StepStarted {
+        step: Step,
+        detail: String,
+    },
     /// A step is complete and the next state is saved.
-    StepFinished { step: Step, seconds: f64 },
+    StepFinished {
+        step: Step,
+        seconds: f64,
+    },
     /// The state file now records this step.
-    State { step: Step },
+    State {
+        step: Step,
+    },
     /// A poll saw this status.
-    Waiting { what: String, status: String },
+    Waiting {
+        what: String,
+        status: String,
+    },
     /// An event of the transfer engine.
-    Transfer { detail: transfer::Event },
-    Warning { message: String },
+    Transfer {
+        detail: transfer::Event,
+    },
+    Warning {
+        message: String,
+    },
     /// The final report.
-    Report { report: Box<super::migrate::Report> },
+    Report {
+        report: Box<super::migrate::Report>,
+    },
     /// The run stopped; `resume` is the command that continues it, when it can be continued.
     Error {
         message: String,
@@ -150,7 +167,12 @@ fn json(state: &mut JsonState, event: &Event) {
 fn plain(state: &mut PlainState, event: &Event) {
     match event {
         Event::Started {
-            id, resumed, from, to, source, ..
+            id,
+            resumed,
+            from,
+            to,
+            source,
+            ..
         } => {
             let verb = if *resumed { "resuming" } else { "starting" };
             let from = from.as_deref().unwrap_or("local file");
@@ -196,7 +218,12 @@ fn plain(state: &mut PlainState, event: &Event) {
 fn tty(state: &mut TtyState, event: &Event) {
     match event {
         Event::Started {
-            id, resumed, from, to, source, ..
+            id,
+            resumed,
+            from,
+            to,
+            source,
+            ..
         } => {
             let verb = if *resumed { "Resuming" } else { "Starting" };
             let from = from.as_deref().unwrap_or("local file");
@@ -207,8 +234,10 @@ fn tty(state: &mut TtyState, event: &Event) {
         Event::StepStarted { step, detail } => {
             let pb = state.multi.add(ProgressBar::new_spinner());
             pb.set_style(
-                ProgressStyle::with_template("{spinner:.cyan} {prefix:.bold} {wide_msg} {elapsed:.dim}")
-                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                ProgressStyle::with_template(
+                    "{spinner:.cyan} {prefix:.bold} {wide_msg} {elapsed:.dim}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             );
             pb.set_prefix(step.to_string());
             pb.set_message(detail.clone());
@@ -235,7 +264,9 @@ fn tty(state: &mut TtyState, event: &Event) {
         }
         Event::Transfer { detail } => match detail {
             transfer::Event::Started {
-                total, already_done, ..
+                total,
+                already_done,
+                ..
             } => {
                 let bar = state.multi.add(ProgressBar::new(*total));
                 bar.set_style(

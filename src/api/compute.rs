@@ -138,7 +138,8 @@ impl Compute {
         flavor_ref: &str,
     ) -> Result<Created, Error> {
         let url = self.api.url("servers");
-        let body = json!({"server": {"name": name, "imageRef": image_ref, "flavorRef": flavor_ref}});
+        let body =
+            json!({"server": {"name": name, "imageRef": image_ref, "flavorRef": flavor_ref}});
         let resp = self
             .api
             .request(Method::POST, &url, Some(&body), false)
@@ -205,8 +206,10 @@ impl Compute {
 fn image_id_from_location(location: &str) -> Option<String> {
     let path = location.split(['?', '#']).next()?;
     let last = path.trim_end_matches('/').rsplit('/').next()?;
-    (!last.is_empty() && last.len() <= 64 && last.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-        .then(|| last.to_string())
+    (!last.is_empty()
+        && last.len() <= 64
+        && last.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    .then(|| last.to_string())
 }
 
 #[cfg(test)]

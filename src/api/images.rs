@@ -155,7 +155,10 @@ impl Images {
             kind: String,
         }
         let listed: Vec<Listed> = self.list_pages("tasks", first.to_string()).await?;
-        for l in listed.iter().filter(|l| l.kind == kind || l.kind.is_empty()) {
+        for l in listed
+            .iter()
+            .filter(|l| l.kind == kind || l.kind.is_empty())
+        {
             if let Some(task) = self.get_task(&l.id).await?
                 && task.kind == kind
                 && &task.input == input

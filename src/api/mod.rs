@@ -136,11 +136,12 @@ pub async fn parse_json<T: serde::de::DeserializeOwned>(
         )));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp
-        .chunk()
-        .await
-        .map_err(|e| unexpected(format!("the {what} response was cut short ({})", crate::http::root_cause(&e))))?
-    {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| {
+        unexpected(format!(
+            "the {what} response was cut short ({})",
+            crate::http::root_cause(&e)
+        ))
+    })? {
         if body.len() + chunk.len() > MAX_JSON_BODY {
             return Err(unexpected(format!(
                 "the {what} response is larger than {MAX_JSON_BODY} bytes"
@@ -148,8 +149,11 @@ pub async fn parse_json<T: serde::de::DeserializeOwned>(
         }
         body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body)
-        .map_err(|e| unexpected(format!("the {what} response is not the expected JSON ({e})")))
+    serde_json::from_slice(&body).map_err(|e| {
+        unexpected(format!(
+            "the {what} response is not the expected JSON ({e})"
+        ))
+    })
 }
 
 impl From<crate::http::Error> for Error {

@@ -232,7 +232,8 @@ impl ObjectStore {
         let range = format!("bytes={offset}-{}", offset + len.max(1) - 1);
         let resp = self
             .send(true, |t| {
-                self.req(reqwest::Method::GET, &url, t).header("Range", &range)
+                self.req(reqwest::Method::GET, &url, t)
+                    .header("Range", &range)
             })
             .await?;
         match resp.status() {

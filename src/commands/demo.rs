@@ -13,8 +13,8 @@ use super::migrate::{Runner, cancel_on_signals, finish_report};
 use crate::cli::{DemoArgs, GlobalOpts, OutputFormat};
 use crate::credentials::{Credentials, Secret};
 use crate::exit_code;
-use crate::migrate::state::{Cleanup, Entry, Plan, Polling};
 use crate::migrate::Store;
+use crate::migrate::state::{Cleanup, Entry, Plan, Polling};
 use crate::progress::Reporter;
 use crate::sim::{self, DiskSpec, SeedServer, SimConfig, Timing};
 
@@ -47,7 +47,10 @@ pub async fn run(args: &DemoArgs, global: &GlobalOpts) -> u8 {
     let sim = match sim::spawn(config).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot start the simulated cloud: {}", crate::error_chain(&e));
+            eprintln!(
+                "error: cannot start the simulated cloud: {}",
+                crate::error_chain(&e)
+            );
             return exit_code::FAILED;
         }
     };
@@ -82,7 +85,9 @@ pub async fn run(args: &DemoArgs, global: &GlobalOpts) -> u8 {
             "server {SERVER} ({server_id}) in DFW has a {} disk; moving it to IAD and booting it there\n",
             crate::progress::size(args.disk_size)
         );
-        eprintln!("equivalent command:\n  imgferry migrate --from DFW --to IAD --server {server_id} --boot general1-2\n");
+        eprintln!(
+            "equivalent command:\n  imgferry migrate --from DFW --to IAD --server {server_id} --boot general1-2\n"
+        );
     }
     let account = sim.account().clone();
     let runner = Runner {
@@ -119,7 +124,14 @@ pub async fn run(args: &DemoArgs, global: &GlobalOpts) -> u8 {
         Err(e) => return finish_report(&reporter, global.output, Err(e)),
     };
     let verified = match &finished.result {
-        Ok(report) => verify(&sim, report.imported_image.as_deref(), report.sha256.as_deref()).await,
+        Ok(report) => {
+            verify(
+                &sim,
+                report.imported_image.as_deref(),
+                report.sha256.as_deref(),
+            )
+            .await
+        }
         Err(_) => None,
     };
     let code = finish_report(&reporter, global.output, Ok(Ok(finished)));

@@ -8,8 +8,8 @@ use serde_json::json;
 use super::migrate::Runner;
 use crate::api::object_store::RemoteObject;
 use crate::exit_code;
-use crate::migrate::state::{Cleanup, Entry, Plan, Step};
 use crate::migrate::Error;
+use crate::migrate::state::{Cleanup, Entry, Plan, Step};
 use crate::progress::size;
 use crate::transfer::{self, ListingPolicy};
 use crate::vhd::{self, Policy};
@@ -23,13 +23,17 @@ pub async fn run(runner: &Runner, plan: &Plan) -> Result<u8, Error> {
     match &plan.entry {
         Entry::Server { id } => {
             let s = ctx.src()?.compute.get_server(id).await?.ok_or_else(|| {
-                Error::Config(format!("server {id} is not in {from} (check the id and --from)"))
+                Error::Config(format!(
+                    "server {id} is not in {from} (check the id and --from)"
+                ))
             })?;
             checks.push(format!("server {id} ({}) is {}", s.name, s.status));
         }
         Entry::Image { id } | Entry::CreateServer { image: id, .. } => {
             let i = ctx.src()?.images.get_image(id).await?.ok_or_else(|| {
-                Error::Config(format!("image {id} is not in {from} (check the id and --from)"))
+                Error::Config(format!(
+                    "image {id} is not in {from} (check the id and --from)"
+                ))
             })?;
             checks.push(format!(
                 "image {id} ({}) is {}",
@@ -53,29 +57,35 @@ pub async fn run(runner: &Runner, plan: &Plan) -> Result<u8, Error> {
                 name: object.clone(),
                 len: source.len,
             };
-            report = Some(vhd::validate(&remote, &Policy::default()).await.map_err(|e| {
-                Error::LocalVhd {
-                    path: format!("{container}/{object}"),
-                    detail: crate::error_chain(&e),
-                }
-            })?);
+            report = Some(
+                vhd::validate(&remote, &Policy::default())
+                    .await
+                    .map_err(|e| Error::LocalVhd {
+                        path: format!("{container}/{object}"),
+                        detail: crate::error_chain(&e),
+                    })?,
+            );
         }
         Entry::Vhd { path } => {
-            let source = vhd::FileSource::open(std::path::Path::new(path)).map_err(|e| {
-                Error::LocalVhd {
+            let source =
+                vhd::FileSource::open(std::path::Path::new(path)).map_err(|e| Error::LocalVhd {
                     path: path.clone(),
                     detail: e.to_string(),
-                }
-            })?;
-            report = Some(vhd::validate(&source, &Policy::default()).await.map_err(|e| {
-                Error::LocalVhd {
-                    path: path.clone(),
-                    detail: crate::error_chain(&e),
-                }
-            })?);
+                })?;
+            report = Some(
+                vhd::validate(&source, &Policy::default())
+                    .await
+                    .map_err(|e| Error::LocalVhd {
+                        path: path.clone(),
+                        detail: crate::error_chain(&e),
+                    })?,
+            );
         }
     }
-    let predicted = report.as_ref().and_then(|r| r.verdict.code).map(|c| c.number());
+    let predicted = report
+        .as_ref()
+        .and_then(|r| r.verdict.code)
+        .map(|c| c.number());
     if let Some(r) = &report {
         checks.push(match r.verdict.code {
             None => "validation predicts the import will be accepted".into(),
@@ -83,7 +93,11 @@ pub async fn run(runner: &Runner, plan: &Plan) -> Result<u8, Error> {
                 "validation predicts import code {}: {}{}",
                 c.number(),
                 c.meaning(),
-                if plan.force { " (--force: importing anyway)" } else { "" }
+                if plan.force {
+                    " (--force: importing anyway)"
+                } else {
+                    ""
+                }
             ),
         });
     }
@@ -129,8 +143,12 @@ fn steps(plan: &Plan) -> Vec<String> {
     let mut out = Vec::new();
     for step in Step::ALL.into_iter().filter(|s| *s >= first) {
         let line = match step {
-            Step::Planned => format!("create server imgferry-<id>-source in {from} and wait for ACTIVE"),
-            Step::Imaging => format!("create image imgferry-<id>-snapshot in {from} and wait for active"),
+            Step::Planned => {
+                format!("create server imgferry-<id>-source in {from} and wait for ACTIVE")
+            }
+            Step::Imaging => {
+                format!("create image imgferry-<id>-snapshot in {from} and wait for active")
+            }
             Step::ImageActive => format!(
                 "export it to Cloud Files {from} container {} and wait for the task",
                 plan.src_container
@@ -149,7 +167,14 @@ fn steps(plan: &Plan) -> Vec<String> {
                 plan.boot.as_deref().unwrap_or_default()
             ),
             Step::CleanedUp if plan.cleanup != Cleanup::None => {
-                format!("delete the staging copies{}", if plan.cleanup == Cleanup::All { ", the snapshot and any server imgferry created" } else { "" })
+                format!(
+                    "delete the staging copies{}",
+                    if plan.cleanup == Cleanup::All {
+                        ", the snapshot and any server imgferry created"
+                    } else {
+                        ""
+                    }
+                )
             }
             _ => continue,
         };

@@ -36,13 +36,16 @@ pub struct Finished {
 impl Runner {
     /// Authenticates and resolves the plan's regions.
     pub(crate) async fn connect(&self, plan: &Plan) -> Result<Ctx, Error> {
-        let http = crate::http::client().map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        let http = crate::http::client()
+            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
         let retry = crate::http::RetryConfig::default();
         let (auth, session) = Auth::login(&http, &self.identity_url, self.creds.clone(), &retry)
             .await
             .map_err(|e| match e {
                 crate::api::Error::Unauthorized { .. } => Error::Auth(e),
-                crate::api::Error::Service { status: 400..=403, .. } => Error::Auth(e),
+                crate::api::Error::Service {
+                    status: 400..=403, ..
+                } => Error::Auth(e),
                 other => Error::Api(other),
             })?;
         let src = match &plan.from {
@@ -111,7 +114,11 @@ impl Runner {
             resumed,
         });
         let result = migrate::drive(ctx, m).await;
-        let pass = ctx.admin_pass.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let pass = ctx
+            .admin_pass
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         Finished {
             result: result.map(|()| Report::new(m, pass)),
             migration: m.clone(),
@@ -167,16 +174,24 @@ pub fn plan(args: &MigrateArgs) -> Result<Plan, Error> {
         let (image, flavor) = spec
             .split_once(':')
             .filter(|(i, f)| !i.is_empty() && !f.is_empty())
-            .ok_or_else(|| Error::Config(format!("--create-server {spec}: expected IMAGE:FLAVOR")))?;
+            .ok_or_else(|| {
+                Error::Config(format!("--create-server {spec}: expected IMAGE:FLAVOR"))
+            })?;
         Entry::CreateServer {
             image: image.into(),
             flavor: flavor.into(),
         }
     } else {
-        return Err(Error::Config("say where the image comes from: --server, --image, --export, --vhd or --create-server".into()));
+        return Err(Error::Config(
+            "say where the image comes from: --server, --image, --export, --vhd or --create-server"
+                .into(),
+        ));
     };
     if !(1..=64).contains(&args.concurrency) {
-        return Err(Error::Config(format!("--concurrency {}: use 1 to 64", args.concurrency)));
+        return Err(Error::Config(format!(
+            "--concurrency {}: use 1 to 64",
+            args.concurrency
+        )));
     }
     if args.segment_size < 1 << 20 || args.segment_size > 5 << 30 {
         return Err(Error::Config(format!(
@@ -208,9 +223,15 @@ pub fn plan(args: &MigrateArgs) -> Result<Plan, Error> {
     let name = args.name.clone().unwrap_or_else(|| match &entry {
         Entry::Vhd { path } => format!(
             "{} (imgferry)",
-            Path::new(path).file_stem().map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned())
+            Path::new(path)
+                .file_stem()
+                .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned())
         ),
-        e => format!("{} from {} (imgferry)", e.describe(), from.as_deref().unwrap_or("-")),
+        e => format!(
+            "{} from {} (imgferry)",
+            e.describe(),
+            from.as_deref().unwrap_or("-")
+        ),
     });
     Ok(Plan {
         from: from.map(|f| f.to_uppercase()),
@@ -239,14 +260,15 @@ pub fn cancel_on_signals() -> CancellationToken {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    t.cancel();
-                    return;
-                }
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                        t.cancel();
+                        return;
+                    }
+                };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -313,17 +335,33 @@ pub async fn run_resume(id: &str, poll: Option<f64>, global: &GlobalOpts) -> u8 
 }
 
 /// Prints the outcome of a run; `Ok(Err(code))` is a finished dry run.
-pub fn finish_report(reporter: &Reporter, output: OutputFormat, outcome: Result<Result<Finished, u8>, Error>) -> u8 {
+pub fn finish_report(
+    reporter: &Reporter,
+    output: OutputFormat,
+    outcome: Result<Result<Finished, u8>, Error>,
+) -> u8 {
     match outcome {
         Ok(Err(code)) => code,
-        Ok(Ok(Finished { migration, result: Ok(report) })) => {
+        Ok(Ok(Finished {
+            migration,
+            result: Ok(report),
+        })) => {
             if output == OutputFormat::Human {
-                println!("Migration {} is done.\n{}", migration.id, report.render_human());
+                println!(
+                    "Migration {} is done.\n{}",
+                    migration.id,
+                    report.render_human()
+                );
             }
-            reporter.emit(Event::Report { report: Box::new(report) });
+            reporter.emit(Event::Report {
+                report: Box::new(report),
+            });
             exit_code::OK
         }
-        Ok(Ok(Finished { migration, result: Err(e) })) => report_error(reporter, output, &e, Some(&migration)),
+        Ok(Ok(Finished {
+            migration,
+            result: Err(e),
+        })) => report_error(reporter, output, &e, Some(&migration)),
         Err(e) => report_error(reporter, output, &e, None),
     }
 }
@@ -334,11 +372,22 @@ fn report_error(reporter: &Reporter, output: OutputFormat, e: &Error, m: Option<
         .filter(|_| e.resumable() && code != exit_code::USAGE)
         .map(|m| format!("imgferry resume {}", m.id));
     if output == OutputFormat::Human {
-        let what = if matches!(e, Error::Interrupted) { "interrupted" } else { "error" };
-        let text = if matches!(e, Error::Interrupted) { String::new() } else { format!(": {}", crate::error_chain(e)) };
+        let what = if matches!(e, Error::Interrupted) {
+            "interrupted"
+        } else {
+            "error"
+        };
+        let text = if matches!(e, Error::Interrupted) {
+            String::new()
+        } else {
+            format!(": {}", crate::error_chain(e))
+        };
         eprintln!("{what}{text}");
         if let Some(m) = m {
-            eprintln!("  state saved at step {}; details: imgferry status {}", m.step, m.id);
+            eprintln!(
+                "  state saved at step {}; details: imgferry status {}",
+                m.step, m.id
+            );
         }
         if let Some(cmd) = &resume {
             eprintln!("  to continue: {cmd}");
@@ -395,7 +444,12 @@ fn state_label(m: &Migration) -> String {
 
 fn progress_label(m: &Migration) -> String {
     match m.progress() {
-        Some((done, total)) => format!("{}/{} ({}%)", size(done), size(total), done * 100 / total.max(1)),
+        Some((done, total)) => format!(
+            "{}/{} ({}%)",
+            size(done),
+            size(total),
+            done * 100 / total.max(1)
+        ),
         None => "-".into(),
     }
 }
@@ -427,7 +481,10 @@ fn show_table(all: &[Migration], dir: &Path, output: OutputFormat) {
         println!("no migrations in {}", dir.display());
         return;
     }
-    println!("{:<14} {:<32} {:<11} {:<26} {:>5}  SOURCE", "ID", "STATE", "ROUTE", "PROGRESS", "AGE");
+    println!(
+        "{:<14} {:<32} {:<11} {:<26} {:>5}  SOURCE",
+        "ID", "STATE", "ROUTE", "PROGRESS", "AGE"
+    );
     for m in all {
         let route = format!("{}→{}", m.plan.from.as_deref().unwrap_or("file"), m.plan.to);
         println!(
@@ -444,14 +501,21 @@ fn show_table(all: &[Migration], dir: &Path, output: OutputFormat) {
 
 fn show_one(m: &Migration, output: OutputFormat) {
     if output == OutputFormat::Json {
-        println!("{}", json!({"event": "migration", "state": state_label(m), "migration": m}));
+        println!(
+            "{}",
+            json!({"event": "migration", "state": state_label(m), "migration": m})
+        );
         return;
     }
     println!("{}", Report::new(m, None).render_human());
     println!("  {:<18} {}", "state", state_label(m));
     println!("  {:<18} {}", "progress", progress_label(m));
     if let Some(f) = &m.failure {
-        println!("  {:<18} {}", "last error", f.error.replace('\n', "\n                     "));
+        println!(
+            "  {:<18} {}",
+            "last error",
+            f.error.replace('\n', "\n                     ")
+        );
         if f.resumable {
             println!("  {:<18} imgferry resume {}", "to continue", m.id);
         }

@@ -145,7 +145,7 @@ async fn copy(args: &TransferArgs, output: OutputFormat) -> Result<(), Error> {
                 Auth::fixed(&token("IMGFERRY_SRC_TOKEN")?),
                 retry,
             )
-                .with_retry_hook(hook);
+            .with_retry_hook(hook);
             (SourceAccess::Store(store.clone()), Some((store, c, o)))
         }
         (None, Some(file)) => (SourceAccess::File(file.clone()), None),
@@ -238,10 +238,10 @@ async fn copy(args: &TransferArgs, output: OutputFormat) -> Result<(), Error> {
 fn report(output: OutputFormat, event: &Event) {
     match output {
         OutputFormat::Json => {
-            if !matches!(event, Event::Progress { .. }) {
-                if let Ok(line) = serde_json::to_string(event) {
-                    println!("{line}");
-                }
+            if !matches!(event, Event::Progress { .. })
+                && let Ok(line) = serde_json::to_string(event)
+            {
+                println!("{line}");
             }
         }
         OutputFormat::Human => match event {

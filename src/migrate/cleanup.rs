@@ -33,11 +33,11 @@ pub async fn run(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         // The export is a DLO: the manifest names the segment prefix.
         let meta = src.files.head(&export.container, &export.object).await?;
         src.files.delete(&export.container, &export.object).await?;
-        if let Some(prefix) = meta.and_then(|m| m.dlo) {
-            if let Some((container, prefix)) = prefix.split_once('/') {
-                for seg in src.files.list(container, prefix).await? {
-                    src.files.delete(container, &seg.name).await?;
-                }
+        if let Some(prefix) = meta.and_then(|m| m.dlo)
+            && let Some((container, prefix)) = prefix.split_once('/')
+        {
+            for seg in src.files.list(container, prefix).await? {
+                src.files.delete(container, &seg.name).await?;
             }
         }
         done.push(format!(

@@ -93,7 +93,10 @@ pub enum Error {
 fn rejected_message(code: u16, predicted: bool, message: &str) -> String {
     let known = ImportCode::from_number(code);
     let meaning = known.map_or("an undocumented code", ImportCode::meaning);
-    let advice = known.map_or("contact Rackspace support with the task id", ImportCode::advice);
+    let advice = known.map_or(
+        "contact Rackspace support with the task id",
+        ImportCode::advice,
+    );
     if predicted {
         format!(
             "the import would be rejected with code {code}: {meaning}\n  what to do: {advice}\n  \
@@ -151,7 +154,12 @@ impl RegionApi {
         let retry = crate::http::RetryConfig::default();
         let service = |kind: &str| -> Result<JsonService, Error> {
             let url = session.endpoint(kind, region)?;
-            Ok(JsonService::new(http.clone(), &url, auth.clone(), retry.clone()))
+            Ok(JsonService::new(
+                http.clone(),
+                &url,
+                auth.clone(),
+                retry.clone(),
+            ))
         };
         let files_url = session.endpoint("object-store", region)?;
         let events = Arc::clone(reporter);

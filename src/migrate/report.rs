@@ -107,12 +107,20 @@ impl Report {
         line("uploaded VHD", opt(&self.upload));
         line(
             "imported image",
-            format!("{} ({})", opt(&self.imported_image), self.imported_image_name),
+            format!(
+                "{} ({})",
+                opt(&self.imported_image),
+                self.imported_image_name
+            ),
         );
         if self.boot_server.is_some() {
             line(
                 "booted server",
-                format!("{} {}", opt(&self.boot_server), self.boot_addresses.join(" ")),
+                format!(
+                    "{} {}",
+                    opt(&self.boot_server),
+                    self.boot_addresses.join(" ")
+                ),
             );
         }
         if let Some(p) = &self.admin_pass {

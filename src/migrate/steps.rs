@@ -37,9 +37,15 @@ pub fn describe(m: &Migration) -> String {
         Step::Exporting => format!("waiting for the export task in {from}"),
         Step::Exported => format!(
             "inspecting and validating {} by ranged reads",
-            f.export.as_ref().map(ToString::to_string).unwrap_or_default()
+            f.export
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
         ),
-        Step::Inspected => format!("preparing container {} in {}", m.plan.dst_container, m.plan.to),
+        Step::Inspected => format!(
+            "preparing container {} in {}",
+            m.plan.dst_container, m.plan.to
+        ),
         Step::Transferring => format!(
             "copying the VHD to {}/{} in {}",
             m.plan.dst_container,
@@ -118,8 +124,8 @@ async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         Entry::Vhd { path } => {
             let report = validate_local(&path).await?;
             record_validation(ctx, m, &report)?;
-            let source =
-                transfer::source::local_file(std::path::Path::new(&path)).map_err(transfer::Error::from)?;
+            let source = transfer::source::local_file(std::path::Path::new(&path))
+                .map_err(transfer::Error::from)?;
             plan_transfer(m, source)?;
             m.step = Step::Inspected;
         }
@@ -132,7 +138,8 @@ async fn validate_local(path: &str) -> Result<vhd::Report, Error> {
         path: path.to_string(),
         detail,
     };
-    let source = vhd::FileSource::open(std::path::Path::new(path)).map_err(|e| fail(e.to_string()))?;
+    let source =
+        vhd::FileSource::open(std::path::Path::new(path)).map_err(|e| fail(e.to_string()))?;
     vhd::validate(&source, &Policy::default())
         .await
         .map_err(|e| fail(crate::error_chain(&e)))
@@ -200,7 +207,9 @@ fn plan_transfer(m: &mut Migration, source: transfer::Source) -> Result<(), Erro
 async fn server_creating(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     let src = ctx.src()?;
     let Entry::CreateServer { image, flavor } = m.plan.entry.clone() else {
-        return Err(Error::Config("ServerCreating without --create-server".into()));
+        return Err(Error::Config(
+            "ServerCreating without --create-server".into(),
+        ));
     };
     let name = m.created_server_name();
     let id = match m.facts.created_server.as_ref().and_then(|i| i.id.clone()) {
@@ -260,11 +269,15 @@ async fn wait_server_active(
     let p = m.plan.polling;
     let what = format!("server {name} ({id}) in {}", region.name);
     wait::until(ctx, &what, p.server_secs, p.deadline_secs, async || {
-        let s = region.compute.get_server(id).await?.ok_or_else(|| Error::ResourceFailed {
-            what: what.clone(),
-            status: "missing".into(),
-            message: "the server disappeared".into(),
-        })?;
+        let s = region
+            .compute
+            .get_server(id)
+            .await?
+            .ok_or_else(|| Error::ResourceFailed {
+                what: what.clone(),
+                status: "missing".into(),
+                message: "the server disappeared".into(),
+            })?;
         match s.status.as_str() {
             "ACTIVE" => Ok(Poll::Ready(s)),
             "ERROR" | "DELETED" => Err(Error::ResourceFailed {
@@ -329,38 +342,57 @@ async fn settle_snapshot(
     }
     let p = m.plan.polling;
     let what = format!("createImage on server {server}");
-    let answered = wait::until(ctx, &what, p.server_secs, p.deadline_secs, async || {
-        match src.compute.create_image(server, name).await {
+    let answered = wait::until(
+        ctx,
+        &what,
+        p.server_secs,
+        p.deadline_secs,
+        async || match src.compute.create_image(server, name).await {
             Ok(id) => Ok(Poll::Ready(id)),
             Err(crate::api::Error::Conflict { message, .. }) => {
                 Ok(Poll::Pending(format!("server busy (409): {message}")))
             }
             Err(e) => Err(e.into()),
-        }
-    })
+        },
+    )
     .await?;
     if let Some(id) = answered {
         return Ok(id);
     }
     // No Location and no body id: the image is found by its unique name.
-    wait::until(ctx, &format!("image named {name}"), p.server_secs, p.deadline_secs, async || {
-        Ok(match src.images.find_images(name).await?.first() {
-            Some(i) => Poll::Ready(i.id.clone()),
-            None => Poll::Pending("not listed yet".into()),
-        })
-    })
+    wait::until(
+        ctx,
+        &format!("image named {name}"),
+        p.server_secs,
+        p.deadline_secs,
+        async || {
+            Ok(match src.images.find_images(name).await?.first() {
+                Some(i) => Poll::Ready(i.id.clone()),
+                None => Poll::Pending("not listed yet".into()),
+            })
+        },
+    )
     .await
 }
 
-async fn wait_image_active(ctx: &Ctx, src: &RegionApi, m: &Migration, id: &str) -> Result<(), Error> {
+async fn wait_image_active(
+    ctx: &Ctx,
+    src: &RegionApi,
+    m: &Migration,
+    id: &str,
+) -> Result<(), Error> {
     let p = m.plan.polling;
     let what = format!("image {id} in {}", src.name);
     wait::until(ctx, &what, p.server_secs, p.deadline_secs, async || {
-        let img = src.images.get_image(id).await?.ok_or_else(|| Error::ResourceFailed {
-            what: what.clone(),
-            status: "missing".into(),
-            message: "no such image in this region".into(),
-        })?;
+        let img = src
+            .images
+            .get_image(id)
+            .await?
+            .ok_or_else(|| Error::ResourceFailed {
+                what: what.clone(),
+                status: "missing".into(),
+                message: "no such image in this region".into(),
+            })?;
         match img.status.as_str() {
             "active" => Ok(Poll::Ready(())),
             "killed" | "deleted" | "pending_delete" | "deactivated" => Err(Error::ResourceFailed {
@@ -457,10 +489,14 @@ async fn wait_task(
     let p = m.plan.polling;
     let what = format!("{kind} task {id} in {}", region.name);
     wait::until(ctx, &what, p.task_secs, p.deadline_secs, async || {
-        let task = region.images.get_task(id).await?.ok_or_else(|| Error::TaskFailed {
-            what: what.clone(),
-            message: "the task is gone (task records expire 48 h after they finish)".into(),
-        })?;
+        let task = region
+            .images
+            .get_task(id)
+            .await?
+            .ok_or_else(|| Error::TaskFailed {
+                what: what.clone(),
+                message: "the task is gone (task records expire 48 h after they finish)".into(),
+            })?;
         Ok(match task.state() {
             TaskStatus::Success => Poll::Ready(Ok(task)),
             TaskStatus::Failure => Poll::Ready(Err(task
@@ -478,14 +514,17 @@ async fn exporting(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     let id = settle_task(ctx, src, m, "export").await?;
     match wait_task(ctx, src, m, "export", &id).await? {
         Ok(task) => {
-            let location = task.result_str("export_location").ok_or_else(|| Error::TaskFailed {
-                what: format!("export task {id}"),
-                message: "it succeeded without an export_location".into(),
-            })?;
-            let (container, object) = location.split_once('/').ok_or_else(|| Error::TaskFailed {
-                what: format!("export task {id}"),
-                message: format!("export_location {location} is not container/object"),
-            })?;
+            let location = task
+                .result_str("export_location")
+                .ok_or_else(|| Error::TaskFailed {
+                    what: format!("export task {id}"),
+                    message: "it succeeded without an export_location".into(),
+                })?;
+            let (container, object) =
+                location.split_once('/').ok_or_else(|| Error::TaskFailed {
+                    what: format!("export task {id}"),
+                    message: format!("export_location {location} is not container/object"),
+                })?;
             m.facts.export = Some(ObjectRef {
                 container: container.into(),
                 object: object.into(),
@@ -513,9 +552,14 @@ async fn exported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         .export
         .clone()
         .ok_or_else(|| Error::Config("Exported without an export".into()))?;
-    let source = transfer::inspect(&src.files, &export.container, &export.object, ListingPolicy::default())
-        .await
-        .map_err(transfer::Error::from)?;
+    let source = transfer::inspect(
+        &src.files,
+        &export.container,
+        &export.object,
+        ListingPolicy::default(),
+    )
+    .await
+    .map_err(transfer::Error::from)?;
     let remote = RemoteObject {
         store: &src.files,
         container: export.container.clone(),
@@ -605,10 +649,12 @@ async fn importing(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     let id = settle_task(ctx, &ctx.dst, m, "import").await?;
     match wait_task(ctx, &ctx.dst, m, "import", &id).await? {
         Ok(task) => {
-            let image = task.result_str("image_id").ok_or_else(|| Error::TaskFailed {
-                what: format!("import task {id}"),
-                message: "it succeeded without an image_id".into(),
-            })?;
+            let image = task
+                .result_str("image_id")
+                .ok_or_else(|| Error::TaskFailed {
+                    what: format!("import task {id}"),
+                    message: "it succeeded without an image_id".into(),
+                })?;
             m.facts.imported_image = Some(image);
             m.step = Step::Imported;
             Ok(())
@@ -714,7 +760,10 @@ mod tests {
 
     #[test]
     fn import_codes_are_found_as_whole_numbers() {
-        assert_eq!(import_code_in("413: The image cannot be imported."), Some(413));
+        assert_eq!(
+            import_code_in("413: The image cannot be imported."),
+            Some(413)
+        );
         assert_eq!(import_code_in("Error code 721 - has a parent"), Some(721));
         assert_eq!(import_code_in("failed after 4130 s"), None);
         assert_eq!(import_code_in("Image not found for import"), None);

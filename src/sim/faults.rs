@@ -48,6 +48,9 @@ pub enum Action {
     ResetAfter { bytes: u64 },
     /// Wait before handling the request.
     Delay { ms: u64 },
+    /// Handle the request, then wait before answering: the service has acted but the client does
+    /// not know yet. The window where a crash or a timeout tempts a client to create twice.
+    DelayResponse { ms: u64 },
     /// Send the response body at this rate.
     Throttle { bytes_per_sec: u64 },
     /// XOR the response body byte at `offset` with 0xFF.

@@ -227,6 +227,16 @@ impl SimHandle {
         })
     }
 
+    /// The images in `region` as (id, name).
+    pub fn images(&self, region: &str) -> Vec<(String, String)> {
+        self.shared.cloud.with(&region.to_uppercase(), |r| {
+            r.images
+                .values()
+                .map(|i| (i.id.clone(), i.name.clone()))
+                .collect()
+        })
+    }
+
     /// The disk behind an image, to compare its bytes in tests.
     pub fn image_disk(&self, region: &str, image_id: &str) -> Option<Disk> {
         self.shared.cloud.with(&region.to_uppercase(), |r| {
@@ -472,6 +482,11 @@ async fn apply_faults(State(shared): State<Arc<Shared>>, req: Request, next: Nex
         None => req,
     };
     let resp = next.run(req).await;
+    for action in &actions {
+        if let faults::Action::DelayResponse { ms } = action {
+            tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
+        }
+    }
     faults::shape_body(resp, &actions, link)
 }
 

@@ -382,14 +382,14 @@ impl Store {
                 "Client disconnected.",
             );
         }
-        if let Some(expected) = req.headers.get(header::ETAG).and_then(|v| v.to_str().ok()) {
-            if expected.trim_matches('"') != etag {
-                let _ = tokio::fs::remove_file(&path).await;
-                return swift_error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Unable to process the contained instructions",
-                );
-            }
+        if let Some(expected) = req.headers.get(header::ETAG).and_then(|v| v.to_str().ok())
+            && expected.trim_matches('"') != etag
+        {
+            let _ = tokio::fs::remove_file(&path).await;
+            return swift_error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Unable to process the contained instructions",
+            );
         }
         let kind = match req
             .headers
@@ -683,17 +683,15 @@ impl Store {
         let Some(obj) = self.lookup(req.region, container, name) else {
             return not_found();
         };
-        if manifest {
-            if let Kind::Slo(segments) = &obj.kind {
-                let list: Vec<serde_json::Value> = segments
+        if manifest && let Kind::Slo(segments) = &obj.kind {
+            let list: Vec<serde_json::Value> = segments
                     .iter()
                     .map(|s| serde_json::json!({"name": format!("/{}/{}", s.container, s.name), "hash": s.etag, "bytes": s.bytes}))
                     .collect();
-                let mut resp = axum::Json(list).into_response();
-                resp.headers_mut()
-                    .insert("x-static-large-object", HeaderValue::from_static("True"));
-                return resp;
-            }
+            let mut resp = axum::Json(list).into_response();
+            resp.headers_mut()
+                .insert("x-static-large-object", HeaderValue::from_static("True"));
+            return resp;
         }
         let (pieces, total, etag) = if manifest && matches!(obj.kind, Kind::Dlo { .. }) {
             (Vec::new(), 0, obj.etag.clone())

@@ -205,7 +205,7 @@ impl Builder {
         for &(index, fill) in &self.blocks {
             if self.style == Style::XenServer {
                 // blktap aligns block *data* (after its one-sector bitmap) to 4 KiB.
-                while (next + 1) % 8 != 0 {
+                while !(next + 1).is_multiple_of(8) {
                     next += 1;
                 }
             }

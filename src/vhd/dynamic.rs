@@ -172,7 +172,12 @@ pub fn check_fields(h: &Header, cx: Context, findings: &mut Findings) -> bool {
     let table_end = table.saturating_add(u64::from(h.max_entries()) * 4);
     let header_end = cx.base + LEN as u64;
     let overlaps_header = table < header_end && table_end > cx.base;
-    if table == 0 || table % 512 != 0 || table < 512 || table_end > cx.data_end || overlaps_header {
+    if table == 0
+        || !table.is_multiple_of(512)
+        || table < 512
+        || table_end > cx.data_end
+        || overlaps_header
+    {
         findings.problem(
             ImportCode::Other,
             "header.table_offset",
@@ -326,7 +331,7 @@ pub fn check_batmap_header(
     }
     let start = b.map_offset();
     let end = start.saturating_add(sectors * 512);
-    if start == 0 || start % 512 != 0 || end > data_end {
+    if start == 0 || !start.is_multiple_of(512) || end > data_end {
         bad(
             "batmap_offset",
             8,

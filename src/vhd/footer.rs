@@ -309,7 +309,7 @@ pub fn check_fields(f: &Footer, at: Placement, now_vhd: u64, findings: &mut Find
             "creation time is in the future; XenServer's checker rejects this unless told to ignore timestamps",
         );
     }
-    if f.current_size() % 512 != 0 {
+    if !f.current_size().is_multiple_of(512) {
         findings.problem(
             ImportCode::Other,
             at.field("current_size"),
@@ -355,7 +355,7 @@ fn check_data_offset(f: &Footer, at: Placement, findings: &mut Findings) {
             "data offset is wrong for a fixed disk",
         ),
         DiskType::Dynamic | DiskType::Differencing
-            if found == NO_DATA_OFFSET || found % 512 != 0 || found < 512 =>
+            if found == NO_DATA_OFFSET || !found.is_multiple_of(512) || found < 512 =>
         {
             findings.problem(
                 ImportCode::NotVhd,

@@ -187,7 +187,7 @@ impl<S: ByteSource> Run<'_, S> {
         raw[..footer_len as usize]
             .copy_from_slice(&self.read("footer", at, footer_len as usize).await?);
         let found = Footer::new(raw);
-        if found.has_cookie() && (len % 512 == 0 || footer_len == 511) {
+        if found.has_cookie() && (len.is_multiple_of(512) || footer_len == 511) {
             if footer_len == 511 {
                 self.report.short_footer = true;
                 self.findings.warning(
@@ -211,7 +211,7 @@ impl<S: ByteSource> Run<'_, S> {
         let detail = if head.starts_with(b"vhdxfile") {
             "this is a VHDX file (a different format); convert it with `qemu-img convert -O vpc`"
                 .to_string()
-        } else if len % 512 != 0 && found.has_cookie() {
+        } else if !len.is_multiple_of(512) && found.has_cookie() {
             format!("the file length {len} is not a multiple of 512: bytes follow the footer")
         } else if head.starts_with(footer::COOKIE) {
             "there is a footer copy at offset 0 but none at the end: the file looks truncated or has \
@@ -299,7 +299,8 @@ impl<S: ByteSource> Run<'_, S> {
     async fn check_sparse(&mut self, primary: &Footer, data_end: u64) -> Result<(), Error> {
         // A bad data offset was reported by the footer checks; the header cannot be found then.
         let header_at = primary.data_offset();
-        if header_at == footer::NO_DATA_OFFSET || header_at % 512 != 0 || header_at < 512 {
+        if header_at == footer::NO_DATA_OFFSET || !header_at.is_multiple_of(512) || header_at < 512
+        {
             return Ok(());
         }
         if data_end < 512 || header_at.saturating_add(dynamic::LEN as u64) > data_end {

@@ -1,8 +1,10 @@
 //! The one integration-test binary (STYLE §8). Each module drives the library or the built binary.
 
 mod cli;
+mod migrate;
 mod real_clients;
 mod real_swift;
+mod resume;
 mod sim_cloud;
 mod sim_files;
 mod support;

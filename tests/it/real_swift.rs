@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 const MIB: u64 = 1 << 20;
 
-fn swift_url() -> Option<String> {
+pub fn swift_url() -> Option<String> {
     match std::env::var("IMGFERRY_SWIFT_URL") {
         Ok(url) => Some(url.trim_end_matches('/').to_string()),
         Err(_) => {

@@ -1,0 +1,222 @@
+//! Kill tests: the real binary is SIGKILLed at every state boundary, in the window between each
+//! creating POST and its answer, and at three points inside the transfer; then `imgferry resume`
+//! must complete the migration with byte-identical results, and the simulator's counters must show
+//! exactly one snapshot, export task, import task, imported image and booted server.
+
+use std::time::Duration;
+
+use imgferry::sim::{Action, Plan, Rule, Service};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::migrate::{MIB, World, seeded};
+
+/// When to kill.
+enum Trigger {
+    /// On the first stdout event this matches.
+    Event(Box<dyn Fn(&Value) -> bool + Send>),
+    /// As soon as the simulator has created a resource of this kind (its answer is held back by a
+    /// `delay_response` fault, so the client has not seen it).
+    Created(&'static str),
+}
+
+/// Runs imgferry with `args` and SIGKILLs it on `trigger`. Returns the migration id.
+async fn run_and_kill(w: &World, args: &[&str], trigger: Trigger) -> String {
+    let mut child = w.command(args).spawn().expect("spawn imgferry");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut id = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = tokio::select! {
+            l = lines.next_line() => l.unwrap(),
+            () = tokio::time::sleep(Duration::from_millis(5)) => {
+                if let Trigger::Created(kind) = &trigger
+                    && w.created(kind) > 0
+                {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "trigger never fired");
+                continue;
+            }
+        };
+        let Some(line) = line else { break };
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["event"] == "started" {
+            id = v["id"].as_str().unwrap().to_string();
+        }
+        if let Trigger::Event(f) = &trigger
+            && f(&v)
+        {
+            break;
+        }
+    }
+    // SIGKILL: no handler runs, nothing is flushed, exactly like a crash or an OOM kill.
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    assert!(!id.is_empty(), "the run started");
+    id
+}
+
+fn state_is(step: &'static str) -> Trigger {
+    Trigger::Event(Box::new(move |v| {
+        v["event"] == "state" && v["step"] == step
+    }))
+}
+
+/// Resumes and checks the finished migration and the exactly-once creations.
+async fn resume_and_check(w: &World, id: &str, servers: usize) {
+    w.sim.set_faults(Plan::default());
+    let run = w.resume(id).await;
+    w.assert_migrated(&run, &w.source_sha256());
+    let created = w.sim.stats().created;
+    for (kind, n) in [
+        ("server", servers),
+        ("snapshot", 1),
+        ("export_task", 1),
+        ("import_task", 1),
+        ("imported_image", 1),
+    ] {
+        assert_eq!(
+            created.get(kind).map_or(0, Vec::len),
+            n,
+            "{kind} after a kill: {created:?}"
+        );
+    }
+}
+
+fn server_args(w: &World) -> Vec<String> {
+    World::migrate_args(&["--boot", "general1-2"])
+        .into_iter()
+        .map(str::to_string)
+        .chain(["--server".to_string(), w.server()])
+        .collect()
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_at_every_state_boundary_then_resume() {
+    let started = Trigger::Event(Box::new(|v| v["event"] == "started"));
+    let mut triggers: Vec<(&str, Trigger)> = vec![("Planned", started)];
+    for step in [
+        "Imaging",
+        "ImageActive",
+        "Exporting",
+        "Exported",
+        "Inspected",
+        "Transferring",
+        "Uploaded",
+        "Importing",
+        "Imported",
+        "Booting",
+        "Booted",
+        "Done",
+    ] {
+        triggers.push((step, state_is(step)));
+    }
+    for (step, trigger) in triggers {
+        let w = World::start(seeded()).await;
+        let args = server_args(&w);
+        let id = run_and_kill(&w, &refs(&args), trigger).await;
+        eprintln!("killed at {step}; resuming {id}");
+        resume_and_check(&w, &id, 1).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_between_each_creating_post_and_its_answer() {
+    let hold = |service, region: &str, method: &str, path: &str| Rule {
+        service: Some(service),
+        region: Some(region.into()),
+        method: Some(method.into()),
+        path_contains: Some(path.into()),
+        nth: 1,
+        times: 1,
+        action: Action::DelayResponse { ms: 5000 },
+    };
+    let cases = [
+        ("snapshot", hold(Service::Compute, "DFW", "POST", "/action")),
+        (
+            "export_task",
+            hold(Service::Images, "DFW", "POST", "/tasks"),
+        ),
+        (
+            "import_task",
+            hold(Service::Images, "IAD", "POST", "/tasks"),
+        ),
+        ("server", hold(Service::Compute, "IAD", "POST", "/servers")),
+    ];
+    for (kind, rule) in cases {
+        let w = World::start(seeded()).await;
+        w.sim.set_faults(Plan {
+            throttle_bytes_per_sec: None,
+            rules: vec![rule],
+        });
+        let args = server_args(&w);
+        let id = run_and_kill(&w, &refs(&args), Trigger::Created(kind)).await;
+        eprintln!("killed after the service created a {kind}; resuming {id}");
+        resume_and_check(&w, &id, 1).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_inside_the_transfer_resends_at_most_the_pieces_in_flight() {
+    for pieces_done in [1usize, 4, 9] {
+        let mut config = seeded();
+        config.faults.throttle_bytes_per_sec = Some(8 * MIB);
+        let w = World::start(config).await;
+        let args = server_args(&w);
+        let count = std::sync::atomic::AtomicUsize::new(0);
+        let trigger = Trigger::Event(Box::new(move |v| {
+            v["event"] == "transfer"
+                && v["detail"]["event"] == "piece_done"
+                && count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == pieces_done
+        }));
+        let id = run_and_kill(&w, &refs(&args), trigger).await;
+        resume_and_check(&w, &id, 1).await;
+        let state = w.run(&["status", &id]).await;
+        let t = &state.events[0]["migration"]["facts"]["transfer"];
+        let total = t["source"]["len"].as_u64().unwrap();
+        let piece = t["segment_size"].as_u64().unwrap();
+        let sent = w.sim.stats().bytes_in["IAD"];
+        // Everything once, plus at most the pieces in flight at the kill (concurrency 3, and the
+        // one the in-order hasher holds), plus the SLO manifest.
+        let bound = total + 4 * piece + 64 * 1024;
+        eprintln!("killed after {pieces_done} pieces: sent {sent} of {total} (bound {bound})");
+        assert!(sent <= bound, "re-sent too much: {sent} > {bound}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_while_creating_the_source_server() {
+    for trigger in ["ServerCreating", "ServerActive", "post"] {
+        let w = World::start(seeded()).await;
+        let spec = format!("{}:general1-2", w.base_image());
+        let args: Vec<String> = World::migrate_args(&["--boot", "general1-2", "--create-server"])
+            .into_iter()
+            .map(str::to_string)
+            .chain([spec])
+            .collect();
+        let t = if trigger == "post" {
+            w.sim.set_faults(Plan {
+                throttle_bytes_per_sec: None,
+                rules: vec![Rule {
+                    service: Some(Service::Compute),
+                    region: Some("DFW".into()),
+                    method: Some("POST".into()),
+                    path_contains: Some("/servers".into()),
+                    nth: 1,
+                    times: 1,
+                    action: Action::DelayResponse { ms: 5000 },
+                }],
+            });
+            Trigger::Created("server")
+        } else {
+            state_is(trigger)
+        };
+        let id = run_and_kill(&w, &refs(&args), t).await;
+        resume_and_check(&w, &id, 2).await;
+    }
+}

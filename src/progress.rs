@@ -251,12 +251,14 @@ fn tty(state: &mut TtyState, event: &Event) {
         }
         Event::StepFinished { step, seconds } => {
             if let Some(pb) = state.step.take() {
+                // Message and prefix first: changing the style redraws with whatever is set.
+                pb.set_message(format!("{step} ({seconds:.1} s)"));
+                pb.set_prefix("✓");
                 pb.set_style(
                     ProgressStyle::with_template("{prefix:.green} {wide_msg}")
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
-                pb.set_prefix("✓");
-                pb.finish_with_message(format!("{step} ({seconds:.1} s)"));
+                pb.finish();
             }
         }
         Event::Warning { message } => {

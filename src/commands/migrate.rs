@@ -207,7 +207,7 @@ pub fn plan(args: &MigrateArgs) -> Result<Plan, Error> {
     }
     let from = match entry {
         Entry::Vhd { .. } => None,
-        _ => args.from.clone(),
+        _ => args.from.as_deref().map(str::to_uppercase),
     };
     if from.is_none() && !matches!(entry, Entry::Vhd { .. }) {
         return Err(Error::Config("--from REGION is required".into()));
@@ -234,7 +234,7 @@ pub fn plan(args: &MigrateArgs) -> Result<Plan, Error> {
         ),
     });
     Ok(Plan {
-        from: from.map(|f| f.to_uppercase()),
+        from,
         to: args.to.to_uppercase(),
         entry,
         name,

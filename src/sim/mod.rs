@@ -397,6 +397,7 @@ impl Shared {
 }
 
 async fn tokens(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    shared.stats.request("POST", "identity:tokens");
     let compute = |r: &str| shared.compute_url(r);
     let images = |r: &str| shared.images_url(r);
     let files = |r: &str| shared.files_url(r);

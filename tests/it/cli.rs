@@ -142,19 +142,63 @@ fn size_limits_are_options() {
 }
 
 #[test]
-fn unimplemented_commands_say_so_and_exit_2() {
-    for args in [
-        &["migrate", "--from", "DFW", "--to", "IAD", "--server", "abc"][..],
-        &["resume", "x"][..],
-        &["status"][..],
-        &["demo"][..],
+fn demo_runs_a_whole_migration_and_verifies_it() {
+    let state = tempfile::tempdir().unwrap();
+    let out = imgferry(&[
+        "demo",
+        "--step-seconds",
+        "0.2",
+        "--disk-size",
+        "64MiB",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("is done"), "{stdout}");
+    assert!(
+        stdout.contains("Verified: the image imported in IAD"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("RAX_API_KEY=<api key>"), "{stdout}");
+    // Not a terminal here, so progress is plain lines on stderr, one per step.
+    for step in [
+        "Imaging",
+        "Exporting",
+        "Transferring",
+        "Importing",
+        "Booting",
     ] {
-        let out = imgferry(args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("not implemented"), "{args:?}: {stderr}");
-        assert!(out.stdout.is_empty());
+        assert!(stderr.contains(&format!("==> {step}")), "{stderr}");
     }
+}
+
+#[test]
+fn commands_without_credentials_say_what_is_missing() {
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_imgferry"))
+        .args(["migrate", "--from", "DFW", "--to", "IAD", "--server", "abc"])
+        .env_remove("RAX_USERNAME")
+        .env_remove("RAX_API_KEY")
+        .env_remove("RAX_PASSWORD")
+        .env("IMGFERRY_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("RAX_USERNAME is not set"), "{stderr}");
+    let status = imgferry(&["status", "--state-dir", state.path().to_str().unwrap()]);
+    assert_eq!(status.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&status.stdout).contains("no migrations"));
+    let resume = imgferry(&[
+        "resume",
+        "m-nope",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+    ]);
+    assert_eq!(resume.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&resume.stderr).contains("no migration m-nope"));
 }
 
 #[test]

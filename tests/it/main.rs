@@ -1,5 +1,6 @@
 //! The one integration-test binary (STYLE §8). Each module drives the library or the built binary.
 
+mod api_clients;
 mod cli;
 mod migrate;
 mod real_clients;

@@ -691,3 +691,42 @@ async fn destination_cloud_files_on_real_swift() {
         "bytes went to Swift"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_expiring_mid_migration_are_refreshed() {
+    use imgferry::sim::{Action, Plan, Rule, Service};
+    let w = World::start(seeded()).await;
+    let expire = |service, method: &str, path: &str, nth| Rule {
+        service: Some(service),
+        region: None,
+        method: Some(method.into()),
+        path_contains: Some(path.into()),
+        nth,
+        times: 1,
+        action: Action::ExpireTokens,
+    };
+    w.sim.set_faults(Plan {
+        throttle_bytes_per_sec: None,
+        rules: vec![
+            expire(Service::Images, "GET", "/images/", 2),
+            expire(Service::Files, "PUT", ".segments/", 3),
+            expire(Service::Images, "GET", "/tasks/", 3),
+        ],
+    });
+    let run = w
+        .migrate(&["--server", &w.server(), "--boot", "general1-2"])
+        .await;
+    w.assert_migrated(&run, &w.source_sha256());
+    let logins = w
+        .sim
+        .stats()
+        .requests
+        .get("POST identity:tokens")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        logins >= 4,
+        "one login and three refreshes: {:?}",
+        w.sim.stats().requests
+    );
+}

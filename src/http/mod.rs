@@ -100,7 +100,8 @@ pub async fn send(
                 retry_after: retry::retry_after(resp.headers()),
             },
             Err(e) if e.is_timeout() => Outcome::Timeout,
-            Err(_) => Outcome::Connect,
+            Err(e) if e.is_connect() => Outcome::Connect,
+            Err(_) => Outcome::Reset,
         };
         let decision = classify(&outcome, idempotent);
         if let Decision::Retry(hint) = decision
@@ -111,7 +112,8 @@ pub async fn send(
             let why = match &outcome {
                 Outcome::Status { status, .. } => format!("HTTP {status}"),
                 Outcome::Timeout => "timeout".into(),
-                Outcome::Connect => "connection error".into(),
+                Outcome::Connect => "cannot connect".into(),
+                Outcome::Reset => "connection reset".into(),
             };
             tracing::info!(%method, %url, attempt, max = cfg.max_retries, delay_ms = delay.as_millis() as u64, %why, "retrying");
             on_retry(attempt, delay, &why);

@@ -1,8 +1,13 @@
 //! Retry policy as pure functions (STYLE §4): what to retry, and how long to wait.
 //!
-//! Retried: 5xx, 408, 429, 498 (Swift's rate limit), and 413 when the service says when to retry
-//! (Rackspace's compute `overLimit`); connection errors always; timeouts only for idempotent
-//! requests. `Retry-After` (seconds or HTTP-date) is honoured, capped by the backoff maximum.
+//! Idempotent requests retry 5xx, 408, 429, 498 (Swift's rate limit), 413 when the service says
+//! when to retry (Rackspace's compute `overLimit`), connection failures, resets and timeouts.
+//!
+//! A request that creates something (a POST) is never retried when the service may have acted on
+//! it: a reset or a timeout after the request went out, or a 500/502/504, could all follow a
+//! success. Only answers that say "not done" (429, 498, 503, 413 with a retry time) and failures to
+//! connect at all are retried; the rest go back to the migration, which settles them by looking
+//! the resource up (docs/state-machine.md). `Retry-After` (seconds or HTTP-date) is honoured, capped by the backoff maximum.
 //! Backoff is decorrelated jitter: `next = min(max, random(base, 3 × previous))`.
 
 use std::time::{Duration, SystemTime};
@@ -39,7 +44,10 @@ pub enum Outcome {
         status: u16,
         retry_after: Option<Duration>,
     },
+    /// The connection could not be made: the request was never sent.
     Connect,
+    /// The connection failed after the request may have been sent (reset, broken body).
+    Reset,
     Timeout,
 }
 
@@ -60,13 +68,14 @@ pub fn classify(outcome: &Outcome, idempotent: bool) -> Decision {
             retry_after,
         } => match status {
             200..=399 => Decision::Done,
-            408 | 429 | 498 | 500..=599 => Decision::Retry(*retry_after),
+            429 | 498 | 503 => Decision::Retry(*retry_after),
             413 if retry_after.is_some() => Decision::Retry(*retry_after),
+            408 | 500..=599 if idempotent => Decision::Retry(*retry_after),
             _ => Decision::Fail,
         },
         Outcome::Connect => Decision::Retry(None),
-        Outcome::Timeout if idempotent => Decision::Retry(None),
-        Outcome::Timeout => Decision::Fail,
+        Outcome::Reset | Outcome::Timeout if idempotent => Decision::Retry(None),
+        Outcome::Reset | Outcome::Timeout => Decision::Fail,
     }
 }
 
@@ -145,8 +154,15 @@ mod tests {
             (s(408), true, Decision::Retry(None)),
             (s(429), true, Decision::Retry(None)),
             (s(498), true, Decision::Retry(None)),
-            (s(500), false, Decision::Retry(None)),
+            (s(500), true, Decision::Retry(None)),
             (s(503), true, Decision::Retry(None)),
+            // A POST that creates things: only "not done" answers are retried.
+            (s(500), false, Decision::Fail),
+            (s(502), false, Decision::Fail),
+            (s(504), false, Decision::Fail),
+            (s(408), false, Decision::Fail),
+            (s(503), false, Decision::Retry(None)),
+            (s(429), false, Decision::Retry(None)),
             (s(413), true, Decision::Fail),
             (
                 Outcome::Status {
@@ -165,6 +181,8 @@ mod tests {
                 Decision::Retry(hint),
             ),
             (Outcome::Connect, false, Decision::Retry(None)),
+            (Outcome::Reset, true, Decision::Retry(None)),
+            (Outcome::Reset, false, Decision::Fail),
             (Outcome::Timeout, true, Decision::Retry(None)),
             (Outcome::Timeout, false, Decision::Fail),
         ];

@@ -241,22 +241,94 @@ async fn settle_server(
     flavor: &str,
     boot: bool,
 ) -> Result<String, Error> {
-    let found = region.compute.find_servers(name).await?;
-    if let Some(id) = found.first() {
-        if found.len() > 1 {
-            ctx.emit(Event::Warning {
-                message: format!("{} servers are named {name}; using {id}", found.len()),
-            });
-        }
-        tracing::info!(%name, %id, "found the server an earlier run created");
-        return Ok(id.clone());
-    }
     ctx.save(m)?;
-    let created = region.compute.create_server(name, image, flavor).await?;
-    if boot && let Some(pass) = created.admin_pass {
-        *ctx.admin_pass.lock().unwrap_or_else(|e| e.into_inner()) = Some(pass);
+    let what = format!("server {name} in {}", region.name);
+    create_settled(
+        ctx,
+        m,
+        &what,
+        async || {
+            let found = region.compute.find_servers(name).await?;
+            if found.len() > 1 {
+                ctx.emit(Event::Warning {
+                    message: format!(
+                        "{} servers are named {name}; using {}",
+                        found.len(),
+                        found[0]
+                    ),
+                });
+            }
+            Ok(found.into_iter().next())
+        },
+        async || {
+            let created = region.compute.create_server(name, image, flavor).await?;
+            if boot && let Some(pass) = created.admin_pass {
+                *ctx.admin_pass.lock().unwrap_or_else(|e| e.into_inner()) = Some(pass);
+            }
+            Ok(created.id)
+        },
+    )
+    .await
+}
+
+/// Whether a failed creating POST may have created the resource anyway (a 5xx, a reset, a
+/// timeout): only a lookup can tell, so the caller looks before it posts again.
+fn ambiguous(e: &crate::api::Error) -> bool {
+    match e {
+        crate::api::Error::Service { status, .. } => *status >= 500 || *status == 408,
+        // A transport failure, or an answer cut short or garbled after the service acted.
+        crate::api::Error::Http(_) | crate::api::Error::Unexpected { .. } => true,
+        crate::api::Error::NotFound { .. }
+        | crate::api::Error::Conflict { .. }
+        | crate::api::Error::Unauthorized { .. } => false,
     }
-    Ok(created.id)
+}
+
+/// The one way imgferry creates a remote resource: look it up by its intent, and POST only when
+/// it is not there. A POST that fails ambiguously is followed by another lookup (after a pause),
+/// never by a blind second POST; a 409 "busy" is waited out. Gives up after six ambiguous
+/// failures, leaving a resumable error.
+async fn create_settled<T>(
+    ctx: &Ctx,
+    m: &Migration,
+    what: &str,
+    mut lookup: impl AsyncFnMut() -> Result<Option<T>, Error>,
+    mut post: impl AsyncFnMut() -> Result<T, crate::api::Error>,
+) -> Result<T, Error> {
+    let p = m.plan.polling;
+    let started = std::time::Instant::now();
+    let mut failures = 0;
+    let mut pause = 1.0_f64;
+    loop {
+        if let Some(found) = lookup().await? {
+            tracing::info!(%what, "found what an earlier attempt created");
+            return Ok(found);
+        }
+        match post().await {
+            Ok(v) => return Ok(v),
+            Err(crate::api::Error::Conflict { message, .. })
+                if started.elapsed().as_secs_f64() < p.deadline_secs =>
+            {
+                ctx.emit(Event::Waiting {
+                    what: what.to_string(),
+                    status: format!("busy (409): {message}"),
+                });
+                wait::pause(ctx, p.server_secs).await?;
+            }
+            Err(e) if ambiguous(&e) && failures < 5 => {
+                failures += 1;
+                ctx.emit(Event::Warning {
+                    message: format!(
+                        "creating {what} failed in a way that may have succeeded ({}); looking it up before trying again",
+                        crate::error_chain(&e)
+                    ),
+                });
+                wait::pause(ctx, pause).await?;
+                pause = (pause * 2.0).min(60.0);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 async fn wait_server_active(
@@ -336,30 +408,27 @@ async fn settle_snapshot(
     server: &str,
     name: &str,
 ) -> Result<String, Error> {
-    if let Some(img) = src.images.find_images(name).await?.first() {
-        tracing::info!(%name, id = %img.id, "found the snapshot an earlier run created");
-        return Ok(img.id.clone());
-    }
-    let p = m.plan.polling;
-    let what = format!("createImage on server {server}");
-    let answered = wait::until(
+    let what = format!("image {name} of server {server}");
+    let answered = create_settled(
         ctx,
+        m,
         &what,
-        p.server_secs,
-        p.deadline_secs,
-        async || match src.compute.create_image(server, name).await {
-            Ok(id) => Ok(Poll::Ready(id)),
-            Err(crate::api::Error::Conflict { message, .. }) => {
-                Ok(Poll::Pending(format!("server busy (409): {message}")))
-            }
-            Err(e) => Err(e.into()),
+        async || {
+            Ok(src
+                .images
+                .find_images(name)
+                .await?
+                .first()
+                .map(|i| Some(i.id.clone())))
         },
+        async || src.compute.create_image(server, name).await,
     )
     .await?;
     if let Some(id) = answered {
         return Ok(id);
     }
     // No Location and no body id: the image is found by its unique name.
+    let p = m.plan.polling;
     wait::until(
         ctx,
         &format!("image named {name}"),
@@ -461,16 +530,22 @@ async fn settle_task(
     if let Some(id) = intent.id {
         return Ok(id);
     }
-    let id = match region.images.find_task(kind, &intent.input).await? {
-        Some(t) => {
-            tracing::info!(id = %t.id, kind, "found the task an earlier run created");
-            t.id
-        }
-        None => {
-            ctx.save(m)?;
-            region.images.create_task(kind, &intent.input).await?.id
-        }
-    };
+    ctx.save(m)?;
+    let what = format!("{kind} task in {}", region.name);
+    let id = create_settled(
+        ctx,
+        m,
+        &what,
+        async || {
+            Ok(region
+                .images
+                .find_task(kind, &intent.input)
+                .await?
+                .map(|t| t.id))
+        },
+        async || Ok(region.images.create_task(kind, &intent.input).await?.id),
+    )
+    .await?;
     if let Some(i) = slot(m, kind) {
         i.id = Some(id.clone());
     }

@@ -730,3 +730,63 @@ async fn tokens_expiring_mid_migration_are_refreshed() {
         w.sim.stats().requests
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_lost_after_the_service_acted_are_settled_by_lookup_not_a_second_post() {
+    use imgferry::sim::{Action, Plan, Rule, Service};
+    let w = World::start(seeded()).await;
+    let cut = |service, region: &str, path: &str, action| Rule {
+        service: Some(service),
+        region: Some(region.into()),
+        method: Some("POST".into()),
+        path_contains: Some(path.into()),
+        nth: 1,
+        times: 1,
+        action,
+    };
+    w.sim.set_faults(Plan {
+        throttle_bytes_per_sec: None,
+        rules: vec![
+            // The export task is created, then the connection drops mid-answer.
+            cut(
+                Service::Images,
+                "DFW",
+                "/tasks",
+                Action::ResetAfter { bytes: 8 },
+            ),
+            // The import task is created, but the answer is an error page.
+            cut(
+                Service::Images,
+                "IAD",
+                "/tasks",
+                Action::ResetAfter { bytes: 0 },
+            ),
+            // The boot server is created; the answer is cut short.
+            cut(
+                Service::Compute,
+                "IAD",
+                "/servers",
+                Action::ResetAfter { bytes: 20 },
+            ),
+        ],
+    });
+    let run = w
+        .migrate(&["--server", &w.server(), "--boot", "general1-2"])
+        .await;
+    w.assert_migrated(&run, &w.source_sha256());
+    for (kind, n) in [
+        ("export_task", 1),
+        ("import_task", 1),
+        ("server", 1),
+        ("snapshot", 1),
+    ] {
+        assert_eq!(w.created(kind), n, "{kind}: {:?}", w.sim.stats().created);
+    }
+    assert!(run.events.iter().any(|e| {
+        e["event"] == "warning"
+            && e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("may have succeeded")
+    }));
+}

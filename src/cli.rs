@@ -31,6 +31,16 @@ pub struct GlobalOpts {
     /// Where migration state files live [default: $XDG_STATE_HOME/imgferry or ~/.local/state/imgferry].
     #[arg(long, global = true, env = "IMGFERRY_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Seconds to wait for a connection, or between bytes of an answer, before the request counts
+    /// as timed out (and, when it is safe, is retried).
+    #[arg(
+        long,
+        global = true,
+        env = "IMGFERRY_HTTP_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 120.0
+    )]
+    pub http_timeout: f64,
     /// Identity v2.0 endpoint [default: https://identity.api.rackspacecloud.com/v2.0].
     #[arg(long, global = true, env = "RAX_IDENTITY_URL", value_name = "URL")]
     pub identity_url: Option<String>,

@@ -203,7 +203,7 @@ impl Compute {
 }
 
 /// The last path segment of a `Location` URL, if it looks like an id.
-fn image_id_from_location(location: &str) -> Option<String> {
+pub fn image_id_from_location(location: &str) -> Option<String> {
     let path = location.split(['?', '#']).next()?;
     let last = path.trim_end_matches('/').rsplit('/').next()?;
     (!last.is_empty()

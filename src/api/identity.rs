@@ -174,30 +174,64 @@ pub async fn authenticate(
     if let Some(t) = &creds.tenant {
         body["auth"]["tenantId"] = serde_json::json!(t);
     }
-    // Authentication creates nothing, so retrying it is safe.
-    let resp = http::send(retry, true, || client.post(&url).json(&body), &|_, _, _| {}).await?;
-    if !resp.status().is_success() {
-        return Err(Error::from_response("identity", resp).await);
+    // Authentication creates nothing, so retrying it (and re-reading a cut answer) is safe.
+    let (url_ref, body_ref) = (&url, &body);
+    let fetched = super::fetch(retry, 8 << 20, || async move {
+        let build = || client.post(url_ref).json(body_ref);
+        Ok(http::send(retry, true, build, &|_, _, _| {}).await?)
+    })
+    .await?;
+    if !(200..300).contains(&fetched.status) {
+        return Err(fetched.into_error("identity"));
     }
-    let text = resp.text().await.map_err(|e| Error::Unexpected {
+    let text = String::from_utf8_lossy(&fetched.body);
+    parse_session(&text).map_err(|detail| Error::Unexpected {
         url: url.clone(),
-        detail: http::root_cause(&e),
-    })?;
-    let parsed: Response = serde_json::from_str(&text).map_err(|e| Error::Unexpected {
-        url: url.clone(),
-        detail: format!("the token response is not the expected JSON ({e})"),
-    })?;
+        detail,
+    })
+}
+
+/// Parses a token response. Both expiry forms are read: `2016-08-11T20:00:44.526Z` and the older
+/// `2012-05-02T14:27:40.000-05:00` (reference/rackspace-api.md §1.3); an unreadable expiry means
+/// "refresh only after a 401".
+pub fn parse_session(text: &str) -> Result<Session, String> {
+    let parsed: Response = serde_json::from_str(text)
+        .map_err(|e| format!("the token response is not the expected JSON ({e})"))?;
     let expires = parsed
         .access
         .token
         .expires
         .as_deref()
-        .and_then(|e| humantime::parse_rfc3339_weak(e).ok());
+        .and_then(parse_expiry);
     Ok(Session {
         token: parsed.access.token.id,
         expires,
         catalog: parsed.access.catalog,
     })
+}
+
+fn parse_expiry(s: &str) -> Option<SystemTime> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s.trim_end_matches('Z')) {
+        // A trailing Z, or no zone at all, is UTC.
+        if !s.contains('+') && s[10..].find('-').is_none() {
+            return Some(t);
+        }
+    }
+    // An explicit offset: split it off, parse the local part, and shift to UTC.
+    let (local, sign, offset) = match s.rfind(['+', '-']) {
+        Some(i) if i > 10 => (&s[..i], &s[i..i + 1], &s[i + 1..]),
+        _ => return None,
+    };
+    let (h, m) = offset.split_once(':')?;
+    let shift =
+        std::time::Duration::from_secs(h.parse::<u64>().ok()? * 3600 + m.parse::<u64>().ok()? * 60);
+    let t = humantime::parse_rfc3339_weak(local).ok()?;
+    // 14:27 at -05:00 is 19:27 UTC.
+    if sign == "-" {
+        t.checked_add(shift)
+    } else {
+        t.checked_sub(shift)
+    }
 }
 
 #[cfg(test)]
@@ -255,6 +289,23 @@ mod tests {
             s.endpoint("image", "DFW"),
             Err(CatalogError::NoService { .. })
         ));
+    }
+
+    #[test]
+    fn expiry_in_both_documented_forms() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let z = parse_expiry("2016-08-11T20:00:44.526Z").unwrap();
+        assert_eq!(
+            z.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            1_470_945_644
+        );
+        let offset = parse_expiry("2012-05-02T14:27:40.000-05:00").unwrap();
+        let utc = parse_expiry("2012-05-02T19:27:40.000Z").unwrap();
+        assert_eq!(offset, utc);
+        let plus = parse_expiry("2012-05-02T20:27:40+01:00").unwrap();
+        assert_eq!(plus.duration_since(utc).unwrap_or_default(), Duration::ZERO);
+        assert_eq!(parse_expiry("tomorrow"), None);
+        assert_eq!(parse_expiry(""), None);
     }
 
     #[test]

@@ -99,60 +99,140 @@ impl JsonService {
         .await
     }
 
-    /// GETs `url` and parses the JSON answer; `None` on 404.
+    /// GETs `url` and parses the JSON answer; `None` on 404. An answer cut short is fetched again.
     pub async fn get<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
         url: &str,
     ) -> Result<Option<T>, Error> {
-        let resp = self.request(reqwest::Method::GET, url, None, true).await?;
-        if resp.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+        let fetched = fetch(&self.retry, MAX_JSON_BODY, || {
+            self.request(reqwest::Method::GET, url, None, true)
+        })
+        .await?;
+        match fetched.status {
+            404 => Ok(None),
+            200..=299 => fetched.json(what).map(Some),
+            _ => Err(fetched.into_error(what)),
         }
-        if !resp.status().is_success() {
-            return Err(Error::from_response(what, resp).await);
-        }
-        parse_json(what, resp).await.map(Some)
     }
 }
 
-/// Reads a response body of at most [`MAX_JSON_BODY`] bytes and parses it as `T`.
-pub async fn parse_json<T: serde::de::DeserializeOwned>(
-    what: &str,
-    mut resp: reqwest::Response,
-) -> Result<T, Error> {
-    let url = crate::http::redact(resp.url().as_str());
-    let unexpected = |detail: String| Error::Unexpected {
-        url: url.clone(),
-        detail,
-    };
-    if resp
-        .content_length()
-        .is_some_and(|n| n > MAX_JSON_BODY as u64)
-    {
-        return Err(unexpected(format!(
-            "the {what} response claims {} bytes, more than the {MAX_JSON_BODY} a JSON answer may have",
-            resp.content_length().unwrap_or_default()
+/// A whole answer: status and body, read with a size cap.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The redacted URL.
+    pub url: String,
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Fetched {
+    pub fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::Unexpected {
+            url: self.url.clone(),
+            detail: format!("the {what} response is not the expected JSON ({e})"),
+        })
+    }
+
+    /// The error a failure status means.
+    pub fn into_error(self, what: &str) -> Error {
+        Error::from_parts(
+            what,
+            self.url,
+            self.status,
+            &String::from_utf8_lossy(&self.body),
+        )
+    }
+}
+
+/// Why a body could not be read.
+enum BodyError {
+    /// Larger than the cap: not retried.
+    TooLarge(String),
+    /// Cut short: worth another request.
+    Cut(String),
+}
+
+async fn read_body(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
+    if let Some(n) = resp.content_length().filter(|n| *n > cap as u64) {
+        return Err(BodyError::TooLarge(format!(
+            "the answer claims {n} bytes, more than the {cap} it may have"
         )));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| {
-        unexpected(format!(
-            "the {what} response was cut short ({})",
-            crate::http::root_cause(&e)
-        ))
-    })? {
-        if body.len() + chunk.len() > MAX_JSON_BODY {
-            return Err(unexpected(format!(
-                "the {what} response is larger than {MAX_JSON_BODY} bytes"
-            )));
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > cap {
+                    return Err(BodyError::TooLarge(format!(
+                        "the answer is larger than {cap} bytes"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(BodyError::Cut(format!(
+                    "the answer was cut short after {} bytes ({})",
+                    body.len(),
+                    crate::http::root_cause(&e)
+                )));
+            }
         }
-        body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body).map_err(|e| {
-        unexpected(format!(
-            "the {what} response is not the expected JSON ({e})"
-        ))
+}
+
+/// Sends an idempotent request with `send` and reads its whole body (at most `cap` bytes). A body
+/// cut short (a reset mid-answer) sends the request again, up to the retry limit: `http::send`
+/// retries failures to get an answer, this retries failures to read one.
+pub async fn fetch<F, Fut>(
+    retry: &crate::http::RetryConfig,
+    cap: usize,
+    mut send: F,
+) -> Result<Fetched, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<reqwest::Response, Error>>,
+{
+    let mut backoff = crate::http::Backoff::new(retry);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let resp = send().await?;
+        let url = crate::http::redact(resp.url().as_str());
+        let status = resp.status().as_u16();
+        match read_body(resp, cap).await {
+            Ok(body) => return Ok(Fetched { url, status, body }),
+            Err(BodyError::Cut(detail)) if attempt <= retry.max_retries => {
+                let delay = backoff.next(None);
+                tracing::info!(%url, attempt, delay_ms = delay.as_millis() as u64, %detail, "retrying");
+                tokio::time::sleep(delay).await;
+            }
+            Err(BodyError::Cut(detail) | BodyError::TooLarge(detail)) => {
+                return Err(Error::Unexpected { url, detail });
+            }
+        }
+    }
+}
+
+/// Reads a response body of at most [`MAX_JSON_BODY`] bytes and parses it as `T`. For answers to
+/// requests that are not repeated (creating POSTs); reads use [`fetch`].
+pub async fn parse_json<T: serde::de::DeserializeOwned>(
+    what: &str,
+    resp: reqwest::Response,
+) -> Result<T, Error> {
+    let url = crate::http::redact(resp.url().as_str());
+    let body = read_body(resp, MAX_JSON_BODY)
+        .await
+        .map_err(|e| Error::Unexpected {
+            url: url.clone(),
+            detail: match e {
+                BodyError::Cut(d) | BodyError::TooLarge(d) => format!("the {what} response: {d}"),
+            },
+        })?;
+    serde_json::from_slice(&body).map_err(|e| Error::Unexpected {
+        url,
+        detail: format!("the {what} response is not the expected JSON ({e})"),
     })
 }
 
@@ -168,12 +248,17 @@ impl Error {
     pub async fn from_response(what: &str, resp: reqwest::Response) -> Self {
         let url = crate::http::redact(resp.url().as_str());
         let status = resp.status().as_u16();
-        let body = resp.text().await.unwrap_or_default();
+        let body = crate::http::read_capped(resp, 64 * 1024).await;
+        Self::from_parts(what, url, status, &body)
+    }
+
+    /// Builds the error for a final failure status from an answer already read.
+    pub fn from_parts(what: &str, url: String, status: u16, body: &str) -> Self {
         match status {
             401 => Self::Unauthorized { url },
             409 => Self::Conflict {
                 url,
-                message: short_message(&body),
+                message: short_message(body),
             },
             404 => Self::NotFound {
                 what: what.to_string(),
@@ -182,7 +267,7 @@ impl Error {
             _ => Self::Service {
                 url,
                 status,
-                message: short_message(&body),
+                message: short_message(body),
             },
         }
     }

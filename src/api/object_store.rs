@@ -173,23 +173,14 @@ impl ObjectStore {
                 ("marker", marker.as_str()),
                 ("limit", "10000"),
             ];
-            let resp = self
-                .send(true, |t| {
-                    self.req(reqwest::Method::GET, &url, t).query(&query)
-                })
+            let fetched = self
+                .fetch(|t| self.req(reqwest::Method::GET, &url, t).query(&query))
                 .await?;
-            match resp.status() {
-                StatusCode::NO_CONTENT => return Ok(all),
-                s if s.is_success() => {}
-                _ => return Err(Error::from_response("container", resp).await),
-            }
-            let page: Vec<Listed> = resp.json().await.map_err(|e| Error::Unexpected {
-                url: http::redact(&url),
-                detail: format!(
-                    "listing is not the expected JSON ({})",
-                    http::root_cause(&e)
-                ),
-            })?;
+            let page: Vec<Listed> = match fetched.status {
+                204 => return Ok(all),
+                200..=299 => fetched.json("listing")?,
+                _ => return Err(fetched.into_error("container")),
+            };
             let n = page.len();
             all.extend(page);
             if n < 10_000 {
@@ -201,22 +192,29 @@ impl ObjectStore {
     /// The segment list of an SLO manifest.
     pub async fn slo_manifest(&self, container: &str, name: &str) -> Result<Vec<SloEntry>, Error> {
         let url = self.object_url(container, name);
-        let resp = self
-            .send(true, |t| {
+        let fetched = self
+            .fetch(|t| {
                 self.req(reqwest::Method::GET, &url, t)
                     .query(&[("multipart-manifest", "get")])
             })
             .await?;
-        if !resp.status().is_success() {
-            return Err(Error::from_response("SLO manifest", resp).await);
+        if !(200..300).contains(&fetched.status) {
+            return Err(fetched.into_error("SLO manifest"));
         }
-        resp.json().await.map_err(|e| Error::Unexpected {
-            url: http::redact(&url),
-            detail: format!(
-                "SLO manifest is not the expected JSON ({})",
-                http::root_cause(&e)
-            ),
+        fetched.json("SLO manifest")
+    }
+
+    /// An idempotent request whose whole answer (at most 64 MiB: a listing of 10,000 names, or an
+    /// SLO manifest of 1000 entries, is far smaller) is read, re-sent if the answer is cut short.
+    async fn fetch(
+        &self,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<super::Fetched, Error> {
+        let build = &build;
+        super::fetch(&self.retry, 64 << 20, || {
+            auth::send(&self.auth, &self.retry, true, build, &*self.on_retry)
         })
+        .await
     }
 
     /// GETs `len` bytes at `offset` of an object. A ranged read answered with anything but 206 is an
@@ -434,17 +432,31 @@ impl ByteSource for RemoteObject<'_> {
     }
 
     async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, SourceError> {
-        let resp = self
-            .store
-            .get_range(&self.container, &self.name, offset, len as u64)
-            .await?;
-        let bytes = resp.bytes().await?;
-        if bytes.len() != len {
-            return Err(
-                format!("range read returned {} bytes, expected {len}", bytes.len()).into(),
-            );
+        // A ranged answer cut short is asked for again; a wrong length that arrives whole is an
+        // error, never padded or truncated.
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let resp = self
+                .store
+                .get_range(&self.container, &self.name, offset, len as u64)
+                .await?;
+            match resp.bytes().await {
+                Ok(bytes) if bytes.len() == len => return Ok(bytes.to_vec()),
+                Ok(bytes) => {
+                    return Err(format!(
+                        "range read returned {} bytes, expected {len}",
+                        bytes.len()
+                    )
+                    .into());
+                }
+                Err(e) if attempt <= self.store.retry.max_retries => {
+                    tracing::info!(attempt, error = %http::root_cause(&e), "ranged read cut short; retrying");
+                    tokio::time::sleep(http::Backoff::new(&self.store.retry).next(None)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(bytes.to_vec())
     }
 
     fn describe(&self) -> String {

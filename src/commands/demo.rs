@@ -92,6 +92,7 @@ pub async fn run(args: &DemoArgs, global: &GlobalOpts) -> u8 {
     let account = sim.account().clone();
     let runner = Runner {
         identity_url: sim.identity_url(),
+        http_timeout: Duration::from_secs_f64(global.http_timeout.clamp(0.1, 3600.0)),
         creds: Credentials {
             username: account.username.clone(),
             secret: Secret::ApiKey(account.api_key.clone()),

@@ -21,6 +21,8 @@ use crate::progress::{Event, Reporter, size};
 /// What a migration run needs besides its plan.
 pub struct Runner {
     pub identity_url: String,
+    /// The HTTP read timeout.
+    pub http_timeout: std::time::Duration,
     pub creds: Credentials,
     pub store: Store,
     pub reporter: Arc<Reporter>,
@@ -36,7 +38,7 @@ pub struct Finished {
 impl Runner {
     /// Authenticates and resolves the plan's regions.
     pub(crate) async fn connect(&self, plan: &Plan) -> Result<Ctx, Error> {
-        let http = crate::http::client()
+        let http = crate::http::client_with_timeout(self.http_timeout)
             .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
         let retry = crate::http::RetryConfig::default();
         let (auth, session) = Auth::login(&http, &self.identity_url, self.creds.clone(), &retry)
@@ -66,6 +68,7 @@ impl Runner {
             reporter: Arc::clone(&self.reporter),
             cancel: self.cancel.clone(),
             admin_pass: Mutex::new(None),
+            settle_secs: (2.0 * self.http_timeout.as_secs_f64()).max(2.0),
         })
     }
 
@@ -289,6 +292,10 @@ fn identity_url(global: &GlobalOpts, saved: Option<&str>) -> String {
         .unwrap_or_else(|| identity::DEFAULT_URL.to_string())
 }
 
+fn timeout(global: &GlobalOpts) -> std::time::Duration {
+    std::time::Duration::from_secs_f64(global.http_timeout.clamp(0.1, 3600.0))
+}
+
 fn credentials() -> Result<Credentials, Error> {
     Credentials::from_env().map_err(|e| Error::Config(e.to_string()))
 }
@@ -301,6 +308,7 @@ pub async fn run_migrate(args: &MigrateArgs, global: &GlobalOpts) -> u8 {
         let store = store(global)?;
         let runner = Runner {
             identity_url: identity_url(global, None),
+            http_timeout: timeout(global),
             creds: credentials()?,
             store,
             reporter: Arc::clone(&reporter),
@@ -323,6 +331,7 @@ pub async fn run_resume(id: &str, poll: Option<f64>, global: &GlobalOpts) -> u8 
         let saved = store.load(id)?;
         let runner = Runner {
             identity_url: identity_url(global, Some(&saved.identity_url)),
+            http_timeout: timeout(global),
             creds: credentials()?,
             store,
             reporter: Arc::clone(&reporter),

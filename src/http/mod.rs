@@ -13,9 +13,16 @@ pub use retry::{Backoff, Decision, Outcome, RetryConfig, classify};
 /// Builds the one client a run uses: rustls with certificate verification (there is no option to
 /// turn it off), connect and read timeouts, no redirects to other hosts.
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    client_with_timeout(Duration::from_secs(120))
+}
+
+/// [`client`] with a different read timeout (the time allowed between bytes of an answer); the
+/// connect timeout is the smaller of it and 20 s.
+pub fn client_with_timeout(read: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    let read = read.max(Duration::from_millis(100));
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(20))
-        .read_timeout(Duration::from_secs(120))
+        .connect_timeout(read.min(Duration::from_secs(20)))
+        .read_timeout(read)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("imgferry/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -93,15 +100,31 @@ pub async fn send(
             body: String::new(),
         })?;
         let (method, url) = (request.method().to_string(), redact(request.url().as_str()));
-        let result = client.execute(request).await;
-        let outcome = match &result {
-            Ok(resp) => Outcome::Status {
+        // A 413 without Retry-After may say when in its body (`overLimit.retryAt`); reading it
+        // consumes the response, so a final 413 becomes an Error carrying the body.
+        let (result, over_limit_body) = match client.execute(request).await {
+            Ok(resp)
+                if resp.status().as_u16() == 413
+                    && retry::retry_after(resp.headers()).is_none() =>
+            {
+                (None, Some(read_capped(resp, 64 * 1024).await))
+            }
+            other => (Some(other), None),
+        };
+        let outcome = match (&result, &over_limit_body) {
+            (Some(Ok(resp)), _) => Outcome::Status {
                 status: resp.status().as_u16(),
                 retry_after: retry::retry_after(resp.headers()),
             },
-            Err(e) if e.is_timeout() => Outcome::Timeout,
-            Err(e) if e.is_connect() => Outcome::Connect,
-            Err(_) => Outcome::Reset,
+            (Some(Err(e)), _) if e.is_timeout() => Outcome::Timeout,
+            (Some(Err(e)), _) if e.is_connect() => Outcome::Connect,
+            (Some(Err(_)), _) => Outcome::Reset,
+            (None, body) => Outcome::Status {
+                status: 413,
+                retry_after: body
+                    .as_deref()
+                    .and_then(|b| retry::parse_retry_at(b, std::time::SystemTime::now())),
+            },
         };
         let decision = classify(&outcome, idempotent);
         if let Decision::Retry(hint) = decision
@@ -120,6 +143,18 @@ pub async fn send(
             tokio::time::sleep(delay).await;
             continue;
         }
+        let Some(result) = result else {
+            let body = over_limit_body.unwrap_or_default();
+            return Err(Error {
+                method,
+                url,
+                attempts: attempt,
+                elapsed: started.elapsed(),
+                cause: Cause::Status(413),
+                status: Some(413),
+                body: body.chars().take(300).collect(),
+            });
+        };
         let (cause, status, body) = match (result, decision) {
             (Ok(resp), Decision::Done | Decision::Fail) => return Ok(resp),
             (Ok(resp), Decision::Retry(_)) => {
@@ -146,6 +181,20 @@ pub async fn send(
             body,
         });
     }
+}
+
+/// Reads at most `cap` bytes of a response body as text (an error body is never trusted to be
+/// small).
+pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> String {
+    let mut out = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = cap.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= cap {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The innermost cause of an error, for a short message.

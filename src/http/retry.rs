@@ -97,6 +97,18 @@ pub fn parse_retry_after(v: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// Reads Rackspace's `{"overLimit": {"retryAt": "2010-08-01T00:00:00Z", …}}` (any fault name),
+/// the compute API's way of saying when a 413 may be retried.
+pub fn parse_retry_at(body: &str, now: SystemTime) -> Option<Duration> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let at = v
+        .as_object()?
+        .values()
+        .find_map(|f| f["retryAt"].as_str())?;
+    let at = humantime::parse_rfc3339_weak(at.trim_end_matches('Z')).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 /// Decorrelated-jitter backoff with its own small random source.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -207,6 +219,18 @@ mod tests {
         let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn retry_at_from_an_over_limit_body() {
+        let now = humantime::parse_rfc3339("2010-08-01T00:00:00Z").unwrap();
+        let body =
+            r#"{"overLimit": {"code": 413, "message": "x", "retryAt": "2010-08-01T00:00:09Z"}}"#;
+        assert_eq!(parse_retry_at(body, now), Some(Duration::from_secs(9)));
+        let past = r#"{"overLimit": {"retryAt": "2010-07-31T23:00:00Z"}}"#;
+        assert_eq!(parse_retry_at(past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_at(r#"{"overLimit": {"code": 413}}"#, now), None);
+        assert_eq!(parse_retry_at("<html>413</html>", now), None);
     }
 
     #[test]

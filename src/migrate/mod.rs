@@ -193,6 +193,9 @@ pub struct Ctx {
     pub cancel: CancellationToken,
     /// The booted server's admin password: shown once, never persisted.
     pub admin_pass: Mutex<Option<String>>,
+    /// After a creating request failed ambiguously, how long lookups continue before another POST:
+    /// twice the HTTP timeout, since a timed-out request can still be carried out.
+    pub settle_secs: f64,
 }
 
 impl Ctx {

@@ -323,6 +323,15 @@ async fn create_settled<T>(
                         crate::error_chain(&e)
                     ),
                 });
+                // A request that timed out may still be carried out late, so look for a while
+                // (twice the HTTP timeout) before daring a second POST.
+                let window = std::time::Instant::now();
+                while window.elapsed().as_secs_f64() < ctx.settle_secs {
+                    if let Some(found) = lookup().await? {
+                        return Ok(found);
+                    }
+                    wait::pause(ctx, p.server_secs.max(0.25)).await?;
+                }
                 wait::pause(ctx, pause).await?;
                 pause = (pause * 2.0).min(60.0);
             }
@@ -627,14 +636,15 @@ async fn exported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         .export
         .clone()
         .ok_or_else(|| Error::Config("Exported without an export".into()))?;
-    let source = transfer::inspect(
-        &src.files,
-        &export.container,
-        &export.object,
-        ListingPolicy::default(),
-    )
-    .await
-    .map_err(transfer::Error::from)?;
+    // Listings lag behind exports; re-check at the polling interval (the first wait at most 2 s,
+    // growing to a minute).
+    let listing = ListingPolicy {
+        first_wait: std::time::Duration::from_secs_f64(m.plan.polling.server_secs.clamp(0.01, 2.0)),
+        ..ListingPolicy::default()
+    };
+    let source = transfer::inspect(&src.files, &export.container, &export.object, listing)
+        .await
+        .map_err(transfer::Error::from)?;
     let remote = RemoteObject {
         store: &src.files,
         container: export.container.clone(),

@@ -59,6 +59,9 @@ pub enum Action {
     ExpireTokens,
     /// Make the next import task fail with this documented code.
     FailImport { code: u16 },
+    /// Leave out of a JSON container listing every entry whose name contains this: a listing that
+    /// lags behind the objects (Cloud Files listings are eventually consistent).
+    DropListingEntry { name_contains: String },
 }
 
 /// One fault rule.
@@ -72,6 +75,9 @@ pub struct Rule {
     pub method: Option<String>,
     #[serde(default)]
     pub path_contains: Option<String>,
+    /// The decoded path ends with this (`/exports` matches a container listing, not its objects).
+    #[serde(default)]
+    pub path_suffix: Option<String>,
     /// Fire on the Nth matching request (1-based)…
     #[serde(default = "one")]
     pub nth: u64,
@@ -124,6 +130,10 @@ impl Rule {
                 .path_contains
                 .as_deref()
                 .is_none_or(|p| t.path.contains(p))
+            && self
+                .path_suffix
+                .as_deref()
+                .is_none_or(|p| t.path.ends_with(p))
     }
 }
 
@@ -212,6 +222,42 @@ pub fn failure(service: Service, status: u16, retry_after: Option<u64>) -> Respo
 
 type ByteStream = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, axum::Error>> + Send>>;
 
+/// Removes listing entries named by `DropListingEntry` actions from a JSON listing response.
+pub async fn drop_listing_entries(resp: Response, actions: &[Action]) -> Response {
+    let drops: Vec<&str> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::DropListingEntry { name_contains } => Some(name_contains.as_str()),
+            _ => None,
+        })
+        .collect();
+    if drops.is_empty() || !resp.status().is_success() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 16 << 20).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let filtered = match serde_json::from_slice::<Vec<serde_json::Value>>(&bytes) {
+        Ok(entries) => serde_json::to_vec(
+            &entries
+                .into_iter()
+                .filter(|e| {
+                    let name = e["name"].as_str().unwrap_or_default();
+                    !drops.iter().any(|d| name.contains(d))
+                })
+                .collect::<Vec<_>>(),
+        )
+        .map(Bytes::from)
+        .unwrap_or(bytes),
+        Err(_) => bytes,
+    };
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(filtered.len()));
+    Response::from_parts(parts, Body::from(filtered))
+}
+
 /// Applies the body-shaping actions (reset, throttle, flip) to a response.
 pub fn shape_body(resp: Response, actions: &[Action], link_throttle: Option<u64>) -> Response {
     let mut reset = None;
@@ -260,31 +306,40 @@ fn flip_byte(s: ByteStream, offset: u64) -> impl Stream<Item = Result<Bytes, axu
 }
 
 fn cut_after(s: ByteStream, limit: u64) -> impl Stream<Item = Result<Bytes, axum::Error>> + Send {
-    futures::stream::unfold((s, 0u64, false), move |(mut s, sent, done)| async move {
-        if done {
-            return None;
-        }
-        match s.next().await {
-            None => None,
-            Some(Err(e)) => Some((Err(e), (s, sent, true))),
-            Some(Ok(chunk)) => {
-                let room = limit.saturating_sub(sent);
-                if (chunk.len() as u64) < room {
-                    let n = chunk.len() as u64;
-                    Some((Ok(chunk), (s, sent + n, false)))
-                } else if room > 0 {
-                    Some((Ok(chunk.slice(..room as usize)), (s, limit, false)))
-                } else {
-                    // An error mid-body makes hyper drop the connection: the client sees a reset.
-                    // Pause first so the K bytes (and the headers) are really flushed to the client,
-                    // rather than dropped with the connection.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    Some((
-                        Err(axum::Error::new("simulated connection reset")),
-                        (s, sent, true),
-                    ))
-                }
+    // States: still sending; at the limit (the next poll is the reset, even if the body had no
+    // more bytes, so a one-chunk JSON answer is cut too); finished.
+    #[derive(Clone, Copy, PartialEq)]
+    enum At {
+        Sending(u64),
+        Limit,
+        Done,
+    }
+    futures::stream::unfold((s, At::Sending(0)), move |(mut s, at)| async move {
+        match at {
+            At::Done => None,
+            At::Limit => {
+                // An error mid-body makes hyper drop the connection: the client sees a reset.
+                // Pause first so the K bytes (and the headers) are really flushed to the client,
+                // rather than dropped with the connection.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some((
+                    Err(axum::Error::new("simulated connection reset")),
+                    (s, At::Done),
+                ))
             }
+            At::Sending(sent) => match s.next().await {
+                None => None,
+                Some(Err(e)) => Some((Err(e), (s, At::Done))),
+                Some(Ok(chunk)) => {
+                    let room = limit.saturating_sub(sent);
+                    if (chunk.len() as u64) < room {
+                        let n = chunk.len() as u64;
+                        Some((Ok(chunk), (s, At::Sending(sent + n))))
+                    } else {
+                        Some((Ok(chunk.slice(..room as usize)), (s, At::Limit)))
+                    }
+                }
+            },
         }
     })
 }

@@ -488,6 +488,7 @@ async fn apply_faults(State(shared): State<Arc<Shared>>, req: Request, next: Nex
             tokio::time::sleep(std::time::Duration::from_millis(*ms)).await;
         }
     }
+    let resp = faults::drop_listing_entries(resp, &actions).await;
     faults::shape_body(resp, &actions, link)
 }
 

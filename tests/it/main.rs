@@ -2,6 +2,7 @@
 
 mod api_clients;
 mod cli;
+mod faults;
 mod migrate;
 mod real_clients;
 mod real_swift;

@@ -658,6 +658,7 @@ fn rule(service: Service, path: &str, nth: u64, times: u64, action: Action) -> R
         region: None,
         method: None,
         path_contains: Some(path.into()),
+        path_suffix: None,
         nth,
         times,
         action,

@@ -67,6 +67,11 @@ impl Tokens {
             .is_some_and(|exp| *exp > SystemTime::now())
     }
 
+    /// Every token issued so far (tests scan output for them).
+    pub fn all(&self) -> Vec<String> {
+        self.issued().keys().cloned().collect()
+    }
+
     /// Expires every token now, as a fault.
     pub fn expire_all(&self) {
         let now = SystemTime::now();

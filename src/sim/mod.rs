@@ -198,6 +198,11 @@ impl SimHandle {
         self.shared.tokens.issue(self.shared.timing.token_ttl).0
     }
 
+    /// Every token the identity service has issued, so tests can prove none leaked.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.shared.tokens.all()
+    }
+
     /// Expires every token now.
     pub fn expire_tokens(&self) {
         self.shared.tokens.expire_all();

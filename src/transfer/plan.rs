@@ -46,7 +46,15 @@ pub enum Error {
     TooManySegments(usize),
     #[error("the source is empty: there is nothing to transfer")]
     Empty,
+    #[error(
+        "the source claims {0} bytes, more than {MAX_SEGMENTS} segments of at most 5 GiB (Cloud Files' \
+         object limit) can hold; an image for import is at most 40 GiB"
+    )]
+    TooLarge(u64),
 }
+
+/// The largest piece: Cloud Files refuses single objects over 5 GiB.
+pub const MAX_PIECE: u64 = 5 << 30;
 
 /// The segment size actually used: at least 1 MiB, and large enough for ≤ 1000 pieces.
 pub fn effective_segment_size(requested: u64, source: &Source) -> Result<u64, Error> {
@@ -59,14 +67,19 @@ pub fn effective_segment_size(requested: u64, source: &Source) -> Result<u64, Er
         if source.segments.len() > MAX_SEGMENTS {
             return Err(Error::TooManySegments(source.segments.len()));
         }
-        // Grow to the size that would fit a plain object, rounded up to whole MiB.
-        size = (size * 2).max(
+        if size >= MAX_PIECE {
+            return Err(Error::TooLarge(source.len));
+        }
+        // Grow to the size that would fit a plain object, rounded up to whole MiB (never past
+        // the object limit, so the loop ends and nothing overflows).
+        size = (size.saturating_mul(2)).max(
             source
                 .len
                 .div_ceil(MAX_SEGMENTS as u64)
                 .div_ceil(MIN_SEGMENT)
-                * MIN_SEGMENT,
+                .saturating_mul(MIN_SEGMENT),
         );
+        size = size.min(MAX_PIECE);
     }
 }
 

@@ -248,3 +248,84 @@ async fn a_401_refreshes_the_token_once_for_all_concurrent_requests() {
     }
     assert_eq!(logins.load(Ordering::SeqCst), 2, "one login, one refresh");
 }
+
+#[tokio::test]
+async fn redirects_are_never_followed_so_tokens_never_leave_the_endpoint() {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = Arc::clone(&hits);
+    let elsewhere = serve(Router::new().fallback(move || {
+        h.fetch_add(1, Ordering::SeqCst);
+        async { "{}" }
+    }))
+    .await;
+    let target = format!("{elsewhere}/v2/images/i");
+    let app = Router::new().route(
+        "/v2/images/i",
+        get(move || {
+            let target = target.clone();
+            async move { (StatusCode::FOUND, [(header::LOCATION, target)]) }
+        }),
+    );
+    let base = serve(app).await;
+    let images = Images::new(service(&format!("{base}/v2"), Auth::fixed("t")));
+    let e = images.get_image("i").await.unwrap_err();
+    let text = imgferry::error_chain(&e);
+    assert!(
+        text.contains("HTTP 302") && text.contains("/v2/images/i"),
+        "{text}"
+    );
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the redirect target was never contacted"
+    );
+}
+
+#[tokio::test]
+async fn an_absurd_object_size_is_a_clear_error_not_an_allocation() {
+    use imgferry::api::object_store::{ObjectStore, RemoteObject};
+    let app = Router::new().route(
+        "/v1/a/c/huge.vhd",
+        axum::routing::head(|| async {
+            (
+                StatusCode::OK,
+                [
+                    (header::CONTENT_LENGTH, "9223372036854775807"),
+                    (header::ETAG, "\"abc\""),
+                ],
+            )
+        })
+        .get(|| async { (StatusCode::RANGE_NOT_SATISFIABLE, "no") }),
+    );
+    let base = serve(app).await;
+    let store = ObjectStore::new(
+        imgferry::http::client().unwrap(),
+        &format!("{base}/v1/a"),
+        Auth::fixed("t"),
+        quick(),
+    );
+    let source = imgferry::transfer::inspect(&store, "c", "huge.vhd", Default::default()).await;
+    let source = match source {
+        Ok(s) => s,
+        Err(e) => {
+            // Refusing it at inspection is as good as refusing it at planning.
+            assert!(!imgferry::error_chain(&e).is_empty());
+            return;
+        }
+    };
+    assert_eq!(source.len, 9_223_372_036_854_775_807);
+    let plan = imgferry::transfer::TransferState::new(source.clone(), "d", "o", 128 << 20);
+    let err = plan.expect_err("a 2^63-byte object cannot be planned in ≤ 1000 segments of ≤ 5 GiB");
+    assert!(!imgferry::error_chain(&err).is_empty());
+    let remote = RemoteObject {
+        store: &store,
+        container: "c".into(),
+        name: "huge.vhd".into(),
+        len: source.len,
+    };
+    let validated = imgferry::vhd::validate(&remote, &imgferry::vhd::Policy::default()).await;
+    assert!(
+        validated.is_err(),
+        "the footer read at 2^63 − 512 fails cleanly"
+    );
+}

@@ -7,6 +7,7 @@ mod migrate;
 mod real_clients;
 mod real_swift;
 mod resume;
+mod safety;
 mod sim_cloud;
 mod sim_files;
 mod support;

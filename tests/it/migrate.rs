@@ -94,9 +94,14 @@ impl World {
     }
 
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        self.command_as("json", args)
+    }
+
+    /// The binary with `--output OUTPUT`, the simulator's credentials and a private state dir.
+    pub fn command_as(&self, output: &str, args: &[&str]) -> tokio::process::Command {
         let a = self.sim.account();
         let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_imgferry"));
-        c.args(["--output", "json"])
+        c.args(["--output", output])
             .args(args)
             .env("RAX_IDENTITY_URL", self.sim.identity_url())
             .env("RAX_USERNAME", &a.username)

@@ -41,6 +41,7 @@ impl Runner {
         let http = crate::http::client_with_timeout(self.http_timeout)
             .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
         let retry = crate::http::RetryConfig::default();
+        identity::check_transport(&self.identity_url)?;
         let (auth, session) = Auth::login(&http, &self.identity_url, self.creds.clone(), &retry)
             .await
             .map_err(|e| match e {

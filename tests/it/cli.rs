@@ -175,6 +175,25 @@ fn demo_runs_a_whole_migration_and_verifies_it() {
 }
 
 #[test]
+fn plain_http_to_a_remote_identity_endpoint_is_refused() {
+    let state = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_imgferry"))
+        .args(["migrate", "--from", "DFW", "--to", "IAD", "--server", "abc"])
+        .args(["--identity-url", "http://192.0.2.10:5000/v2.0"])
+        .env("RAX_USERNAME", "u")
+        .env("RAX_API_KEY", "k")
+        .env("IMGFERRY_STATE_DIR", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is not https; plain http is allowed only for loopback"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn commands_without_credentials_say_what_is_missing() {
     let state = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_imgferry"))

@@ -222,9 +222,13 @@ fn parse_expiry(s: &str) -> Option<SystemTime> {
         Some(i) if i > 10 => (&s[..i], &s[i..i + 1], &s[i + 1..]),
         _ => return None,
     };
+    // `hh:mm` exactly: anything else is not an offset (and can never overflow the arithmetic).
     let (h, m) = offset.split_once(':')?;
-    let shift =
-        std::time::Duration::from_secs(h.parse::<u64>().ok()? * 3600 + m.parse::<u64>().ok()? * 60);
+    let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
+    if offset.len() != 5 || h > 23 || m > 59 {
+        return None;
+    }
+    let shift = std::time::Duration::from_secs(h * 3600 + m * 60);
     let t = humantime::parse_rfc3339_weak(local).ok()?;
     // 14:27 at -05:00 is 19:27 UTC.
     if sign == "-" {
@@ -305,6 +309,12 @@ mod tests {
         let plus = parse_expiry("2012-05-02T20:27:40+01:00").unwrap();
         assert_eq!(plus.duration_since(utc).unwrap_or_default(), Duration::ZERO);
         assert_eq!(parse_expiry("tomorrow"), None);
+        // Found by cargo fuzz: an absurd offset once overflowed the arithmetic.
+        assert_eq!(
+            parse_expiry("9950-01-02T14:27:40.000-02:000000000000000000001283807368777302"),
+            None
+        );
+        assert_eq!(parse_expiry("2012-05-02T14:27:40.000-99:00"), None);
         assert_eq!(parse_expiry(""), None);
     }
 

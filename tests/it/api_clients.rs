@@ -190,6 +190,7 @@ async fn hostile_answers_become_errors_naming_the_endpoint() {
         ("html", "HTTP 502"),
         ("cut", "not the expected JSON"),
         ("wrong", "not the expected JSON"),
+        ("page", "not the expected JSON"),
     ] {
         let e = images.get_image(id).await.unwrap_err();
         let text = imgferry::error_chain(&e);

@@ -181,6 +181,15 @@ async fn hostile_answers_become_errors_naming_the_endpoint() {
             get(|| async { axum::Json(json!({"id": 5, "status": ["active"]})) }),
         )
         .route(
+            "/v2/images/page",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html")],
+                    "<html><body>Maintenance</body></html>",
+                )
+            }),
+        )
+        .route(
             "/v2/images/huge",
             get(|| async { ([(header::CONTENT_LENGTH, "9223372036854775807")], "{}") }),
         );

@@ -531,46 +531,47 @@ async fn stream_through(
         pending: bytes::BytesMut::with_capacity(512 * 1024),
         alive: true,
     };
-    let md5 = match download(ctx, store, piece, segment, &spill, Some(&mut tee)).await {
-        Ok(md5) => {
-            tee.finish().await;
-            md5
-        }
-        Err(e) => {
-            tee.abort().await;
-            upload.abort();
-            let _ = tokio::fs::remove_file(&spill).await;
-            return Err(e);
-        }
-    };
-    let uploaded = upload.await.map_err(|e| Error::Persist(e.to_string()))?;
-    if md5 != want {
-        // The destination refused these bytes too (422); fetch them again.
-        ctx.done.fetch_sub(piece.len, Ordering::Relaxed);
+    // No local md5 on this path: the destination computes it over exactly the bytes it received
+    // and refuses them (422) unless it equals the source segment's md5, which was sent as ETag, and
+    // its answer is compared again. The spill file holds the same bytes (same chunks, same order)
+    // for the in-order hasher. Hashing locally only happens when the destination could not vouch.
+    if let Err(e) = download(ctx, store, piece, segment, &spill, Some(&mut tee)).await {
+        tee.abort().await;
+        upload.abort();
         let _ = tokio::fs::remove_file(&spill).await;
-        return Err(Error::Integrity {
-            what: format!("piece {} (streamed)", piece.index),
-            found: md5,
-            expected: want.to_string(),
-        });
+        return Err(e);
     }
+    tee.finish().await;
+    let uploaded = upload.await.map_err(|e| Error::Persist(e.to_string()))?;
     let etag = match uploaded {
-        Ok(etag) if etag == md5 => etag,
-        // The streamed upload failed or answered oddly: the spill file is verified, so upload from it.
+        Ok(etag) if etag == want => etag,
+        // Refused (422: the bytes differ from the source's), failed, or answered oddly: check the
+        // spill file ourselves, then upload from it or fetch the piece again.
         _ => {
+            let md5 = hash_file_region(&spill, 0, piece.len).await?;
+            if md5 != want {
+                ctx.done.fetch_sub(piece.len, Ordering::Relaxed);
+                let _ = tokio::fs::remove_file(&spill).await;
+                return Err(Error::Integrity {
+                    what: format!("piece {} (streamed)", piece.index),
+                    found: md5,
+                    expected: want.to_string(),
+                });
+            }
             ctx.dest
                 .store
                 .put_file_region(&ctx.dest.container, &piece.dest, &spill, 0, piece.len, &md5)
                 .await?
         }
     };
-    if etag != md5 {
+    if etag != want {
         return Err(Error::Integrity {
             what: format!("upload of {}", piece.dest),
             found: etag,
-            expected: md5,
+            expected: want.to_string(),
         });
     }
+    let md5 = want.to_string();
     Ok(Ready {
         index: piece.index,
         path: spill,
@@ -626,9 +627,9 @@ async fn fetch(
     }
 }
 
-/// GETs a piece into its spill file, hashing it as it passes and, when `tee` is given, sending the
-/// same bytes on to a streamed upload. Returns the md5. On failure the progress it counted is
-/// taken back.
+/// GETs a piece into its spill file, hashing it as it passes, or, when `tee` is given, sending the
+/// same bytes on to a streamed upload whose destination verifies them instead. Returns the md5
+/// (meaningless with a tee). On failure the progress it counted is taken back.
 async fn download(
     ctx: &Ctx,
     store: &ObjectStore,
@@ -669,7 +670,17 @@ async fn download(
         let Ok(chunk) = chunk else {
             break Some(short(got));
         };
-        md5.update(&chunk);
+        // A server sending more than the range asked for is not trusted with the disk either.
+        if got + chunk.len() as u64 > piece.len {
+            break Some(Error::Integrity {
+                what: format!("piece {} (ranged GET)", piece.index),
+                found: format!("more than {} bytes", piece.len),
+                expected: format!("{} bytes", piece.len),
+            });
+        }
+        if tee.is_none() {
+            md5.update(&chunk);
+        }
         if let Err(e) = out.write_all(&chunk).await {
             break Some(io("cannot write the spill file (disk full?)", e));
         }

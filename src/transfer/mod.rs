@@ -2,9 +2,11 @@
 //! parallel, pipelined, verified, resumable segments (DESIGN §3).
 //!
 //! ```text
-//! inspect ─► plan ─► pipeline: ┌ download piece → spill file (md5 + sha256 as bytes pass)
-//!                              │   check md5 against the source segment's
-//!                              └ upload from the spill file with ETag; compare the returned ETag
+//! inspect ─► plan ─► pipeline: ┌ whole source segment: GET streamed into the spill file and, at
+//!                              │   the same time, a PUT with ETag = the source md5 (the destination
+//!                              │   verifies the bytes; locally hashed only if it cannot)
+//!                              └ split piece or range: GET → spill (md5) → check → PUT from the
+//!                                  spill file with ETag; compare the returned ETag
 //!                    in-order hasher: whole-image SHA-256 and MD5, state saved per piece
 //!        ─► commit: SLO manifest, ETag = md5 of segment md5s, HEAD confirms the size
 //! ```

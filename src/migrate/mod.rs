@@ -18,12 +18,14 @@
 //!
 //! # Layout
 //! - [`state`]: the persisted record; [`store`]: the atomic, locked, versioned files.
-//! - [`steps`]: one handler per state; [`wait`]: polling with intervals, deadlines and Ctrl-C.
+//! - [`steps`]: one handler per state; [`settle`]: creating remote resources exactly once;
+//!   [`wait`]: polling with intervals, deadlines and Ctrl-C, and the status waits.
 //! - [`cleanup`]: deleting what imgferry created, never anything else.
 //! - [`report`]: the final report.
 
 pub mod cleanup;
 pub mod report;
+pub mod settle;
 pub mod state;
 pub mod steps;
 pub mod store;

@@ -166,15 +166,7 @@ async fn run_case(name: String, phase: Phase, rules: Vec<Rule>) -> Result<(), St
     let fired = w.sim.stats().requests.len();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         w.assert_migrated(&run, &w.source_sha256());
-        for (kind, n) in [
-            ("server", 1),
-            ("snapshot", 1),
-            ("export_task", 1),
-            ("import_task", 1),
-            ("imported_image", 1),
-        ] {
-            assert_eq!(w.created(kind), n, "{kind}: {:?}", w.sim.stats().created);
-        }
+        w.assert_created_once(1);
     }));
     match outcome {
         Ok(()) => Ok(()),

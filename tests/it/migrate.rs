@@ -211,6 +211,25 @@ impl World {
         assert!(!r["boot_addresses"].as_array().unwrap().is_empty());
     }
 
+    /// Asserts the simulator created exactly one snapshot, export task, import task and imported
+    /// image, and `servers` servers: nothing twice.
+    pub fn assert_created_once(&self, servers: usize) {
+        let created = self.sim.stats().created;
+        for (kind, n) in [
+            ("server", servers),
+            ("snapshot", 1),
+            ("export_task", 1),
+            ("import_task", 1),
+            ("imported_image", 1),
+        ] {
+            assert_eq!(
+                created.get(kind).map_or(0, Vec::len),
+                n,
+                "{kind}: {created:?}"
+            );
+        }
+    }
+
     /// How many resources of `kind` the simulator created.
     pub fn created(&self, kind: &str) -> usize {
         self.sim.stats().created.get(kind).map_or(0, Vec::len)
@@ -293,15 +312,7 @@ async fn server_entry_images_exports_moves_imports_and_boots() {
     ] {
         assert!(run.event(kind).is_some(), "no {kind} event");
     }
-    for (kind, n) in [
-        ("snapshot", 1),
-        ("export_task", 1),
-        ("import_task", 1),
-        ("imported_image", 1),
-        ("server", 1),
-    ] {
-        assert_eq!(w.created(kind), n, "{kind}: {:?}", w.sim.stats().created);
-    }
+    w.assert_created_once(1);
     // The admin password is shown in the run's report but never stored.
     assert_eq!(r["admin_pass"], "Sim-Pass-1234");
     let state = std::fs::read_to_string(w.state.path().join(format!("{}.json", run.id()))).unwrap();
@@ -781,14 +792,7 @@ async fn answers_lost_after_the_service_acted_are_settled_by_lookup_not_a_second
         .migrate(&["--server", &w.server(), "--boot", "general1-2"])
         .await;
     w.assert_migrated(&run, &w.source_sha256());
-    for (kind, n) in [
-        ("export_task", 1),
-        ("import_task", 1),
-        ("server", 1),
-        ("snapshot", 1),
-    ] {
-        assert_eq!(w.created(kind), n, "{kind}: {:?}", w.sim.stats().created);
-    }
+    w.assert_created_once(1);
     assert!(run.events.iter().any(|e| {
         e["event"] == "warning"
             && e["message"]

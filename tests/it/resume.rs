@@ -68,20 +68,7 @@ async fn resume_and_check(w: &World, id: &str, servers: usize) {
     w.sim.set_faults(Plan::default());
     let run = w.resume(id).await;
     w.assert_migrated(&run, &w.source_sha256());
-    let created = w.sim.stats().created;
-    for (kind, n) in [
-        ("server", servers),
-        ("snapshot", 1),
-        ("export_task", 1),
-        ("import_task", 1),
-        ("imported_image", 1),
-    ] {
-        assert_eq!(
-            created.get(kind).map_or(0, Vec::len),
-            n,
-            "{kind} after a kill: {created:?}"
-        );
-    }
+    w.assert_created_once(servers);
 }
 
 fn server_args(w: &World) -> Vec<String> {

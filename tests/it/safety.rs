@@ -141,23 +141,31 @@ fn limited(w: &World, kib: u64, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-fn last_error(out: &std::process::Output) -> String {
+/// The JSON events a run printed.
+fn events(out: &std::process::Output) -> Vec<serde_json::Value> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["event"] == "error")
-        .map(|v| v["message"].as_str().unwrap_or_default().to_string())
-        .next_back()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn last_error(out: &std::process::Output) -> String {
+    events(out)
+        .iter()
+        .rev()
+        .find(|v| v["event"] == "error")
+        .and_then(|v| v["message"].as_str())
         .unwrap_or_default()
+        .to_string()
 }
 
 fn started_id(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    events(out)
+        .iter()
         .find(|v| v["event"] == "started")
-        .and_then(|v| v["id"].as_str().map(str::to_string))
+        .and_then(|v| v["id"].as_str())
         .expect("started")
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

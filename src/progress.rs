@@ -173,11 +173,10 @@ fn plain(state: &mut PlainState, event: &Event) {
             to,
             source,
             ..
-        } => {
-            let verb = if *resumed { "resuming" } else { "starting" };
-            let from = from.as_deref().unwrap_or("local file");
-            eprintln!("{verb} migration {id}: {source}, {from} → {to}");
-        }
+        } => eprintln!(
+            "{}",
+            started_line(id, *resumed, from.as_deref(), to, source)
+        ),
         Event::StepStarted { step, detail } => eprintln!("==> {step}: {detail}"),
         Event::StepFinished { step, seconds } => eprintln!("    {step} done in {seconds:.1} s"),
         Event::Waiting { what, status } => eprintln!("    {what}: {status}"),
@@ -225,11 +224,8 @@ fn tty(state: &mut TtyState, event: &Event) {
             source,
             ..
         } => {
-            let verb = if *resumed { "Resuming" } else { "Starting" };
-            let from = from.as_deref().unwrap_or("local file");
-            let _ = state
-                .multi
-                .println(format!("{verb} migration {id}: {source}, {from} → {to}"));
+            let line = started_line(id, *resumed, from.as_deref(), to, source);
+            let _ = state.multi.println(line);
         }
         Event::StepStarted { step, detail } => {
             let pb = state.multi.add(ProgressBar::new_spinner());
@@ -306,6 +302,13 @@ fn tty(state: &mut TtyState, event: &Event) {
         },
         Event::State { .. } | Event::Report { .. } | Event::Error { .. } => {}
     }
+}
+
+/// "Starting migration m-…: server …, DFW → IAD".
+fn started_line(id: &str, resumed: bool, from: Option<&str>, to: &str, source: &str) -> String {
+    let verb = if resumed { "Resuming" } else { "Starting" };
+    let from = from.unwrap_or("local file");
+    format!("{verb} migration {id}: {source}, {from} → {to}")
 }
 
 /// Bytes in binary units, for people.

@@ -140,13 +140,7 @@ impl Compute {
         let url = self.api.url("servers");
         let body =
             json!({"server": {"name": name, "imageRef": image_ref, "flavorRef": flavor_ref}});
-        let resp = self
-            .api
-            .request(Method::POST, &url, Some(&body), false)
-            .await?;
-        if !resp.status().is_success() {
-            return Err(Error::from_response("server", resp).await);
-        }
+        let resp = self.api.create("server", &url, &body).await?;
         #[derive(Deserialize)]
         struct Body {
             server: CreatedServer,
@@ -169,13 +163,7 @@ impl Compute {
     pub async fn create_image(&self, server_id: &str, name: &str) -> Result<Option<String>, Error> {
         let url = self.api.url(&format!("servers/{server_id}/action"));
         let body = json!({"createImage": {"name": name}});
-        let resp = self
-            .api
-            .request(Method::POST, &url, Some(&body), false)
-            .await?;
-        if !resp.status().is_success() {
-            return Err(Error::from_response("server", resp).await);
-        }
+        let resp = self.api.create("server", &url, &body).await?;
         let from_location = resp
             .headers()
             .get(reqwest::header::LOCATION)

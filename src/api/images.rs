@@ -127,11 +127,8 @@ impl Images {
         let body = serde_json::json!({"type": kind, "input": input});
         let resp = self
             .api
-            .request(Method::POST, &url, Some(&body), false)
+            .create(&format!("{kind} task"), &url, &body)
             .await?;
-        if !resp.status().is_success() {
-            return Err(Error::from_response(&format!("{kind} task"), resp).await);
-        }
         parse_json("task creation", resp).await
     }
 

@@ -99,6 +99,24 @@ impl JsonService {
         .await
     }
 
+    /// POSTs a request that creates something (never retried where the service may have acted;
+    /// the migration settles such failures by lookup). A failure status becomes an error.
+    pub async fn create(
+        &self,
+        what: &str,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<reqwest::Response, Error> {
+        let resp = self
+            .request(reqwest::Method::POST, url, Some(body), false)
+            .await?;
+        if resp.status().is_success() {
+            Ok(resp)
+        } else {
+            Err(Error::from_response(what, resp).await)
+        }
+    }
+
     /// GETs `url` and parses the JSON answer; `None` on 404. An answer cut short is fetched again.
     pub async fn get<T: serde::de::DeserializeOwned>(
         &self,

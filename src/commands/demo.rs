@@ -3,15 +3,11 @@
 //! by default), runs `migrate --server … --boot …` with live progress, checks the imported image's
 //! bytes against the source's digest, and shows how to do the same against the real cloud.
 
-use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
-use super::migrate::{Runner, cancel_on_signals, finish_report};
+use super::migrate::{Runner, cancel_on_signals, finish_report, http_timeout};
 use crate::cli::{DemoArgs, GlobalOpts, OutputFormat};
-use crate::credentials::{Credentials, Secret};
 use crate::exit_code;
 use crate::migrate::Store;
 use crate::migrate::state::{Cleanup, Entry, Plan, Polling};
@@ -89,15 +85,10 @@ pub async fn run(args: &DemoArgs, global: &GlobalOpts) -> u8 {
             "equivalent command:\n  imgferry migrate --from DFW --to IAD --server {server_id} --boot general1-2\n"
         );
     }
-    let account = sim.account().clone();
     let runner = Runner {
         identity_url: sim.identity_url(),
-        http_timeout: Duration::from_secs_f64(global.http_timeout.clamp(0.1, 3600.0)),
-        creds: Credentials {
-            username: account.username.clone(),
-            secret: Secret::ApiKey(account.api_key.clone()),
-            tenant: None,
-        },
+        http_timeout: http_timeout(global),
+        creds: sim.account().credentials(),
         store,
         reporter: Arc::clone(&reporter),
         cancel: cancel_on_signals(),
@@ -153,7 +144,6 @@ pub async fn run(args: &DemoArgs, global: &GlobalOpts) -> u8 {
              If it is interrupted: imgferry resume <id>    Progress of all: imgferry status"
         );
     }
-    let _ = std::io::stdout().flush();
     code
 }
 
@@ -165,28 +155,12 @@ async fn verify(
 ) -> Option<Result<String, String>> {
     let disk = sim.image_disk("IAD", image?)?;
     let expected = expected?.to_string();
-    let sum = tokio::task::spawn_blocking(move || {
-        let mut w = HashWriter(Sha256::new());
-        disk.write_to(&mut w).map(|()| hex::encode(w.0.finalize()))
-    })
-    .await;
-    Some(match sum {
-        Ok(Ok(sum)) if sum == expected => Ok(sum),
-        Ok(Ok(sum)) => Err(format!("imported image SHA-256 {sum}, source {expected}")),
-        Ok(Err(e)) => Err(format!("cannot read the imported image: {e}")),
-        Err(e) => Err(e.to_string()),
-    })
-}
-
-struct HashWriter(Sha256);
-
-impl Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    Some(
+        match tokio::task::spawn_blocking(move || disk.sha256()).await {
+            Ok(Ok(sum)) if sum == expected => Ok(sum),
+            Ok(Ok(sum)) => Err(format!("imported image SHA-256 {sum}, source {expected}")),
+            Ok(Err(e)) => Err(format!("cannot read the imported image: {e}")),
+            Err(e) => Err(e.to_string()),
+        },
+    )
 }

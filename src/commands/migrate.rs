@@ -293,7 +293,8 @@ fn identity_url(global: &GlobalOpts, saved: Option<&str>) -> String {
         .unwrap_or_else(|| identity::DEFAULT_URL.to_string())
 }
 
-fn timeout(global: &GlobalOpts) -> std::time::Duration {
+/// The HTTP read timeout the flags ask for, within sane bounds.
+pub fn http_timeout(global: &GlobalOpts) -> std::time::Duration {
     std::time::Duration::from_secs_f64(global.http_timeout.clamp(0.1, 3600.0))
 }
 
@@ -309,7 +310,7 @@ pub async fn run_migrate(args: &MigrateArgs, global: &GlobalOpts) -> u8 {
         let store = store(global)?;
         let runner = Runner {
             identity_url: identity_url(global, None),
-            http_timeout: timeout(global),
+            http_timeout: http_timeout(global),
             creds: credentials()?,
             store,
             reporter: Arc::clone(&reporter),
@@ -332,7 +333,7 @@ pub async fn run_resume(id: &str, poll: Option<f64>, global: &GlobalOpts) -> u8 
         let saved = store.load(id)?;
         let runner = Runner {
             identity_url: identity_url(global, Some(&saved.identity_url)),
-            http_timeout: timeout(global),
+            http_timeout: http_timeout(global),
             creds: credentials()?,
             store,
             reporter: Arc::clone(&reporter),

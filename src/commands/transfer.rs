@@ -1,7 +1,6 @@
 //! `imgferry transfer` (hidden): one object copied by the transfer engine, outside a migration.
 //! Benchmarks and tests drive the engine through it; its state file makes it resumable.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,22 +59,16 @@ fn token(var: &'static str) -> Result<String, Error> {
     std::env::var(var).map_err(|_| Error::Token(var))
 }
 
-/// Writes `state` atomically: a temporary file in the same directory, fsynced, then renamed, with
-/// mode 0600. A crash leaves either the old state or the new one, never half of one.
+/// Writes `state` atomically with mode 0600, as the migration state store does: a crash leaves
+/// either the old state or the new one, never half of one.
 pub fn save_state(path: &Path, state: &TransferState) -> Result<(), String> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let json = serde_json::to_vec_pretty(state).map_err(|e| e.to_string())?;
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    tmp.write_all(&json)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| format!("{}: {}", path.display(), e.error))?;
-    Ok(())
+    crate::migrate::store::write_atomic(dir, path, &json)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn load_state(path: &Path) -> Result<Option<TransferState>, Error> {

@@ -159,10 +159,8 @@ pub async fn send(
             (Ok(resp), Decision::Done | Decision::Fail) => return Ok(resp),
             (Ok(resp), Decision::Retry(_)) => {
                 let status = resp.status().as_u16();
-                let body: String = resp
-                    .text()
+                let body: String = read_capped(resp, 64 * 1024)
                     .await
-                    .unwrap_or_default()
                     .chars()
                     .take(300)
                     .collect();

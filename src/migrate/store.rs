@@ -219,8 +219,8 @@ fn load_file(path: &Path) -> Result<Migration, Error> {
     })
 }
 
-/// Temp file in `dir`, write, fsync, rename over `path`, fsync `dir`.
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Temp file in `dir`, write, fsync, rename over `path`, fsync `dir`. Mode 0600.
+pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut builder = tempfile::Builder::new();
     builder.prefix(".state-").suffix(".tmp");
     #[cfg(unix)]

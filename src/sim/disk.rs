@@ -66,6 +66,23 @@ impl Disk {
         self.len() == 0
     }
 
+    /// The SHA-256 of the whole VHD, hex. Blocking: run it on the blocking pool.
+    pub fn sha256(&self) -> io::Result<String> {
+        struct Hashing(sha2::Sha256);
+        impl Write for Hashing {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                sha2::Digest::update(&mut self.0, buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut h = Hashing(sha2::Digest::new());
+        self.write_to(&mut h)?;
+        Ok(hex::encode(sha2::Digest::finalize(h.0)))
+    }
+
     /// Writes the whole VHD to `w`. Blocking: run it on the blocking pool.
     pub fn write_to(&self, w: &mut impl Write) -> io::Result<()> {
         match self {

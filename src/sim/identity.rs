@@ -29,6 +29,17 @@ impl std::fmt::Debug for Account {
     }
 }
 
+impl Account {
+    /// The credentials a client logs in with (by API key).
+    pub fn credentials(&self) -> crate::credentials::Credentials {
+        crate::credentials::Credentials {
+            username: self.username.clone(),
+            secret: crate::credentials::Secret::ApiKey(self.api_key.clone()),
+            tenant: None,
+        }
+    }
+}
+
 impl Default for Account {
     fn default() -> Self {
         Self {

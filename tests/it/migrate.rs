@@ -254,19 +254,7 @@ pub fn signal(pid: u32, name: &str) {
 }
 
 pub fn sha256_disk(disk: imgferry::sim::Disk) -> String {
-    struct W(Sha256);
-    impl std::io::Write for W {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.update(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut w = W(Sha256::new());
-    disk.write_to(&mut w).unwrap();
-    hex::encode(w.0.finalize())
+    disk.sha256().expect("read the disk")
 }
 
 fn sha256_file(path: &Path) -> String {

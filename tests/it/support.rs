@@ -84,14 +84,8 @@ pub fn vhd_seconds(t: SystemTime) -> u32 {
 /// client.
 #[allow(dead_code)]
 pub async fn sim_session(sim: &imgferry::sim::SimHandle) -> imgferry::api::identity::Session {
-    use imgferry::credentials::{Credentials, Secret};
-    let a = sim.account();
-    let creds = Credentials {
-        username: a.username.clone(),
-        secret: Secret::ApiKey(a.api_key.clone()),
-        tenant: None,
-    };
     let http = imgferry::http::client().expect("http client");
+    let creds = sim.account().credentials();
     imgferry::api::identity::authenticate(&http, &sim.identity_url(), &creds, &Default::default())
         .await
         .expect("authenticate against the simulator")

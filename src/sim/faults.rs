@@ -100,6 +100,16 @@ pub struct Plan {
     pub rules: Vec<Rule>,
 }
 
+impl Plan {
+    /// A plan of `rules` and no link-wide throttle.
+    pub fn with_rules(rules: Vec<Rule>) -> Self {
+        Self {
+            throttle_bytes_per_sec: None,
+            rules,
+        }
+    }
+}
+
 /// The live fault state: the plan, a match counter per rule, and a pending import failure.
 #[derive(Debug, Default)]
 pub struct Faults {
@@ -116,6 +126,51 @@ pub struct Target<'a> {
 }
 
 impl Rule {
+    /// A rule doing `action` to the first request of `method` to `service` (any region, any path);
+    /// narrow and repeat it with the methods below.
+    pub fn new(service: Service, method: &str, action: Action) -> Self {
+        Self {
+            service: Some(service),
+            region: None,
+            method: Some(method.to_string()),
+            path_contains: None,
+            path_suffix: None,
+            nth: 1,
+            times: 1,
+            action,
+        }
+    }
+
+    pub fn in_region(mut self, region: &str) -> Self {
+        self.region = Some(region.to_string());
+        self
+    }
+
+    /// Only requests whose decoded path contains `part`.
+    pub fn path(mut self, part: &str) -> Self {
+        self.path_contains = Some(part.to_string());
+        self
+    }
+
+    /// Only requests whose decoded path ends with `suffix`.
+    pub fn suffix(mut self, suffix: &str) -> Self {
+        self.path_suffix = Some(suffix.to_string());
+        self
+    }
+
+    /// Fire from the `nth` match (1-based) on, `times` times in all.
+    pub fn firing(mut self, nth: u64, times: u64) -> Self {
+        self.nth = nth;
+        self.times = times;
+        self
+    }
+
+    /// Any method.
+    pub fn any_method(mut self) -> Self {
+        self.method = None;
+        self
+    }
+
     fn matches(&self, t: &Target<'_>) -> bool {
         self.service.is_none_or(|s| s == t.service)
             && self

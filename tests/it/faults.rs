@@ -40,39 +40,24 @@ impl Phase {
 
     /// A rule matching this phase's requests.
     fn rule(self, action: Action, times: u64) -> Rule {
-        let (service, region, method, contains, suffix) = match self {
-            Phase::Auth => (Service::Identity, None, "POST", Some("/tokens"), None),
-            Phase::Imaging => (Service::Compute, Some("DFW"), "POST", Some("/action"), None),
-            Phase::ExportPolling => (Service::Images, Some("DFW"), "GET", Some("/tasks/"), None),
-            Phase::Listing => (
-                Service::Files,
-                Some("DFW"),
-                "GET",
-                None,
-                Some("/imgferry-exports"),
-            ),
-            Phase::Preflight => (Service::Files, Some("DFW"), "GET", None, Some(".vhd")),
-            Phase::SegmentGet => (Service::Files, Some("DFW"), "GET", Some(".vhd-0000"), None),
-            Phase::SegmentPut => (Service::Files, Some("IAD"), "PUT", Some(".segments/"), None),
-            Phase::ManifestPut => (Service::Files, Some("IAD"), "PUT", None, Some(".vhd")),
-            Phase::ImportPolling => (Service::Images, Some("IAD"), "GET", Some("/tasks/"), None),
-            Phase::Boot => (
-                Service::Compute,
-                Some("IAD"),
-                "POST",
-                None,
-                Some("/servers"),
-            ),
+        let rule = |service, region: Option<&str>, method| {
+            let r = Rule::new(service, method, action.clone()).firing(1, times);
+            match region {
+                Some(region) => r.in_region(region),
+                None => r,
+            }
         };
-        Rule {
-            service: Some(service),
-            region: region.map(str::to_string),
-            method: Some(method.into()),
-            path_contains: contains.map(str::to_string),
-            path_suffix: suffix.map(str::to_string),
-            nth: 1,
-            times,
-            action,
+        match self {
+            Phase::Auth => rule(Service::Identity, None, "POST").path("/tokens"),
+            Phase::Imaging => rule(Service::Compute, Some("DFW"), "POST").path("/action"),
+            Phase::ExportPolling => rule(Service::Images, Some("DFW"), "GET").path("/tasks/"),
+            Phase::Listing => rule(Service::Files, Some("DFW"), "GET").suffix("/imgferry-exports"),
+            Phase::Preflight => rule(Service::Files, Some("DFW"), "GET").suffix(".vhd"),
+            Phase::SegmentGet => rule(Service::Files, Some("DFW"), "GET").path(".vhd-0000"),
+            Phase::SegmentPut => rule(Service::Files, Some("IAD"), "PUT").path(".segments/"),
+            Phase::ManifestPut => rule(Service::Files, Some("IAD"), "PUT").suffix(".vhd"),
+            Phase::ImportPolling => rule(Service::Images, Some("IAD"), "GET").path("/tasks/"),
+            Phase::Boot => rule(Service::Compute, Some("IAD"), "POST").suffix("/servers"),
         }
     }
 
@@ -148,10 +133,7 @@ fn cases() -> Vec<(String, Phase, Vec<Rule>)> {
 /// Runs one case: a `--server … --boot` migration with the fault, which must complete correctly.
 async fn run_case(name: String, phase: Phase, rules: Vec<Rule>) -> Result<(), String> {
     let w = World::start(seeded()).await;
-    w.sim.set_faults(Plan {
-        throttle_bytes_per_sec: None,
-        rules,
-    });
+    w.sim.set_faults(Plan::with_rules(rules));
     let server = w.server();
     let run = w
         .migrate(&[

@@ -700,24 +700,16 @@ async fn destination_cloud_files_on_real_swift() {
 async fn tokens_expiring_mid_migration_are_refreshed() {
     use imgferry::sim::{Action, Plan, Rule, Service};
     let w = World::start(seeded()).await;
-    let expire = |service, method: &str, path: &str, nth| Rule {
-        service: Some(service),
-        region: None,
-        method: Some(method.into()),
-        path_contains: Some(path.into()),
-        path_suffix: None,
-        nth,
-        times: 1,
-        action: Action::ExpireTokens,
+    let expire = |service, method: &str, path: &str, nth| {
+        Rule::new(service, method, Action::ExpireTokens)
+            .path(path)
+            .firing(nth, 1)
     };
-    w.sim.set_faults(Plan {
-        throttle_bytes_per_sec: None,
-        rules: vec![
-            expire(Service::Images, "GET", "/images/", 2),
-            expire(Service::Files, "PUT", ".segments/", 3),
-            expire(Service::Images, "GET", "/tasks/", 3),
-        ],
-    });
+    w.sim.set_faults(Plan::with_rules(vec![
+        expire(Service::Images, "GET", "/images/", 2),
+        expire(Service::Files, "PUT", ".segments/", 3),
+        expire(Service::Images, "GET", "/tasks/", 3),
+    ]));
     let run = w
         .migrate(&["--server", &w.server(), "--boot", "general1-2"])
         .await;
@@ -740,42 +732,34 @@ async fn tokens_expiring_mid_migration_are_refreshed() {
 async fn answers_lost_after_the_service_acted_are_settled_by_lookup_not_a_second_post() {
     use imgferry::sim::{Action, Plan, Rule, Service};
     let w = World::start(seeded()).await;
-    let cut = |service, region: &str, path: &str, action| Rule {
-        service: Some(service),
-        region: Some(region.into()),
-        method: Some("POST".into()),
-        path_contains: Some(path.into()),
-        path_suffix: None,
-        nth: 1,
-        times: 1,
-        action,
+    let cut = |service, region: &str, path: &str, action| {
+        Rule::new(service, "POST", action)
+            .in_region(region)
+            .path(path)
     };
-    w.sim.set_faults(Plan {
-        throttle_bytes_per_sec: None,
-        rules: vec![
-            // The export task is created, then the connection drops mid-answer.
-            cut(
-                Service::Images,
-                "DFW",
-                "/tasks",
-                Action::ResetAfter { bytes: 8 },
-            ),
-            // The import task is created, but the answer is an error page.
-            cut(
-                Service::Images,
-                "IAD",
-                "/tasks",
-                Action::ResetAfter { bytes: 0 },
-            ),
-            // The boot server is created; the answer is cut short.
-            cut(
-                Service::Compute,
-                "IAD",
-                "/servers",
-                Action::ResetAfter { bytes: 20 },
-            ),
-        ],
-    });
+    w.sim.set_faults(Plan::with_rules(vec![
+        // The export task is created, then the connection drops mid-answer.
+        cut(
+            Service::Images,
+            "DFW",
+            "/tasks",
+            Action::ResetAfter { bytes: 8 },
+        ),
+        // The import task is created, but the answer is an error page.
+        cut(
+            Service::Images,
+            "IAD",
+            "/tasks",
+            Action::ResetAfter { bytes: 0 },
+        ),
+        // The boot server is created; the answer is cut short.
+        cut(
+            Service::Compute,
+            "IAD",
+            "/servers",
+            Action::ResetAfter { bytes: 20 },
+        ),
+    ]));
     let run = w
         .migrate(&["--server", &w.server(), "--boot", "general1-2"])
         .await;

@@ -114,15 +114,10 @@ async fn kill_at_every_state_boundary_then_resume() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_between_each_creating_post_and_its_answer() {
-    let hold = |service, region: &str, method: &str, path: &str| Rule {
-        service: Some(service),
-        region: Some(region.into()),
-        method: Some(method.into()),
-        path_contains: Some(path.into()),
-        path_suffix: None,
-        nth: 1,
-        times: 1,
-        action: Action::DelayResponse { ms: 5000 },
+    let hold = |service, region: &str, method: &str, path: &str| {
+        Rule::new(service, method, Action::DelayResponse { ms: 5000 })
+            .in_region(region)
+            .path(path)
     };
     let cases = [
         ("snapshot", hold(Service::Compute, "DFW", "POST", "/action")),
@@ -138,10 +133,7 @@ async fn kill_between_each_creating_post_and_its_answer() {
     ];
     for (kind, rule) in cases {
         let w = World::start(seeded()).await;
-        w.sim.set_faults(Plan {
-            throttle_bytes_per_sec: None,
-            rules: vec![rule],
-        });
+        w.sim.set_faults(Plan::with_rules(vec![rule]));
         let args = server_args(&w);
         let id = run_and_kill(&w, &refs(&args), Trigger::Created(kind)).await;
         eprintln!("killed after the service created a {kind}; resuming {id}");
@@ -188,19 +180,11 @@ async fn kill_while_creating_the_source_server() {
             .chain([spec])
             .collect();
         let t = if trigger == "post" {
-            w.sim.set_faults(Plan {
-                throttle_bytes_per_sec: None,
-                rules: vec![Rule {
-                    service: Some(Service::Compute),
-                    region: Some("DFW".into()),
-                    method: Some("POST".into()),
-                    path_contains: Some("/servers".into()),
-                    path_suffix: None,
-                    nth: 1,
-                    times: 1,
-                    action: Action::DelayResponse { ms: 5000 },
-                }],
-            });
+            w.sim.set_faults(Plan::with_rules(vec![
+                Rule::new(Service::Compute, "POST", Action::DelayResponse { ms: 5000 })
+                    .in_region("DFW")
+                    .path("/servers"),
+            ]));
             Trigger::Created("server")
         } else {
             state_is(trigger)

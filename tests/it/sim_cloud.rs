@@ -653,16 +653,10 @@ async fn task_and_image_errors() {
 }
 
 fn rule(service: Service, path: &str, nth: u64, times: u64, action: Action) -> Rule {
-    Rule {
-        service: Some(service),
-        region: None,
-        method: None,
-        path_contains: Some(path.into()),
-        path_suffix: None,
-        nth,
-        times,
-        action,
-    }
+    Rule::new(service, "GET", action)
+        .any_method()
+        .path(path)
+        .firing(nth, times)
 }
 
 #[tokio::test]
@@ -673,51 +667,48 @@ async fn faults_fail_delay_and_throttle() {
     c.call(Method::PUT, format!("{files}/c"), None).await;
     c.put_bytes(format!("{files}/c/o"), vec![5; MIB as usize])
         .await;
-    c.sim.set_faults(Plan {
-        throttle_bytes_per_sec: None,
-        rules: vec![
-            rule(
-                Service::Compute,
-                "/servers",
-                2,
-                2,
-                Action::Fail {
-                    status: 503,
-                    retry_after_secs: None,
-                },
-            ),
-            rule(
-                Service::Compute,
-                "/detail",
-                1,
-                1,
-                Action::Fail {
-                    status: 413,
-                    retry_after_secs: Some(2),
-                },
-            ),
-            rule(
-                Service::Files,
-                "/c/limited",
-                1,
-                1,
-                Action::Fail {
-                    status: 429,
-                    retry_after_secs: Some(3),
-                },
-            ),
-            rule(Service::Images, "/images", 1, 1, Action::Delay { ms: 300 }),
-            rule(
-                Service::Files,
-                "/c/o",
-                1,
-                1,
-                Action::Throttle {
-                    bytes_per_sec: 4 * MIB,
-                },
-            ),
-        ],
-    });
+    c.sim.set_faults(Plan::with_rules(vec![
+        rule(
+            Service::Compute,
+            "/servers",
+            2,
+            2,
+            Action::Fail {
+                status: 503,
+                retry_after_secs: None,
+            },
+        ),
+        rule(
+            Service::Compute,
+            "/detail",
+            1,
+            1,
+            Action::Fail {
+                status: 413,
+                retry_after_secs: Some(2),
+            },
+        ),
+        rule(
+            Service::Files,
+            "/c/limited",
+            1,
+            1,
+            Action::Fail {
+                status: 429,
+                retry_after_secs: Some(3),
+            },
+        ),
+        rule(Service::Images, "/images", 1, 1, Action::Delay { ms: 300 }),
+        rule(
+            Service::Files,
+            "/c/o",
+            1,
+            1,
+            Action::Throttle {
+                bytes_per_sec: 4 * MIB,
+            },
+        ),
+    ]));
     let servers = format!("{compute}/servers");
     let statuses = [
         c.call(Method::GET, servers.clone(), None).await.status(),
@@ -770,26 +761,23 @@ async fn faults_reset_flip_and_expire() {
     c.call(Method::PUT, format!("{files}/c"), None).await;
     let data: Vec<u8> = (0..MIB as usize).map(|i| i as u8).collect();
     c.put_bytes(format!("{files}/c/o"), data.clone()).await;
-    c.sim.set_faults(Plan {
-        throttle_bytes_per_sec: None,
-        rules: vec![
-            rule(
-                Service::Files,
-                "/c/o",
-                1,
-                1,
-                Action::ResetAfter { bytes: 100_000 },
-            ),
-            rule(
-                Service::Files,
-                "/c/o",
-                2,
-                1,
-                Action::FlipByte { offset: 12345 },
-            ),
-            rule(Service::Files, "/c/o", 4, 1, Action::ExpireTokens),
-        ],
-    });
+    c.sim.set_faults(Plan::with_rules(vec![
+        rule(
+            Service::Files,
+            "/c/o",
+            1,
+            1,
+            Action::ResetAfter { bytes: 100_000 },
+        ),
+        rule(
+            Service::Files,
+            "/c/o",
+            2,
+            1,
+            Action::FlipByte { offset: 12345 },
+        ),
+        rule(Service::Files, "/c/o", 4, 1, Action::ExpireTokens),
+    ]));
     let r = c.call(Method::GET, format!("{files}/c/o"), None).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert!(r.bytes().await.is_err(), "the connection is reset mid-body");

@@ -459,19 +459,12 @@ async fn a_range_answered_with_200_is_an_error() {
 async fn a_corrupted_byte_in_flight_is_caught_and_fetched_again() {
     let w = World::new(16 * MIB, 2 * MIB).await;
     let (name, bytes) = w.export().await;
-    w.sim.set_faults(Plan {
-        throttle_bytes_per_sec: None,
-        rules: vec![Rule {
-            service: Some(Service::Files),
-            region: Some("DFW".into()),
-            method: Some("GET".into()),
-            path_contains: Some("-00003".into()),
-            path_suffix: None,
-            nth: 1,
-            times: 2,
-            action: Action::FlipByte { offset: 777 },
-        }],
-    });
+    w.sim.set_faults(Plan::with_rules(vec![
+        Rule::new(Service::Files, "GET", Action::FlipByte { offset: 777 })
+            .in_region("DFW")
+            .path("-00003")
+            .firing(1, 2),
+    ]));
     let source = transfer::inspect(&w.src, "exports", &name, ListingPolicy::default())
         .await
         .unwrap();
@@ -502,19 +495,12 @@ async fn a_corrupted_byte_in_flight_is_caught_and_fetched_again() {
         .count();
     assert_eq!(retries, 2);
     // Corruption on every try fails the transfer with an integrity error instead.
-    w.sim.set_faults(Plan {
-        throttle_bytes_per_sec: None,
-        rules: vec![Rule {
-            service: Some(Service::Files),
-            region: Some("DFW".into()),
-            method: Some("GET".into()),
-            path_contains: Some("-00002".into()),
-            path_suffix: None,
-            nth: 1,
-            times: 100,
-            action: Action::FlipByte { offset: 5 },
-        }],
-    });
+    w.sim.set_faults(Plan::with_rules(vec![
+        Rule::new(Service::Files, "GET", Action::FlipByte { offset: 5 })
+            .in_region("DFW")
+            .path("-00002")
+            .firing(1, 100),
+    ]));
     let source = transfer::inspect(&w.src, "exports", &name, ListingPolicy::default())
         .await
         .unwrap();
@@ -542,22 +528,19 @@ async fn resume_after_a_failure_resends_at_most_the_pieces_in_flight() {
     let (name, bytes) = w.export().await;
     let concurrency = 4;
     // Uploads of piece 9 fail (500) until the retries run out: the first run stops there.
-    w.sim.set_faults(Plan {
-        throttle_bytes_per_sec: None,
-        rules: vec![Rule {
-            service: Some(Service::Files),
-            region: Some("IAD".into()),
-            method: Some("PUT".into()),
-            path_contains: Some("web.vhd.segments/000009".into()),
-            path_suffix: None,
-            nth: 1,
-            times: 1000,
-            action: Action::Fail {
+    w.sim.set_faults(Plan::with_rules(vec![
+        Rule::new(
+            Service::Files,
+            "PUT",
+            Action::Fail {
                 status: 500,
                 retry_after_secs: None,
             },
-        }],
-    });
+        )
+        .in_region("IAD")
+        .path("web.vhd.segments/000009")
+        .firing(1, 1000),
+    ]));
     let state_path: PathBuf = w.work.path().join("state.json");
     let source = transfer::inspect(&w.src, "exports", &name, ListingPolicy::default())
         .await
@@ -611,19 +594,12 @@ async fn resume_after_a_failure_resends_at_most_the_pieces_in_flight() {
 async fn a_connection_reset_mid_segment_is_retried() {
     let w = World::new(16 * MIB, 2 * MIB).await;
     let (name, bytes) = w.export().await;
-    w.sim.set_faults(Plan {
-        throttle_bytes_per_sec: None,
-        rules: vec![Rule {
-            service: Some(Service::Files),
-            region: Some("DFW".into()),
-            method: Some("GET".into()),
-            path_contains: Some("-00002".into()),
-            path_suffix: None,
-            nth: 1,
-            times: 2,
-            action: Action::ResetAfter { bytes: 100_000 },
-        }],
-    });
+    w.sim.set_faults(Plan::with_rules(vec![
+        Rule::new(Service::Files, "GET", Action::ResetAfter { bytes: 100_000 })
+            .in_region("DFW")
+            .path("-00002")
+            .firing(1, 2),
+    ]));
     let source = transfer::inspect(&w.src, "exports", &name, ListingPolicy::default())
         .await
         .unwrap();

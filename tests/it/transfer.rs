@@ -77,6 +77,15 @@ impl World {
         }
     }
 
+    /// Inspects `exports/object` in DFW and plans its copy to `imports/dest` in pieces of at most
+    /// `segment` bytes.
+    async fn plan(&self, object: &str, dest: &str, segment: u64) -> TransferState {
+        let source = transfer::inspect(&self.src, "exports", object, ListingPolicy::default())
+            .await
+            .unwrap();
+        TransferState::new(source, "imports", dest, segment).unwrap()
+    }
+
     /// Exports the seeded server's base image; returns (export object name, its bytes).
     async fn export(&self) -> (String, Vec<u8>) {
         let http = reqwest::Client::new();
@@ -226,10 +235,7 @@ async fn copies_slo_and_plain_sources_and_splits_large_segments() {
     let w = World::new(16 * MIB, 8 * MIB).await;
     let (name, bytes) = w.export().await;
     // The export's 8 MiB segments are split into 3 MiB pieces; md5s are checked per source segment.
-    let source = transfer::inspect(&w.src, "exports", &name, ListingPolicy::default())
-        .await
-        .unwrap();
-    let mut state = TransferState::new(source, "imports", "split.vhd", 3 * MIB).unwrap();
+    let mut state = w.plan(&name, "split.vhd", 3 * MIB).await;
     assert!(state.pieces.iter().any(|p| !p.whole));
     transfer::run(
         SourceAccess::Store(w.src.clone()),
@@ -465,10 +471,7 @@ async fn a_corrupted_byte_in_flight_is_caught_and_fetched_again() {
             .path("-00003")
             .firing(1, 2),
     ]));
-    let source = transfer::inspect(&w.src, "exports", &name, ListingPolicy::default())
-        .await
-        .unwrap();
-    let mut state = TransferState::new(source, "imports", "web.vhd", 128 * MIB).unwrap();
+    let mut state = w.plan(&name, "web.vhd", 128 * MIB).await;
     let (events, seen) = collect_events();
     transfer::run(
         SourceAccess::Store(w.src.clone()),
@@ -501,10 +504,7 @@ async fn a_corrupted_byte_in_flight_is_caught_and_fetched_again() {
             .path("-00002")
             .firing(1, 100),
     ]));
-    let source = transfer::inspect(&w.src, "exports", &name, ListingPolicy::default())
-        .await
-        .unwrap();
-    let mut state = TransferState::new(source, "imports", "bad.vhd", 128 * MIB).unwrap();
+    let mut state = w.plan(&name, "bad.vhd", 128 * MIB).await;
     let err = transfer::run(
         SourceAccess::Store(w.src.clone()),
         w.dest("bad.vhd"),
@@ -542,10 +542,7 @@ async fn resume_after_a_failure_resends_at_most_the_pieces_in_flight() {
         .firing(1, 1000),
     ]));
     let state_path: PathBuf = w.work.path().join("state.json");
-    let source = transfer::inspect(&w.src, "exports", &name, ListingPolicy::default())
-        .await
-        .unwrap();
-    let mut state = TransferState::new(source, "imports", "web.vhd", 128 * MIB).unwrap();
+    let mut state = w.plan(&name, "web.vhd", 128 * MIB).await;
     let save =
         |p: PathBuf| move |s: &TransferState| imgferry::commands::transfer::save_state(&p, s);
     let err = transfer::run(
@@ -600,10 +597,7 @@ async fn a_connection_reset_mid_segment_is_retried() {
             .path("-00002")
             .firing(1, 2),
     ]));
-    let source = transfer::inspect(&w.src, "exports", &name, ListingPolicy::default())
-        .await
-        .unwrap();
-    let mut state = TransferState::new(source, "imports", "web.vhd", 128 * MIB).unwrap();
+    let mut state = w.plan(&name, "web.vhd", 128 * MIB).await;
     let started = Instant::now();
     transfer::run(
         SourceAccess::Store(w.src.clone()),
@@ -644,10 +638,7 @@ async fn transfers_to_real_swift() {
     );
     swift_store.put_container("imports").await.unwrap();
     // Simulator DFW → real Swift, then real Swift (as an SLO source) → simulator IAD.
-    let source = transfer::inspect(&w.src, "exports", &name, ListingPolicy::default())
-        .await
-        .unwrap();
-    let mut state = TransferState::new(source, "imports", "web.vhd", 3 * MIB).unwrap();
+    let mut state = w.plan(&name, "web.vhd", 3 * MIB).await;
     let dest = Endpoint {
         store: swift_store.clone(),
         container: "imports".into(),

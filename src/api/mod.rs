@@ -240,18 +240,14 @@ pub async fn parse_json<T: serde::de::DeserializeOwned>(
     resp: reqwest::Response,
 ) -> Result<T, Error> {
     let url = crate::http::redact(resp.url().as_str());
-    let body = read_body(resp, MAX_JSON_BODY)
-        .await
-        .map_err(|e| Error::Unexpected {
-            url: url.clone(),
-            detail: match e {
-                BodyError::Cut(d) | BodyError::TooLarge(d) => format!("the {what} response: {d}"),
-            },
-        })?;
-    serde_json::from_slice(&body).map_err(|e| Error::Unexpected {
-        url,
-        detail: format!("the {what} response is not the expected JSON ({e})"),
-    })
+    let status = resp.status().as_u16();
+    match read_body(resp, MAX_JSON_BODY).await {
+        Ok(body) => Fetched { url, status, body }.json(what),
+        Err(BodyError::Cut(d) | BodyError::TooLarge(d)) => Err(Error::Unexpected {
+            url,
+            detail: format!("the {what} response: {d}"),
+        }),
+    }
 }
 
 impl From<crate::http::Error> for Error {

@@ -1,25 +1,67 @@
-//! Dispatches a parsed command line to the code that does the work; each command returns its exit
-//! code (src/exit_code.rs).
+//! The application layer: validates the command line into a [`RunConfig`], dispatches to the
+//! command that renders the work, and turns the result into output and an exit code. [`finish`] is
+//! the one place that prints an error (`error: …`, one `caused by: …` per cause, then what the
+//! user can do next) and the exit code always comes from [`Error::exit_code`], whose classes map to
+//! numbers in one table ([`crate::exit_code::Class::code`]).
+
+use std::io::Write;
 
 use crate::cli::{Cli, Command, SimCommand};
 use crate::commands;
+use crate::config::RunConfig;
+use crate::exit_code::Class;
+use crate::migrate;
+use crate::progress::Format;
 
-/// Runs the command and returns the process exit code.
-pub async fn run(cli: Cli) -> u8 {
-    let output = cli.global.output;
+pub use crate::commands::{Error, Outcome, Stopped};
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> Result<Outcome, Error> {
+    let cfg = RunConfig::from_global(&cli.global)?;
     match cli.command {
-        Command::Validate(args) => {
-            commands::validate::run(&args, output, cli.global.identity_url.as_deref()).await
-        }
-        Command::Transfer(args) => commands::transfer::run(&args, output).await,
-        Command::Migrate(args) => commands::migrate::run_migrate(&args, &cli.global).await,
+        Command::Validate(args) => commands::validate::run(&args, &cfg).await,
+        Command::Transfer(args) => commands::transfer::run(&args, &cfg).await,
+        Command::Migrate(args) => commands::migrate::run_migrate(&args, &cfg).await,
         Command::Resume { id, poll_interval } => {
-            commands::migrate::run_resume(&id, poll_interval, &cli.global).await
+            commands::migrate::run_resume(&id, poll_interval, &cfg).await
         }
-        Command::Status { id } => commands::migrate::run_status(id.as_deref(), &cli.global),
-        Command::Demo(args) => commands::demo::run(&args, &cli.global).await,
+        Command::Status { id } => commands::status::run(id.as_deref(), &cfg),
+        Command::Demo(args) => commands::demo::run(&args, &cfg).await,
         Command::Sim {
             command: SimCommand::Serve(args),
         } => commands::sim_serve::run(&args).await,
+        Command::Completions { shell } => commands::completions::completions(shell),
+        Command::Man => commands::completions::man(),
     }
+}
+
+/// Prints the result (an error on stderr, and as a JSON event on stdout with `--output json`) and
+/// returns the exit code.
+pub fn finish(result: &Result<Outcome, Error>, format: Format) -> u8 {
+    let e = match result {
+        Ok(Outcome::Done) => return crate::exit_code::OK,
+        Ok(Outcome::Rejected) => return Class::Rejected.code(),
+        Err(e) => e,
+    };
+    let interrupted = e.class() == Class::Interrupted;
+    if interrupted {
+        eprintln!("interrupted");
+    } else {
+        eprintln!("error: {}", crate::error_chain(e));
+    }
+    for h in e.hints() {
+        eprintln!("  {h}");
+    }
+    if format == Format::Json {
+        let event = migrate::Event::Error {
+            message: crate::error_chain(e),
+            exit_code: e.exit_code(),
+            resume: e.resume_command().filter(|c| c.starts_with("imgferry")),
+        };
+        if let Ok(line) = serde_json::to_string(&event) {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    e.exit_code()
 }

@@ -82,6 +82,15 @@ pub enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
+    /// Print a shell completion script (e.g. `imgferry completions bash > /etc/bash_completion.d/imgferry`).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from the same definitions as --help
+    /// (`imgferry man > imgferry.1`).
+    Man,
 }
 
 #[derive(Debug, Args)]

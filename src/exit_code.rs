@@ -15,3 +15,32 @@ pub const REJECTED: u8 = 3;
 pub const INTERRUPTED: u8 = 4;
 /// Authentication failed.
 pub const AUTH_FAILED: u8 = 5;
+
+/// What kind of failure an error is. Each layer's error type says which class each of its errors
+/// belongs to (`class()`); [`Class::code`] is the one table from class to exit code, so the same
+/// failure gets the same exit code from every command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Something went wrong that a later run may get past (network, service, disk).
+    Failed,
+    /// The command line, the environment or the saved state is not usable as it is.
+    Usage,
+    /// The VHD is invalid or the import service refused it.
+    Rejected,
+    /// The user stopped the run.
+    Interrupted,
+    /// The identity service refused the credentials, or a service refused the token for good.
+    Auth,
+}
+
+impl Class {
+    pub fn code(self) -> u8 {
+        match self {
+            Class::Failed => FAILED,
+            Class::Usage => USAGE,
+            Class::Rejected => REJECTED,
+            Class::Interrupted => INTERRUPTED,
+            Class::Auth => AUTH_FAILED,
+        }
+    }
+}

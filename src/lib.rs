@@ -4,9 +4,13 @@
 //! validates the VHD the way XenServer does and predicts the import service's documented error codes.
 //!
 //! # Layout
-//! - [`cli`]: the command-line surface (clap derive).
-//! - [`app`]: dispatches commands and maps outcomes to [`exit_code`]s.
-//! - [`commands`]: one module per command that does real work.
+//! - [`cli`]: the command-line surface (clap derive); [`config`]: flags and environment turned
+//!   into validated settings and plans, once.
+//! - [`app`]: dispatches commands; the one place where errors become [`exit_code`]s and are
+//!   printed.
+//! - [`commands`]: one renderer per command.
+//! - [`signals`]: Ctrl-C and SIGTERM as a cancellation token; [`fsutil`]: atomic private writes;
+//!   [`units`]: sizes and counts for people.
 //! - [`vhd`]: VHD parsing, validation and import-verdict prediction over any positioned-read source.
 //! - [`http`], [`api`]: the retrying HTTP layer and the Identity, Cloud Servers, Cloud Images and
 //!   Cloud Files clients.
@@ -21,13 +25,17 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod credentials;
 pub mod exit_code;
+pub mod fsutil;
 pub mod http;
 pub mod migrate;
 pub mod progress;
+pub mod signals;
 pub mod sim;
 pub mod transfer;
+pub mod units;
 pub mod vhd;
 
 /// Renders an error and its causes on one line each: `outer\n  caused by: inner`.

@@ -1,7 +1,8 @@
-//! The `imgferry` binary: parse the command line, set up logging and the runtime, run, exit.
+//! The `imgferry` binary: parse the command line, set up logging and the runtime, run, print the
+//! outcome once and exit with its code (`app::finish` is the only error printer).
 
 use clap::Parser;
-use imgferry::{app, cli::Cli, exit_code};
+use imgferry::{app, cli::Cli, config, exit_code};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
@@ -16,7 +17,10 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(imgferry::progress::color_on_stderr())
         .init();
+    let format = config::RunConfig::from_global(&cli.global)
+        .map_or(imgferry::progress::Format::Human, |c| c.format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -24,5 +28,6 @@ fn main() -> std::process::ExitCode {
             return exit_code::FAILED.into();
         }
     };
-    runtime.block_on(app::run(cli)).into()
+    let result = runtime.block_on(app::run(cli));
+    app::finish(&result, format).into()
 }

@@ -8,67 +8,33 @@
 //!   throttled to about four lines a second.
 //!
 //! Nothing secret passes through here: events carry ids, names, sizes and service messages only.
+//! This module depends on the engine's events ([`crate::migrate::event`]), never the other way.
+//! Colour is used only on a terminal and never when `NO_COLOR` is set.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
 
-use crate::cli::OutputFormat;
-use crate::migrate::state::Step;
+use crate::migrate::Event;
+use crate::migrate::dry_run::DryRun;
 use crate::transfer;
+use crate::units::{count, size};
 
-/// What a migration reports.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum Event {
-    /// A run of a migration begins (a new one, or a resume).
-    Started {
-        id: String,
-        from: Option<String>,
-        to: String,
-        source: String,
-        state_file: String,
-        resumed: bool,
-    },
-    /// Work on a step begins.
-    StepStarted {
-        step: Step,
-        detail: String,
-    },
-    /// A step is complete and the next state is saved.
-    StepFinished {
-        step: Step,
-        seconds: f64,
-    },
-    /// The state file now records this step.
-    State {
-        step: Step,
-    },
-    /// A poll saw this status.
-    Waiting {
-        what: String,
-        status: String,
-    },
-    /// An event of the transfer engine.
-    Transfer {
-        detail: transfer::Event,
-    },
-    Warning {
-        message: String,
-    },
-    /// The final report.
-    Report {
-        report: Box<super::migrate::Report>,
-    },
-    /// The run stopped; `resume` is the command that continues it, when it can be continued.
-    Error {
-        message: String,
-        exit_code: u8,
-        resume: Option<String>,
-    },
+/// How to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// For people, on stderr: bars on a terminal, plain lines otherwise.
+    Human,
+    /// One JSON object per line on stdout.
+    Json,
+}
+
+/// Whether colour may be used on stderr: only on a terminal, and never when `NO_COLOR` is set to
+/// anything non-empty (no-color.org).
+pub fn color_on_stderr() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Renders events in the chosen format.
@@ -88,31 +54,42 @@ struct JsonState {
 
 struct PlainState {
     next_tenth: u64,
+    /// The destination region, for step labels ("copy to IAD").
+    to: String,
 }
 
 struct TtyState {
     multi: MultiProgress,
     step: Option<ProgressBar>,
     bar: Option<ProgressBar>,
+    to: String,
 }
 
 impl Reporter {
     /// The reporter for `format`, drawing bars only when stderr is a terminal.
-    pub fn new(format: OutputFormat) -> Self {
+    pub fn new(format: Format) -> Self {
         let mode = match format {
-            OutputFormat::Json => Mode::Json(Mutex::new(JsonState {
+            Format::Json => Mode::Json(Mutex::new(JsonState {
                 last_progress: None,
             })),
-            OutputFormat::Human if std::io::stderr().is_terminal() => {
-                Mode::Tty(Mutex::new(TtyState {
-                    multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-                    step: None,
-                    bar: None,
-                }))
-            }
-            OutputFormat::Human => Mode::Plain(Mutex::new(PlainState { next_tenth: 1 })),
+            Format::Human if std::io::stderr().is_terminal() => Mode::Tty(Mutex::new(TtyState {
+                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+                step: None,
+                bar: None,
+                to: String::new(),
+            })),
+            Format::Human => Mode::Plain(Mutex::new(PlainState {
+                next_tenth: 1,
+                to: String::new(),
+            })),
         };
         Self { mode }
+    }
+
+    /// This reporter as the engine's event sink.
+    pub fn sink(self: &Arc<Self>) -> crate::migrate::Sink {
+        let me = Arc::clone(self);
+        Arc::new(move |e| me.emit(e))
     }
 
     pub fn is_json(&self) -> bool {
@@ -173,44 +150,107 @@ fn plain(state: &mut PlainState, event: &Event) {
             to,
             source,
             ..
-        } => eprintln!(
-            "{}",
-            started_line(id, *resumed, from.as_deref(), to, source)
-        ),
-        Event::StepStarted { step, detail } => eprintln!("==> {step}: {detail}"),
-        Event::StepFinished { step, seconds } => eprintln!("    {step} done in {seconds:.1} s"),
+        } => {
+            state.to = to.clone();
+            eprintln!(
+                "{}",
+                started_line(id, *resumed, from.as_deref(), to, source)
+            );
+        }
+        Event::StepStarted { step, detail } => {
+            eprintln!("==> {}: {detail}", step.label(&state.to));
+        }
+        Event::StepFinished { step, seconds } => {
+            eprintln!("    {} done in {seconds:.1} s", step.label(&state.to));
+        }
         Event::Waiting { what, status } => eprintln!("    {what}: {status}"),
         Event::Warning { message } => eprintln!("warning: {message}"),
-        Event::Transfer { detail } => match detail {
-            transfer::Event::Started {
-                total,
-                pieces,
-                already_done,
-                ..
-            } => {
-                state.next_tenth = 1 + already_done * 10 / (*total).max(1);
-                eprintln!(
-                    "    {} in {pieces} segments ({} already uploaded)",
-                    size(*total),
-                    size(*already_done)
-                );
-            }
-            transfer::Event::Progress { done, total } => {
-                let tenth = done * 10 / (*total).max(1);
-                if tenth >= state.next_tenth {
-                    state.next_tenth = tenth + 1;
-                    eprintln!("    {}% ({} of {})", tenth * 10, size(*done), size(*total));
-                }
-            }
-            transfer::Event::Retry {
-                what,
-                attempt,
-                reason,
-                ..
-            } => eprintln!("    retrying {what} (attempt {attempt}): {reason}"),
-            _ => {}
-        },
+        Event::Retry { .. } => eprintln!("    {}", retry_line(event).unwrap_or_default()),
+        Event::Transfer { detail } => plain_transfer(state, detail),
+        Event::Plan(plan) => print_plan(plan),
         Event::State { .. } | Event::Report { .. } | Event::Error { .. } => {}
+    }
+}
+
+fn plain_transfer(state: &mut PlainState, detail: &transfer::Event) {
+    match detail {
+        transfer::Event::Started {
+            total,
+            pieces,
+            already_done,
+            ..
+        } => {
+            state.next_tenth = 1 + already_done * 10 / (*total).max(1);
+            eprintln!(
+                "    {}",
+                transfer_started_line(*total, *pieces, *already_done)
+            );
+        }
+        transfer::Event::Progress { done, total } => {
+            let tenth = done * 10 / (*total).max(1);
+            if tenth >= state.next_tenth {
+                state.next_tenth = tenth + 1;
+                eprintln!("    {}% ({} of {})", tenth * 10, size(*done), size(*total));
+            }
+        }
+        transfer::Event::Retry { .. } => {
+            let e = Event::Transfer {
+                detail: detail.clone(),
+            };
+            eprintln!("    {}", retry_line(&e).unwrap_or_default());
+        }
+        transfer::Event::PieceDone { .. } | transfer::Event::Committed { .. } => {}
+    }
+}
+
+/// "retrying piece 3 (attempt 2): HTTP 503", for an engine or transfer retry.
+fn retry_line(event: &Event) -> Option<String> {
+    let (what, attempt, reason) = match event {
+        Event::Retry {
+            what,
+            attempt,
+            reason,
+            ..
+        }
+        | Event::Transfer {
+            detail:
+                transfer::Event::Retry {
+                    what,
+                    attempt,
+                    reason,
+                    ..
+                },
+        } => (what, attempt, reason),
+        _ => return None,
+    };
+    Some(format!("retrying {what} (attempt {attempt}): {reason}"))
+}
+
+fn transfer_started_line(total: u64, pieces: usize, already_done: u64) -> String {
+    format!(
+        "{} in {} ({} already uploaded)",
+        size(total),
+        count(pieces, "segment"),
+        size(already_done)
+    )
+}
+
+/// The dry run's plan, for people (on stdout: it is the command's result).
+fn print_plan(plan: &DryRun) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "Plan: {} → {}, {} (dry run: nothing was created)",
+        plan.from.as_deref().unwrap_or("local file"),
+        plan.to,
+        plan.source
+    );
+    for c in &plan.checks {
+        let _ = writeln!(out, "  checked: {c}");
+    }
+    let _ = writeln!(out, "  image name: {}", plan.image_name);
+    for (i, s) in plan.steps.iter().enumerate() {
+        let _ = writeln!(out, "  {:>2}. {s}", i + 1);
     }
 }
 
@@ -224,18 +264,17 @@ fn tty(state: &mut TtyState, event: &Event) {
             source,
             ..
         } => {
+            state.to = to.clone();
             let line = started_line(id, *resumed, from.as_deref(), to, source);
             let _ = state.multi.println(line);
         }
         Event::StepStarted { step, detail } => {
             let pb = state.multi.add(ProgressBar::new_spinner());
-            pb.set_style(
-                ProgressStyle::with_template(
-                    "{spinner:.cyan} {prefix:.bold} {wide_msg} {elapsed:.dim}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-            );
-            pb.set_prefix(step.to_string());
+            pb.set_style(style(
+                "{spinner:.cyan} {prefix:.bold} {wide_msg} {elapsed:.dim}",
+                "{spinner} {prefix} {wide_msg} {elapsed}",
+            ));
+            pb.set_prefix(step.label(&state.to));
             pb.set_message(detail.clone());
             pb.enable_steady_tick(Duration::from_millis(120));
             state.step = Some(pb);
@@ -248,60 +287,71 @@ fn tty(state: &mut TtyState, event: &Event) {
         Event::StepFinished { step, seconds } => {
             if let Some(pb) = state.step.take() {
                 // Message and prefix first: changing the style redraws with whatever is set.
-                pb.set_message(format!("{step} ({seconds:.1} s)"));
+                pb.set_message(format!("{} ({seconds:.1} s)", step.label(&state.to)));
                 pb.set_prefix("✓");
-                pb.set_style(
-                    ProgressStyle::with_template("{prefix:.green} {wide_msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
+                pb.set_style(style("{prefix:.green} {wide_msg}", "{prefix} {wide_msg}"));
                 pb.finish();
             }
         }
         Event::Warning { message } => {
             let _ = state.multi.println(format!("warning: {message}"));
         }
-        Event::Transfer { detail } => match detail {
-            transfer::Event::Started {
-                total,
-                already_done,
-                ..
-            } => {
-                let bar = state.multi.add(ProgressBar::new(*total));
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "  [{bar:30.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                );
-                bar.set_position(*already_done);
-                bar.reset_eta();
-                state.bar = Some(bar);
-            }
-            transfer::Event::Progress { done, .. } => {
-                if let Some(bar) = &state.bar {
-                    bar.set_position(*done);
-                }
-            }
-            transfer::Event::Retry {
-                what,
-                attempt,
-                reason,
-                ..
-            } => {
-                let _ = state
-                    .multi
-                    .println(format!("  retrying {what} (attempt {attempt}): {reason}"));
-            }
-            transfer::Event::Committed { .. } => {
-                if let Some(bar) = state.bar.take() {
-                    bar.finish();
-                }
-            }
-            transfer::Event::PieceDone { .. } => {}
-        },
+        Event::Retry { .. } => {
+            let _ = state
+                .multi
+                .println(format!("  {}", retry_line(event).unwrap_or_default()));
+        }
+        Event::Transfer { detail } => tty_transfer(state, detail),
+        Event::Plan(plan) => print_plan(plan),
         Event::State { .. } | Event::Report { .. } | Event::Error { .. } => {}
     }
+}
+
+fn tty_transfer(state: &mut TtyState, detail: &transfer::Event) {
+    match detail {
+        transfer::Event::Started {
+            total,
+            already_done,
+            ..
+        } => {
+            let bar = state.multi.add(ProgressBar::new(*total));
+            bar.set_style(
+                style(
+                    "  [{bar:30.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                    "  [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .progress_chars("=> "),
+            );
+            bar.set_position(*already_done);
+            bar.reset_eta();
+            state.bar = Some(bar);
+        }
+        transfer::Event::Progress { done, .. } => {
+            if let Some(bar) = &state.bar {
+                bar.set_position(*done);
+            }
+        }
+        transfer::Event::Retry { .. } => {
+            let e = Event::Transfer {
+                detail: detail.clone(),
+            };
+            let _ = state
+                .multi
+                .println(format!("  {}", retry_line(&e).unwrap_or_default()));
+        }
+        transfer::Event::Committed { .. } => {
+            if let Some(bar) = state.bar.take() {
+                bar.finish();
+            }
+        }
+        transfer::Event::PieceDone { .. } => {}
+    }
+}
+
+/// An indicatif style: the coloured template, or the plain one when colour is off (`NO_COLOR`).
+fn style(colored: &str, plain: &str) -> ProgressStyle {
+    let template = if color_on_stderr() { colored } else { plain };
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
 
 /// "Starting migration m-…: server …, DFW → IAD".
@@ -309,9 +359,4 @@ fn started_line(id: &str, resumed: bool, from: Option<&str>, to: &str, source: &
     let verb = if resumed { "Resuming" } else { "Starting" };
     let from = from.unwrap_or("local file");
     format!("{verb} migration {id}: {source}, {from} → {to}")
-}
-
-/// Bytes in binary units, for people.
-pub fn size(bytes: u64) -> String {
-    humansize::format_size(bytes, humansize::BINARY)
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use super::Error;
 use super::identity::{self, Session};
 use crate::credentials::Credentials;
-use crate::http::RetryConfig;
+use crate::http::{Attempts, Idempotency, RetryConfig};
 
 /// Refresh this long before the token's stated expiry, as ncw/swift does.
 const EARLY_REFRESH: Duration = Duration::from_secs(60);
@@ -158,21 +158,22 @@ impl Auth {
 }
 
 /// Sends a request built by `build` (given the current token) with the retry policy; on a 401 it
-/// refreshes the token once and sends once more. Every API client goes through here.
+/// refreshes the token once and sends once more. Every API client goes through here; all of it
+/// draws on the one budget `attempts`.
 pub async fn send(
     auth: &Auth,
-    retry: &RetryConfig,
-    idempotent: bool,
+    attempts: &mut Attempts,
+    kind: Idempotency,
     mut build: impl FnMut(&str) -> reqwest::RequestBuilder,
     on_retry: &(dyn Fn(u32, Duration, &str) + Send + Sync),
 ) -> Result<reqwest::Response, Error> {
     auth.ensure_fresh().await?;
     let token = auth.token();
-    let resp = crate::http::send(retry, idempotent, || build(&token), on_retry).await?;
+    let resp = crate::http::send_within(attempts, kind, || build(&token), on_retry).await?;
     if resp.status() != reqwest::StatusCode::UNAUTHORIZED || !auth.refresh_after_401(&token).await?
     {
         return Ok(resp);
     }
     let token = auth.token();
-    Ok(crate::http::send(retry, idempotent, || build(&token), on_retry).await?)
+    Ok(crate::http::send_within(attempts, kind, || build(&token), on_retry).await?)
 }

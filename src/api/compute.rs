@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Error, JsonService, parse_json};
+use crate::http::Idempotency;
 
 /// A server as GET /servers/{id} describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -182,7 +183,10 @@ impl Compute {
     /// DELETE /servers/{id}; a server that is already gone counts as deleted.
     pub async fn delete_server(&self, id: &str) -> Result<(), Error> {
         let url = self.api.url(&format!("servers/{id}"));
-        let resp = self.api.request(Method::DELETE, &url, None, true).await?;
+        let resp = self
+            .api
+            .request(Method::DELETE, &url, None, Idempotency::Idempotent)
+            .await?;
         match resp.status().as_u16() {
             200..=299 | 404 => Ok(()),
             _ => Err(Error::from_response("server", resp).await),

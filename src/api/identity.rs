@@ -157,10 +157,7 @@ pub async fn authenticate(
     creds: &Credentials,
     retry: &RetryConfig,
 ) -> Result<Session, Error> {
-    check_transport(identity_url).map_err(|e| Error::Unexpected {
-        url: http::redact(identity_url),
-        detail: e.to_string(),
-    })?;
+    check_transport(identity_url)?;
     let url = format!("{}/tokens", identity_url.trim_end_matches('/'));
     let credential = match &creds.secret {
         Secret::ApiKey(key) => {
@@ -175,14 +172,24 @@ pub async fn authenticate(
         body["auth"]["tenantId"] = serde_json::json!(t);
     }
     // Authentication creates nothing, so retrying it (and re-reading a cut answer) is safe.
-    let (url_ref, body_ref) = (&url, &body);
-    let fetched = super::fetch(retry, 8 << 20, || async move {
-        let build = || client.post(url_ref).json(body_ref);
-        Ok(http::send(retry, true, build, &|_, _, _| {}).await?)
-    })
+    let fetched = super::fetch_anonymous(
+        retry,
+        8 << 20,
+        || client.post(&url).json(&body),
+        &|_, _, _| {},
+    )
     .await?;
-    if !(200..300).contains(&fetched.status) {
-        return Err(fetched.into_error("identity"));
+    match fetched.status {
+        200..=299 => {}
+        // Bad credentials: Identity answers 401, and 400 or 403 for malformed or disabled users.
+        status @ (400 | 401 | 403) => {
+            return Err(Error::LoginRefused {
+                url: fetched.url,
+                status,
+                message: super::short_message(&String::from_utf8_lossy(&fetched.body)),
+            });
+        }
+        _ => return Err(fetched.into_error("identity")),
     }
     let text = String::from_utf8_lossy(&fetched.body);
     parse_session(&text).map_err(|detail| Error::Unexpected {
@@ -211,31 +218,7 @@ pub fn parse_session(text: &str) -> Result<Session, String> {
 }
 
 fn parse_expiry(s: &str) -> Option<SystemTime> {
-    if let Ok(t) = humantime::parse_rfc3339_weak(s.trim_end_matches('Z')) {
-        // A trailing Z, or no zone at all, is UTC.
-        if !s.contains('+') && s[10..].find('-').is_none() {
-            return Some(t);
-        }
-    }
-    // An explicit offset: split it off, parse the local part, and shift to UTC.
-    let (local, sign, offset) = match s.rfind(['+', '-']) {
-        Some(i) if i > 10 => (&s[..i], &s[i..i + 1], &s[i + 1..]),
-        _ => return None,
-    };
-    // `hh:mm` exactly: anything else is not an offset (and can never overflow the arithmetic).
-    let (h, m) = offset.split_once(':')?;
-    let (h, m): (u64, u64) = (h.parse().ok()?, m.parse().ok()?);
-    if offset.len() != 5 || h > 23 || m > 59 {
-        return None;
-    }
-    let shift = std::time::Duration::from_secs(h * 3600 + m * 60);
-    let t = humantime::parse_rfc3339_weak(local).ok()?;
-    // 14:27 at -05:00 is 19:27 UTC.
-    if sign == "-" {
-        t.checked_add(shift)
-    } else {
-        t.checked_sub(shift)
-    }
+    crate::http::retry::parse_time(s)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Error, JsonService, parse_json};
+use crate::http::Idempotency;
 
 /// The fields of an image imgferry uses.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -113,7 +114,10 @@ impl Images {
     /// DELETE /images/{id}; an image that is already gone counts as deleted.
     pub async fn delete_image(&self, id: &str) -> Result<(), Error> {
         let url = self.api.url(&format!("images/{id}"));
-        let resp = self.api.request(Method::DELETE, &url, None, true).await?;
+        let resp = self
+            .api
+            .request(Method::DELETE, &url, None, Idempotency::Idempotent)
+            .await?;
         match resp.status().as_u16() {
             200..=299 | 404 => Ok(()),
             _ => Err(Error::from_response("image", resp).await),

@@ -16,6 +16,8 @@ pub mod identity;
 pub mod images;
 pub mod object_store;
 
+use crate::http::Idempotency;
+
 /// What an API call can fail with, by meaning rather than status code (STYLE §3).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -25,6 +27,18 @@ pub enum Error {
     Conflict { url: String, message: String },
     #[error("the token was refused at {url}: authentication expired or is not valid")]
     Unauthorized { url: String },
+    #[error(
+        "the identity service at {url} refused the credentials (HTTP {status}): {message}; check \
+         the user name and the API key or password"
+    )]
+    LoginRefused {
+        url: String,
+        status: u16,
+        message: String,
+    },
+    /// The endpoint cannot be used as configured (plain http to a remote host, say).
+    #[error(transparent)]
+    Endpoint(#[from] identity::CatalogError),
     #[error("{url} answered HTTP {status}: {message}")]
     Service {
         url: String,
@@ -42,13 +56,24 @@ pub enum Error {
 const MAX_JSON_BODY: usize = 8 << 20;
 
 /// One JSON service endpoint (a region's compute or image URL) with the shared token.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct JsonService {
     pub http: reqwest::Client,
     /// The catalog's publicURL, without a trailing slash.
     pub base: String,
     pub auth: auth::Auth,
     pub retry: crate::http::RetryConfig,
+    /// Told of every retry, so waits on a throttled or failing service are visible.
+    pub on_retry: crate::http::RetryHook,
+}
+
+impl std::fmt::Debug for JsonService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonService")
+            .field("base", &self.base)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
 }
 
 impl JsonService {
@@ -63,38 +88,54 @@ impl JsonService {
             base: base.trim_end_matches('/').to_string(),
             auth,
             retry,
+            on_retry: crate::http::no_hook(),
         }
+    }
+
+    /// Reports retries to `hook`.
+    pub fn with_retry_hook(mut self, hook: crate::http::RetryHook) -> Self {
+        self.on_retry = hook;
+        self
+    }
+
+    fn build(
+        &self,
+        method: &reqwest::Method,
+        url: &str,
+        body: Option<&serde_json::Value>,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .request(method.clone(), url)
+            .header("X-Auth-Token", token)
+            .header("Accept", "application/json");
+        if let Some(b) = body {
+            r = r.json(b);
+        }
+        r
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
     }
 
-    /// Sends `method url` with an optional JSON body. `idempotent` is false for POSTs that create
-    /// things: those are never retried after a timeout (the intent lookup settles them instead).
+    /// Sends `method url` with an optional JSON body. [`Idempotency::Creating`] POSTs are never
+    /// retried after a timeout (the intent lookup settles them instead).
     pub async fn request(
         &self,
         method: reqwest::Method,
         url: &str,
         body: Option<&serde_json::Value>,
-        idempotent: bool,
+        kind: Idempotency,
     ) -> Result<reqwest::Response, Error> {
+        let mut attempts = crate::http::Attempts::new(&self.retry);
         auth::send(
             &self.auth,
-            &self.retry,
-            idempotent,
-            |token| {
-                let mut r = self
-                    .http
-                    .request(method.clone(), url)
-                    .header("X-Auth-Token", token)
-                    .header("Accept", "application/json");
-                if let Some(b) = body {
-                    r = r.json(b);
-                }
-                r
-            },
-            &|_, _, _| {},
+            &mut attempts,
+            kind,
+            |token| self.build(&method, url, body, token),
+            &*self.on_retry,
         )
         .await
     }
@@ -108,7 +149,12 @@ impl JsonService {
         body: &serde_json::Value,
     ) -> Result<reqwest::Response, Error> {
         let resp = self
-            .request(reqwest::Method::POST, url, Some(body), false)
+            .request(
+                reqwest::Method::POST,
+                url,
+                Some(body),
+                Idempotency::Creating,
+            )
             .await?;
         if resp.status().is_success() {
             Ok(resp)
@@ -123,9 +169,13 @@ impl JsonService {
         what: &str,
         url: &str,
     ) -> Result<Option<T>, Error> {
-        let fetched = fetch(&self.retry, MAX_JSON_BODY, || {
-            self.request(reqwest::Method::GET, url, None, true)
-        })
+        let fetched = fetch(
+            &self.auth,
+            &self.retry,
+            MAX_JSON_BODY,
+            |token| self.build(&reqwest::Method::GET, url, None, token),
+            &*self.on_retry,
+        )
         .await?;
         match fetched.status {
             404 => Ok(None),
@@ -200,36 +250,67 @@ async fn read_body(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, B
     }
 }
 
-/// Sends an idempotent request with `send` and reads its whole body (at most `cap` bytes). A body
-/// cut short (a reset mid-answer) sends the request again, up to the retry limit: `http::send`
-/// retries failures to get an answer, this retries failures to read one.
-pub async fn fetch<F, Fut>(
+/// Sends an idempotent request built by `build` (given the current token) and reads its whole
+/// body (at most `cap` bytes). A body cut short (a reset mid-answer) sends the request again.
+/// Failures to get an answer and failures to read it draw on one budget of attempts, so a read is
+/// tried at most `max_retries + 1` times (plus one after a 401).
+pub async fn fetch(
+    auth: &auth::Auth,
     retry: &crate::http::RetryConfig,
     cap: usize,
-    mut send: F,
-) -> Result<Fetched, Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<reqwest::Response, Error>>,
-{
-    let mut backoff = crate::http::Backoff::new(retry);
-    let mut attempt = 0u32;
+    mut build: impl FnMut(&str) -> reqwest::RequestBuilder,
+    on_retry: &(dyn Fn(u32, std::time::Duration, &str) + Send + Sync),
+) -> Result<Fetched, Error> {
+    let mut attempts = crate::http::Attempts::new(retry);
     loop {
-        attempt += 1;
-        let resp = send().await?;
-        let url = crate::http::redact(resp.url().as_str());
-        let status = resp.status().as_u16();
-        match read_body(resp, cap).await {
-            Ok(body) => return Ok(Fetched { url, status, body }),
-            Err(BodyError::Cut(detail)) if attempt <= retry.max_retries => {
-                let delay = backoff.next(None);
-                tracing::info!(%url, attempt, delay_ms = delay.as_millis() as u64, %detail, "retrying");
-                tokio::time::sleep(delay).await;
-            }
-            Err(BodyError::Cut(detail) | BodyError::TooLarge(detail)) => {
-                return Err(Error::Unexpected { url, detail });
-            }
+        let kind = Idempotency::Idempotent;
+        let resp = auth::send(auth, &mut attempts, kind, &mut build, on_retry).await?;
+        if let Some(fetched) = read_or_retry(&mut attempts, resp, cap, on_retry).await? {
+            return Ok(fetched);
         }
+    }
+}
+
+/// [`fetch`] without a token: the identity service's own requests.
+pub async fn fetch_anonymous(
+    retry: &crate::http::RetryConfig,
+    cap: usize,
+    mut build: impl FnMut() -> reqwest::RequestBuilder,
+    on_retry: &(dyn Fn(u32, std::time::Duration, &str) + Send + Sync),
+) -> Result<Fetched, Error> {
+    let mut attempts = crate::http::Attempts::new(retry);
+    loop {
+        let kind = Idempotency::Idempotent;
+        let resp = crate::http::send_within(&mut attempts, kind, &mut build, on_retry).await?;
+        if let Some(fetched) = read_or_retry(&mut attempts, resp, cap, on_retry).await? {
+            return Ok(fetched);
+        }
+    }
+}
+
+/// Reads an answer whole; `None` when it was cut short and, after the backoff delay, the request
+/// should be sent again within the same budget.
+pub(crate) async fn read_or_retry(
+    attempts: &mut crate::http::Attempts,
+    resp: reqwest::Response,
+    cap: usize,
+    on_retry: &(dyn Fn(u32, std::time::Duration, &str) + Send + Sync),
+) -> Result<Option<Fetched>, Error> {
+    let url = crate::http::redact(resp.url().as_str());
+    let status = resp.status().as_u16();
+    match read_body(resp, cap).await {
+        Ok(body) => Ok(Some(Fetched { url, status, body })),
+        Err(BodyError::Cut(detail)) => {
+            let Some(delay) = attempts.retry_after(crate::http::Decision::Retry(None)) else {
+                return Err(Error::Unexpected { url, detail });
+            };
+            let attempt = attempts.made();
+            tracing::info!(%url, attempt, delay_ms = delay.as_millis() as u64, %detail, "retrying");
+            on_retry(attempt, delay, "answer cut short");
+            tokio::time::sleep(delay).await;
+            Ok(None)
+        }
+        Err(BodyError::TooLarge(detail)) => Err(Error::Unexpected { url, detail }),
     }
 }
 
@@ -247,6 +328,19 @@ pub async fn parse_json<T: serde::de::DeserializeOwned>(
             url,
             detail: format!("the {what} response: {d}"),
         }),
+    }
+}
+
+impl Error {
+    /// What kind of failure this is: refused credentials are [`Class::Auth`], an unusable
+    /// endpoint is [`Class::Usage`], everything else may pass on a later run.
+    pub fn class(&self) -> crate::exit_code::Class {
+        use crate::exit_code::Class;
+        match self {
+            Error::Unauthorized { .. } | Error::LoginRefused { .. } => Class::Auth,
+            Error::Endpoint(_) => Class::Usage,
+            _ => Class::Failed,
+        }
     }
 }
 

@@ -1,23 +1,20 @@
 //! A Cloud Files (Swift v1) client: just what the transfer engine and the remote pre-flight need.
 //!
-//! Every call goes through [`crate::http::send`] with the retry policy; uploads read their body
-//! from a file region, so a retry re-reads the file and never the network. Object names are
-//! percent-encoded per path segment.
+//! Every call goes through the one retry path ([`crate::http::send_within`], wrapped by
+//! [`auth::send`] for the token); uploads send a [`Body::FileRegion`], so a retry re-reads the file
+//! and never the network. Object names are percent-encoded per path segment.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::Path;
 
 use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::Error;
 use super::auth::{self, Auth};
-use crate::http::{self, RetryConfig};
+use crate::http::{self, Attempts, Body, Idempotency, RetryConfig};
 use crate::vhd::{ByteSource, SourceError};
 
-/// Called on every retry with (attempt, delay, reason); the transfer engine turns it into events.
-pub type RetryHook = Arc<dyn Fn(u32, Duration, &str) + Send + Sync>;
+pub use crate::http::RetryHook;
 
 /// One Cloud Files account (a region's `publicURL`) and the token to use with it.
 #[derive(Clone)]
@@ -91,7 +88,7 @@ impl ObjectStore {
             account_url: account_url.trim_end_matches('/').to_string(),
             auth,
             retry,
-            on_retry: Arc::new(|_, _, _| {}),
+            on_retry: http::no_hook(),
         }
     }
 
@@ -119,12 +116,20 @@ impl ObjectStore {
         format!("{}/{}", self.account_url, encode(container))
     }
 
+    /// Every request but the one-shot streamed PUT is idempotent here (PUT, GET, HEAD, DELETE).
     async fn send(
         &self,
-        idempotent: bool,
         build: impl FnMut(&str) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, Error> {
-        auth::send(&self.auth, &self.retry, idempotent, build, &*self.on_retry).await
+        let mut attempts = Attempts::new(&self.retry);
+        auth::send(
+            &self.auth,
+            &mut attempts,
+            Idempotency::Idempotent,
+            build,
+            &*self.on_retry,
+        )
+        .await
     }
 
     fn req(&self, method: reqwest::Method, url: &str, token: &str) -> reqwest::RequestBuilder {
@@ -135,7 +140,7 @@ impl ObjectStore {
     pub async fn head(&self, container: &str, name: &str) -> Result<Option<ObjectMeta>, Error> {
         let url = self.object_url(container, name);
         let resp = self
-            .send(true, |t| self.req(reqwest::Method::HEAD, &url, t))
+            .send(|t| self.req(reqwest::Method::HEAD, &url, t))
             .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -210,11 +215,15 @@ impl ObjectStore {
         &self,
         build: impl Fn(&str) -> reqwest::RequestBuilder,
     ) -> Result<super::Fetched, Error> {
-        let build = &build;
-        super::fetch(&self.retry, 64 << 20, || {
-            auth::send(&self.auth, &self.retry, true, build, &*self.on_retry)
-        })
-        .await
+        self.fetch_capped(64 << 20, build).await
+    }
+
+    async fn fetch_capped(
+        &self,
+        cap: usize,
+        build: impl Fn(&str) -> reqwest::RequestBuilder,
+    ) -> Result<super::Fetched, Error> {
+        super::fetch(&self.auth, &self.retry, cap, build, &*self.on_retry).await
     }
 
     /// GETs `len` bytes at `offset` of an object. A ranged read answered with anything but 206 is an
@@ -229,7 +238,7 @@ impl ObjectStore {
         let url = self.object_url(container, name);
         let range = format!("bytes={offset}-{}", offset + len.max(1) - 1);
         let resp = self
-            .send(true, |t| {
+            .send(|t| {
                 self.req(reqwest::Method::GET, &url, t)
                     .header("Range", &range)
             })
@@ -244,8 +253,55 @@ impl ObjectStore {
         }
     }
 
+    /// Reads `len` bytes at `offset` of an object whole (small reads: the VHD pre-flight's footer,
+    /// header and BAT). Only a 206 is accepted; an answer cut short is fetched again.
+    pub async fn fetch_range(
+        &self,
+        container: &str,
+        name: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, Error> {
+        let url = self.object_url(container, name);
+        let range = format!("bytes={offset}-{}", offset + len.max(1) - 1);
+        // One byte more than asked for is allowed in, so an over-long answer is seen as such.
+        let cap = usize::try_from(len).unwrap_or(usize::MAX).saturating_add(1);
+        let mut attempts = Attempts::new(&self.retry);
+        loop {
+            let resp = auth::send(
+                &self.auth,
+                &mut attempts,
+                Idempotency::Idempotent,
+                |t| {
+                    self.req(reqwest::Method::GET, &url, t)
+                        .header("Range", &range)
+                },
+                &*self.on_retry,
+            )
+            .await?;
+            // The status first: a 200 would be the whole object, however large.
+            match resp.status() {
+                StatusCode::PARTIAL_CONTENT => {}
+                StatusCode::OK => {
+                    return Err(Error::Unexpected {
+                        url: http::redact(&url),
+                        detail: format!(
+                            "asked for {range} and got the whole object (200, not 206)"
+                        ),
+                    });
+                }
+                _ => return Err(Error::from_response("object", resp).await),
+            }
+            let read = super::read_or_retry(&mut attempts, resp, cap, &*self.on_retry).await?;
+            if let Some(fetched) = read {
+                return Ok(fetched.body);
+            }
+        }
+    }
+
     /// PUTs `len` bytes of `file` at `offset` as an object, with `ETag: md5` so the server refuses
-    /// corrupted bytes (422). Returns the ETag the server answered, which callers compare again.
+    /// corrupted bytes (422, retried by the policy with the region read again). Returns the ETag the
+    /// server answered, which callers compare again.
     pub async fn put_file_region(
         &self,
         container: &str,
@@ -256,70 +312,26 @@ impl ObjectStore {
         md5: &str,
     ) -> Result<String, Error> {
         let url = self.object_url(container, name);
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let body = file_body(file.to_path_buf(), offset, len)
-                .await
-                .map_err(|e| Error::Unexpected {
-                    url: http::redact(&url),
-                    detail: format!("cannot read {}: {e}", file.display()),
-                })?;
-            let mut body = Some(body);
-            self.auth.ensure_fresh().await?;
-            let token = self.auth.token();
-            // The body is a one-shot stream, so transport-level retries happen here, re-reading the
-            // file each time, rather than inside http::send.
-            let resp = http::send(
-                &RetryConfig {
-                    max_retries: 0,
-                    ..self.retry.clone()
-                },
-                true,
-                || {
-                    let b = body
-                        .take()
-                        .unwrap_or_else(|| reqwest::Body::from(Vec::new()));
-                    self.req(reqwest::Method::PUT, &url, &token)
-                        .header("ETag", md5)
-                        .header("Content-Length", len)
-                        .body(b)
-                },
-                &*self.on_retry,
-            )
-            .await;
-            let retry = match &resp {
-                Ok(r) if r.status().is_success() => {
-                    return Ok(r
-                        .headers()
-                        .get("etag")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .trim_matches('"')
-                        .to_string());
-                }
-                // A refused token is refreshed once per refusal; the retry re-reads the file.
-                Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
-                    self.auth.refresh_after_401(&token).await?
-                }
-                Ok(r) => matches!(r.status().as_u16(), 408 | 422 | 429 | 498 | 500..=599),
-                Err(_) => true,
-            };
-            if !retry || attempt > self.retry.max_retries {
-                return match resp {
-                    Ok(r) => Err(Error::from_response("object", r).await),
-                    Err(e) => Err(e.into()),
-                };
-            }
-            let why = match &resp {
-                Ok(r) => format!("HTTP {}", r.status().as_u16()),
-                Err(e) => e.cause.to_string(),
-            };
-            let delay = http::Backoff::new(&self.retry).next(None) * attempt;
-            tracing::info!(url = %http::redact(&url), attempt, delay_ms = delay.as_millis() as u64, %why, "retrying upload from the spill file");
-            (self.on_retry)(attempt, delay, &why);
-            tokio::time::sleep(delay.min(self.retry.max)).await;
+        let body = Body::FileRegion {
+            path: file.to_path_buf(),
+            offset,
+            len,
+        };
+        let resp = self
+            .send(|t| {
+                self.req(reqwest::Method::PUT, &url, t)
+                    .header("ETag", md5)
+                    .header("Content-Length", body.len())
+                    .body(body.to_reqwest())
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Error::from_response("object", resp).await);
         }
+        Ok(header(&resp, "etag")
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string())
     }
 
     /// PUTs a one-shot streamed body with `ETag: md5` and `Content-Length`: a single attempt, since
@@ -359,7 +371,7 @@ impl ObjectStore {
     pub async fn put_container(&self, container: &str) -> Result<(), Error> {
         let url = self.container_url(container);
         let resp = self
-            .send(true, |t| {
+            .send(|t| {
                 self.req(reqwest::Method::PUT, &url, t)
                     .header("Content-Length", 0)
             })
@@ -380,12 +392,12 @@ impl ObjectStore {
         manifest: &serde_json::Value,
     ) -> Result<String, Error> {
         let url = self.object_url(container, name);
-        let body = serde_json::to_vec(manifest).unwrap_or_default();
+        let body = Body::Bytes(serde_json::to_vec(manifest).unwrap_or_default().into());
         let resp = self
-            .send(true, |t| {
+            .send(|t| {
                 self.req(reqwest::Method::PUT, &url, t)
                     .query(&[("multipart-manifest", "put")])
-                    .body(body.clone())
+                    .body(body.to_reqwest())
             })
             .await?;
         if !resp.status().is_success() {
@@ -400,22 +412,13 @@ impl ObjectStore {
     pub async fn delete(&self, container: &str, name: &str) -> Result<(), Error> {
         let url = self.object_url(container, name);
         let resp = self
-            .send(true, |t| self.req(reqwest::Method::DELETE, &url, t))
+            .send(|t| self.req(reqwest::Method::DELETE, &url, t))
             .await?;
         match resp.status() {
             s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
             _ => Err(Error::from_response("object", resp).await),
         }
     }
-}
-
-/// A request body streaming `len` bytes of `file` from `offset`.
-async fn file_body(file: PathBuf, offset: u64, len: u64) -> std::io::Result<reqwest::Body> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut f = tokio::fs::File::open(&file).await?;
-    f.seek(std::io::SeekFrom::Start(offset)).await?;
-    let stream = tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 * 1024);
-    Ok(reqwest::Body::wrap_stream(stream))
 }
 
 /// An object read by HTTP Range requests: what the remote VHD pre-flight validates.
@@ -432,31 +435,20 @@ impl ByteSource for RemoteObject<'_> {
     }
 
     async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, SourceError> {
-        // A ranged answer cut short is asked for again; a wrong length that arrives whole is an
-        // error, never padded or truncated.
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let resp = self
-                .store
-                .get_range(&self.container, &self.name, offset, len as u64)
-                .await?;
-            match resp.bytes().await {
-                Ok(bytes) if bytes.len() == len => return Ok(bytes.to_vec()),
-                Ok(bytes) => {
-                    return Err(format!(
-                        "range read returned {} bytes, expected {len}",
-                        bytes.len()
-                    )
-                    .into());
-                }
-                Err(e) if attempt <= self.store.retry.max_retries => {
-                    tracing::info!(attempt, error = %http::root_cause(&e), "ranged read cut short; retrying");
-                    tokio::time::sleep(http::Backoff::new(&self.store.retry).next(None)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
+        // A ranged answer cut short is asked for again (inside `fetch`, on the request's one
+        // budget); a wrong length that arrives whole is an error, never padded or truncated.
+        let fetched = self
+            .store
+            .fetch_range(&self.container, &self.name, offset, len as u64)
+            .await?;
+        if fetched.len() != len {
+            return Err(format!(
+                "range read returned {} bytes, expected {len}",
+                fetched.len()
+            )
+            .into());
         }
+        Ok(fetched)
     }
 
     fn describe(&self) -> String {

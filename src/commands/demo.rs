@@ -6,22 +6,108 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::migrate::{Runner, cancel_on_signals, finish_report, http_timeout};
-use crate::cli::{DemoArgs, GlobalOpts, OutputFormat};
-use crate::exit_code;
-use crate::migrate::Store;
-use crate::migrate::state::{Cleanup, Entry, Plan, Polling};
-use crate::progress::Reporter;
+use super::migrate::render;
+use super::{Error as CommandError, Outcome};
+use crate::cli::DemoArgs;
+use crate::config::{self, RunConfig};
+use crate::migrate::state::{Entry, Plan, Polling};
+use crate::migrate::{Session, Store};
+use crate::progress::{Format, Reporter};
 use crate::sim::{self, DiskSpec, SeedServer, SimConfig, Timing};
+use crate::units::size;
 
 const SERVER: &str = "demo-web-1";
 
-/// Runs the demo; returns the exit code.
-pub async fn run(args: &DemoArgs, global: &GlobalOpts) -> u8 {
-    let reporter = Arc::new(Reporter::new(global.output));
-    let human = global.output == OutputFormat::Human;
-    let step = Duration::from_secs_f64(args.step_seconds.clamp(0.0, 600.0));
-    let config = SimConfig {
+/// Why the demo could not run or did not verify.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot start the simulated cloud")]
+    Sim(#[source] sim::Error),
+    #[error("the simulated cloud did not create its demo server")]
+    NoServer,
+    #[error("cannot create a state directory")]
+    StateDir(#[source] std::io::Error),
+    #[error("verification failed: {0}")]
+    Verify(String),
+}
+
+/// Runs the demo.
+pub async fn run(args: &DemoArgs, cfg: &RunConfig) -> Result<Outcome, CommandError> {
+    let step = config::finite_in("--step-seconds", args.step_seconds, (0.0, 600.0))?;
+    let allocated = config::finite_in("--allocated", args.allocated, (0.0, 1.0))?;
+    let sim = sim::spawn(sim_config(args.disk_size, allocated, step))
+        .await
+        .map_err(Error::Sim)?;
+    let (server_id, _) = sim
+        .servers("DFW")
+        .into_iter()
+        .find(|(_, n)| n == SERVER)
+        .ok_or(Error::NoServer)?;
+    // The demo's state lives in a temporary directory unless --state-dir says otherwise, so it
+    // never mixes with real migrations.
+    let tmp = tempfile::Builder::new()
+        .prefix("imgferry-demo-")
+        .tempdir()
+        .map_err(Error::StateDir)?;
+    let dir = cfg
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let human = cfg.format == Format::Human;
+    if human {
+        introduce(&sim, &server_id, args.disk_size);
+    }
+    let reporter = Arc::new(Reporter::new(cfg.format));
+    let mut link = cfg.link(None);
+    link.identity_url = sim.identity_url();
+    let session = Session::new(
+        link,
+        sim.account().credentials(),
+        Store::open(&dir)?,
+        reporter.sink(),
+        crate::signals::cancel_on_signals(),
+    )?;
+    let mut plan = Plan::new(
+        Some("DFW".into()),
+        "IAD".into(),
+        Entry::Server { id: server_id },
+        String::new(),
+    );
+    plan.boot = Some("general1-2".into());
+    plan.polling = Polling {
+        server_secs: 0.5,
+        task_secs: 0.5,
+        deadline_secs: 600.0,
+    };
+    let name = Some(format!("{SERVER} from DFW (imgferry demo)"));
+    let finished = session.start(plan, name).await?;
+    let imported = finished
+        .result
+        .as_ref()
+        .ok()
+        .map(|r| (r.imported_image.clone(), r.sha256.clone()));
+    let outcome = render(&reporter, cfg.format, finished)?;
+    if let Some((Some(image), Some(expected))) = imported {
+        let sum = verify(&sim, &image, &expected).await?;
+        if human {
+            println!(
+                "Verified: the image imported in IAD has SHA-256 {sum}, the same as the VHD exported in DFW."
+            );
+        }
+    }
+    if human {
+        println!(
+            "\nTo do this for real:\n  export RAX_USERNAME=<user> RAX_API_KEY=<api key>\n  \
+             imgferry migrate --from DFW --to IAD --server <server id> --boot <flavor>\n\
+             If it is interrupted: imgferry resume <id>    Progress of all: imgferry status"
+        );
+    }
+    Ok(outcome)
+}
+
+fn sim_config(disk_size: u64, allocated: f64, step_secs: f64) -> SimConfig {
+    let step = Duration::from_secs_f64(step_secs);
+    SimConfig {
         timing: Timing {
             build: step,
             imaging: step,
@@ -33,134 +119,43 @@ pub async fn run(args: &DemoArgs, global: &GlobalOpts) -> u8 {
             region: "DFW".into(),
             name: SERVER.into(),
             disk: DiskSpec {
-                virtual_size: args.disk_size,
-                allocated: args.allocated.clamp(0.0, 1.0),
+                virtual_size: disk_size,
+                allocated,
                 seed: 2026,
             },
         }],
         ..SimConfig::default()
-    };
-    let sim = match sim::spawn(config).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!(
-                "error: cannot start the simulated cloud: {}",
-                crate::error_chain(&e)
-            );
-            return exit_code::FAILED;
-        }
-    };
-    let Some((server_id, _)) = sim.servers("DFW").into_iter().find(|(_, n)| n == SERVER) else {
-        eprintln!("error: the simulated cloud did not create its demo server");
-        return exit_code::FAILED;
-    };
-    // The demo's state lives in a temporary directory unless --state-dir says otherwise, so it
-    // never mixes with real migrations.
-    let tmp = tempfile::Builder::new().prefix("imgferry-demo-").tempdir();
-    let dir = match (&global.state_dir, &tmp) {
-        (Some(d), _) => d.clone(),
-        (None, Ok(t)) => t.path().to_path_buf(),
-        (None, Err(e)) => {
-            eprintln!("error: cannot create a state directory: {e}");
-            return exit_code::FAILED;
-        }
-    };
-    let store = match Store::open(&dir) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {}", crate::error_chain(&e));
-            return exit_code::FAILED;
-        }
-    };
-    if human {
-        eprintln!(
-            "imgferry demo: a simulated Rackspace cloud with DFW and IAD is running at {}",
-            sim.base_url()
-        );
-        eprintln!(
-            "server {SERVER} ({server_id}) in DFW has a {} disk; moving it to IAD and booting it there\n",
-            crate::progress::size(args.disk_size)
-        );
-        eprintln!(
-            "equivalent command:\n  imgferry migrate --from DFW --to IAD --server {server_id} --boot general1-2\n"
-        );
     }
-    let runner = Runner {
-        identity_url: sim.identity_url(),
-        http_timeout: http_timeout(global),
-        creds: sim.account().credentials(),
-        store,
-        reporter: Arc::clone(&reporter),
-        cancel: cancel_on_signals(),
-    };
-    let plan = Plan {
-        from: Some("DFW".into()),
-        to: "IAD".into(),
-        entry: Entry::Server { id: server_id },
-        name: format!("{SERVER} from DFW (imgferry demo)"),
-        boot: Some("general1-2".into()),
-        src_container: "imgferry-exports".into(),
-        dst_container: "imgferry-imports".into(),
-        cleanup: Cleanup::None,
-        concurrency: 4,
-        segment_size: 128 << 20,
-        force: false,
-        polling: Polling {
-            server_secs: 0.5,
-            task_secs: 0.5,
-            deadline_secs: 600.0,
-        },
-    };
-    let finished = match runner.start(plan).await {
-        Ok(f) => f,
-        Err(e) => return finish_report(&reporter, global.output, Err(e)),
-    };
-    let verified = match &finished.result {
-        Ok(report) => {
-            verify(
-                &sim,
-                report.imported_image.as_deref(),
-                report.sha256.as_deref(),
-            )
-            .await
-        }
-        Err(_) => None,
-    };
-    let code = finish_report(&reporter, global.output, Ok(Ok(finished)));
-    if human && code == exit_code::OK {
-        match verified {
-            Some(Ok(sum)) => println!(
-                "Verified: the image imported in IAD has SHA-256 {sum}, the same as the VHD exported in DFW."
-            ),
-            Some(Err(e)) => {
-                println!("Verification FAILED: {e}");
-                return exit_code::FAILED;
-            }
-            None => {}
-        }
-        println!(
-            "\nTo do this for real:\n  export RAX_USERNAME=<user> RAX_API_KEY=<api key>\n  \
-             imgferry migrate --from DFW --to IAD --server <server id> --boot <flavor>\n\
-             If it is interrupted: imgferry resume <id>    Progress of all: imgferry status"
-        );
-    }
-    code
+}
+
+fn introduce(sim: &sim::SimHandle, server_id: &str, disk_size: u64) {
+    eprintln!(
+        "imgferry demo: a simulated Rackspace cloud with DFW and IAD is running at {}",
+        sim.base_url()
+    );
+    eprintln!(
+        "server {SERVER} ({server_id}) in DFW has a {} disk; moving it to IAD and booting it there\n",
+        size(disk_size)
+    );
+    eprintln!(
+        "equivalent command:\n  imgferry migrate --from DFW --to IAD --server {server_id} --boot general1-2\n"
+    );
 }
 
 /// Hashes the imported image's bytes inside the simulator and compares with the transfer's digest.
-async fn verify(
-    sim: &sim::SimHandle,
-    image: Option<&str>,
-    expected: Option<&str>,
-) -> Option<Result<String, String>> {
-    let disk = sim.image_disk("IAD", image?)?;
-    let expected = expected?.to_string();
-    Some(
-        match tokio::task::spawn_blocking(move || disk.sha256()).await {
-            Ok(Ok(sum)) if sum == expected => Ok(sum),
-            Ok(Ok(sum)) => Err(format!("imported image SHA-256 {sum}, source {expected}")),
-            Ok(Err(e)) => Err(format!("cannot read the imported image: {e}")),
-            Err(e) => Err(e.to_string()),
-        },
-    )
+async fn verify(sim: &sim::SimHandle, image: &str, expected: &str) -> Result<String, Error> {
+    let disk = sim
+        .image_disk("IAD", image)
+        .ok_or_else(|| Error::Verify(format!("image {image} is not in IAD")))?;
+    let sum = tokio::task::spawn_blocking(move || disk.sha256())
+        .await
+        .map_err(|e| Error::Verify(e.to_string()))?
+        .map_err(|e| Error::Verify(format!("cannot read the imported image: {e}")))?;
+    if sum == expected {
+        Ok(sum)
+    } else {
+        Err(Error::Verify(format!(
+            "imported image SHA-256 {sum}, source {expected}"
+        )))
+    }
 }

@@ -1,8 +1,119 @@
-//! One module per command that does real work.
+//! One module per command. Each turns a validated command line into a call of the library and
+//! renders what comes back; none holds engine logic, and none prints an error (that is
+//! [`crate::app::finish`]'s job).
 
+pub mod completions;
 pub mod demo;
-pub mod dry_run;
 pub mod migrate;
 pub mod sim_serve;
+pub mod status;
 pub mod transfer;
 pub mod validate;
+
+use crate::config;
+use crate::exit_code::Class;
+use crate::migrate as engine;
+
+/// How a command that did its work ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    /// The work is done and its answer is "would be rejected" (`validate`, `migrate --dry-run`):
+    /// exit 3, with no error message, since the report already says why.
+    Rejected,
+}
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    #[error(transparent)]
+    Migrate(#[from] engine::Error),
+    /// A migration that started and stopped: its state is saved.
+    #[error(transparent)]
+    Stopped(Box<Stopped>),
+    #[error(transparent)]
+    Validate(#[from] validate::Error),
+    #[error(transparent)]
+    Transfer(#[from] transfer::Error),
+    #[error(transparent)]
+    Sim(#[from] sim_serve::Error),
+    #[error(transparent)]
+    Demo(#[from] demo::Error),
+    #[error(transparent)]
+    Store(#[from] engine::store::Error),
+    #[error("cannot write the output")]
+    Output(#[source] std::io::Error),
+}
+
+/// A migration run that stopped, with where its state is. It reads as its error: the id and step
+/// are shown as advice ([`Error::hints`]), not as another cause.
+#[derive(Debug)]
+pub struct Stopped {
+    pub error: engine::Error,
+    pub id: String,
+    pub step: engine::Step,
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for Stopped {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
+}
+
+impl Error {
+    pub fn class(&self) -> Class {
+        match self {
+            Error::Config(_) => Class::Usage,
+            Error::Migrate(e) => e.class(),
+            Error::Stopped(s) => s.error.class(),
+            Error::Validate(e) => e.class(),
+            Error::Transfer(e) => e.class(),
+            Error::Sim(_) => Class::Usage,
+            Error::Demo(_) => Class::Failed,
+            Error::Store(e) => e.class(),
+            Error::Output(_) => Class::Failed,
+        }
+    }
+
+    /// The process exit code: the same failure gives the same code from every command.
+    pub fn exit_code(&self) -> u8 {
+        self.class().code()
+    }
+
+    /// What to run next, when there is something to run.
+    pub fn resume_command(&self) -> Option<String> {
+        match self {
+            Error::Stopped(s) if s.error.resumable() && s.error.class() != Class::Usage => {
+                Some(format!("imgferry resume {}", s.id))
+            }
+            Error::Transfer(transfer::Error::Resumable(r)) => Some(format!(
+                "run the same command again; the transfer state is saved in {}",
+                r.state
+            )),
+            _ => None,
+        }
+    }
+
+    /// Lines of advice printed after the error.
+    pub fn hints(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Error::Stopped(s) = self {
+            out.push(format!(
+                "state saved at step {}; details: imgferry status {}",
+                s.step, s.id
+            ));
+        }
+        if let Some(cmd) = self.resume_command() {
+            out.push(format!("to continue: {cmd}"));
+        }
+        out
+    }
+}

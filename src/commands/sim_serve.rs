@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::{Error as CommandError, Outcome};
 use crate::cli::SimServeArgs;
-use crate::exit_code;
 use crate::sim::{self, DiskSpec, Plan, SeedServer, SimConfig, Timing};
 
 /// Why the simulator could not be configured or started.
@@ -33,8 +33,12 @@ pub enum Error {
     ObjectStore(String),
     #[error("--server {0}: expected NAME:SIZE:FRACTION, such as web-1:1GiB:0.4")]
     Server(String),
+    #[error("--step-seconds {0}: use a number from 0 to 600")]
+    StepSeconds(f64),
     #[error(transparent)]
     Start(#[from] sim::Error),
+    #[error("cannot listen for Ctrl-C")]
+    Signals(#[source] std::io::Error),
 }
 
 /// Turns the flags into a simulator configuration.
@@ -84,7 +88,10 @@ pub fn config(args: &SimServeArgs) -> Result<SimConfig, Error> {
         .enumerate()
         .map(|(i, s)| parse_server(s, &first, i as u64).ok_or_else(|| Error::Server(s.clone())))
         .collect::<Result<_, _>>()?;
-    let step = Duration::from_secs_f64(args.step_seconds.max(0.0));
+    if !(args.step_seconds.is_finite() && (0.0..=600.0).contains(&args.step_seconds)) {
+        return Err(Error::StepSeconds(args.step_seconds));
+    }
+    let step = Duration::from_secs_f64(args.step_seconds);
     Ok(SimConfig {
         regions: args.regions.iter().map(|r| r.to_uppercase()).collect(),
         data_dir: args.data_dir.clone(),
@@ -122,34 +129,16 @@ fn parse_server(spec: &str, region: &str, seed: u64) -> Option<SeedServer> {
     })
 }
 
-/// Runs the simulator until Ctrl-C. Returns the exit code.
-pub async fn run(args: &SimServeArgs) -> u8 {
-    let started = match config(args) {
-        Ok(config) => sim::spawn_on(config, &args.listen)
-            .await
-            .map_err(Error::from),
-        Err(e) => Err(e),
-    };
-    let handle = match started {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("error: {}", crate::error_chain(&e));
-            return exit_code::USAGE;
-        }
-    };
+/// Runs the simulator until Ctrl-C.
+pub async fn run(args: &SimServeArgs) -> Result<Outcome, CommandError> {
+    let handle = sim::spawn_on(config(args)?, &args.listen)
+        .await
+        .map_err(Error::from)?;
     // Register for Ctrl-C (and SIGTERM) before announcing readiness, so a signal sent as soon as the
     // endpoints are printed is never missed.
     use tokio::signal::unix::{SignalKind, signal};
-    let (mut interrupt, mut terminate) = match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(i), Ok(t)) => (i, t),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("error: cannot listen for Ctrl-C\n  caused by: {e}");
-            return exit_code::FAILED;
-        }
-    };
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(Error::Signals)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(Error::Signals)?;
     let a = handle.account();
     println!(
         "imgferry simulated cloud listening on {}",
@@ -184,5 +173,5 @@ pub async fn run(args: &SimServeArgs) -> u8 {
         _ = terminate.recv() => {}
     }
     eprintln!("stopping the simulated cloud");
-    exit_code::OK
+    Ok(Outcome::Done)
 }

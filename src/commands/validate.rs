@@ -1,15 +1,44 @@
-//! `imgferry validate FILE...`: validate local VHD files and print a report per file.
+//! `imgferry validate FILE...` and `validate --remote REGION CONTAINER/OBJECT`: the pre-flight of a
+//! migration ([`crate::migrate::preflight`]) run on its own, printing a report per file.
 //!
-//! Exit code: 1 if any file cannot be read, else 3 if any would be rejected, else 0.
+//! Outcome: an error if any file cannot be read (exit 1), else "rejected" (exit 3) if any would be
+//! refused, else done.
 
 use std::io::Write;
-use std::path::Path;
 
 use serde::Serialize;
 
-use crate::cli::{OutputFormat, ValidateArgs};
-use crate::exit_code;
-use crate::vhd::{self, FileSource, Policy, Report};
+use super::{Error as CommandError, Outcome};
+use crate::cli::ValidateArgs;
+use crate::config::{self, RunConfig};
+use crate::credentials::Credentials;
+use crate::exit_code::Class;
+use crate::migrate;
+use crate::migrate::preflight::{self, VhdSource};
+use crate::migrate::session::connect_region;
+use crate::migrate::state::ObjectRef;
+use crate::progress::Format;
+use crate::vhd::{Policy, Report};
+
+/// Why validation as a whole failed (the report of each file says what it found).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{failed} of {total} files could not be read (see above)")]
+    Unreadable { failed: usize, total: usize },
+    #[error("--remote {0}: expected CONTAINER/OBJECT")]
+    Location(String),
+    #[error("object {object} is not in {region}")]
+    NoObject { object: String, region: String },
+}
+
+impl Error {
+    pub fn class(&self) -> Class {
+        match self {
+            Error::Location(_) => Class::Usage,
+            Error::Unreadable { .. } | Error::NoObject { .. } => Class::Failed,
+        }
+    }
+}
 
 /// The JSON line for one file: its report, or the reason it could not be read.
 #[derive(Serialize)]
@@ -21,157 +50,94 @@ struct FileResult<'a> {
     error: Option<String>,
 }
 
-/// Validates each file (or the remote object) and prints the result. Returns the exit code.
-pub async fn run(args: &ValidateArgs, output: OutputFormat, identity_url: Option<&str>) -> u8 {
+/// Validates each file (or the remote object) and prints the result.
+pub async fn run(args: &ValidateArgs, cfg: &RunConfig) -> Result<Outcome, CommandError> {
     let policy = Policy {
         max_virtual_size: args.max_virtual_size,
         max_physical_size: args.max_physical_size,
         ..Policy::default()
     };
     if let Some(remote) = &args.remote {
-        return run_remote(remote, output, identity_url, &policy).await;
+        return run_remote(remote, cfg, &policy).await;
     }
-    let mut unreadable = false;
-    let mut rejected = false;
+    let (mut failed, mut rejected) = (0, false);
     for path in &args.files {
         let name = path.display().to_string();
-        match validate_file(path, &policy).await {
+        match preflight::validate(VhdSource::File(path), &policy).await {
             Ok(report) => {
                 rejected |= !report.verdict.accepted;
-                emit(output, &name, Ok(&report));
+                emit(cfg.format, &name, Ok(&report));
             }
             Err(error) => {
-                unreadable = true;
-                emit(output, &name, Err(&error));
+                failed += 1;
+                emit(cfg.format, &name, Err(&error));
             }
         }
     }
-    if unreadable {
-        exit_code::FAILED
-    } else if rejected {
-        exit_code::REJECTED
-    } else {
-        exit_code::OK
-    }
-}
-
-/// Why a file could not be validated.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("cannot open {path}; check the path and its permissions")]
-    Open {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Read(#[from] vhd::Error),
-    #[error(transparent)]
-    Credentials(#[from] crate::credentials::Error),
-    #[error(transparent)]
-    Catalog(#[from] crate::api::identity::CatalogError),
-    #[error(transparent)]
-    Api(#[from] crate::api::Error),
-    #[error("{0} must be CONTAINER/OBJECT")]
-    Location(String),
-    #[error("cannot build the HTTP client")]
-    Client(#[source] reqwest::Error),
-}
-
-impl Error {
-    fn exit_code(&self) -> u8 {
-        match self {
-            Self::Credentials(_) | Self::Catalog(_) | Self::Location(_) => exit_code::USAGE,
-            Self::Api(crate::api::Error::Unauthorized { .. }) => exit_code::AUTH_FAILED,
-            _ => exit_code::FAILED,
+    if failed > 0 {
+        return Err(Error::Unreadable {
+            failed,
+            total: args.files.len(),
         }
+        .into());
     }
+    Ok(if rejected {
+        Outcome::Rejected
+    } else {
+        Outcome::Done
+    })
 }
 
-/// `validate --remote REGION CONTAINER/OBJECT`: the same validation over HTTP Range reads.
+/// The same validation over HTTP Range reads of an object in Cloud Files.
 async fn run_remote(
     remote: &[String],
-    output: OutputFormat,
-    identity_url: Option<&str>,
+    cfg: &RunConfig,
     policy: &Policy,
-) -> u8 {
+) -> Result<Outcome, CommandError> {
     let [region, location] = remote else {
-        return exit_code::USAGE;
+        return Err(Error::Location(remote.join(" ")).into());
     };
-    match validate_remote(region, location, identity_url, policy).await {
-        Ok(report) => {
-            emit(output, &format!("{region}:{location}"), Ok(&report));
-            if report.verdict.accepted {
-                exit_code::OK
-            } else {
-                exit_code::REJECTED
-            }
-        }
-        Err(error) => {
-            let code = error.exit_code();
-            emit(output, &format!("{region}:{location}"), Err(&error));
-            code
-        }
-    }
-}
-
-async fn validate_remote(
-    region: &str,
-    location: &str,
-    identity_url: Option<&str>,
-    policy: &Policy,
-) -> Result<Report, Error> {
-    use crate::api::{identity, object_store};
-    let (container, object) = location
-        .split_once('/')
-        .filter(|(c, o)| !c.is_empty() && !o.is_empty())
-        .ok_or_else(|| Error::Location(location.to_string()))?;
-    let creds = crate::credentials::Credentials::from_env()?;
-    let client = crate::http::client().map_err(Error::Client)?;
-    let retry = crate::http::RetryConfig::default();
-    let (auth, session) = crate::api::auth::Auth::login(
-        &client,
-        identity_url.unwrap_or(identity::DEFAULT_URL),
-        creds,
-        &retry,
-    )
-    .await?;
-    let url = session.endpoint("object-store", region)?;
-    let store = object_store::ObjectStore::new(client, &url, auth, retry);
-    let meta = store
-        .head(container, object)
+    let object: ObjectRef = location
+        .parse()
+        .map_err(|_| Error::Location(location.clone()))?;
+    let creds = Credentials::from_env().map_err(config::Error::from)?;
+    let events = migrate::event::discard();
+    let files = connect_region(&cfg.link(None), creds, region, &events)
         .await?
-        .ok_or_else(|| crate::api::Error::NotFound {
-            what: format!("object {location} in {region}"),
-            url: crate::http::redact(&store.object_url(container, object)),
+        .files;
+    let meta = files
+        .head(&object.container, &object.object)
+        .await
+        .map_err(migrate::Error::from)?
+        .ok_or_else(|| Error::NoObject {
+            object: object.to_string(),
+            region: region.clone(),
         })?;
-    let source = object_store::RemoteObject {
-        store: &store,
-        container: container.into(),
-        name: object.into(),
+    let source = VhdSource::Object {
+        files: &files,
+        object: &object,
         len: meta.len,
     };
-    Ok(vhd::validate(&source, policy).await?)
+    let report = preflight::validate(source, policy).await?;
+    emit(cfg.format, &format!("{region}:{location}"), Ok(&report));
+    Ok(if report.verdict.accepted {
+        Outcome::Done
+    } else {
+        Outcome::Rejected
+    })
 }
 
-async fn validate_file(path: &Path, policy: &Policy) -> Result<Report, Error> {
-    let source = FileSource::open(path).map_err(|source| Error::Open {
-        path: path.display().to_string(),
-        source,
-    })?;
-    Ok(vhd::validate(&source, policy).await?)
-}
-
-fn emit(output: OutputFormat, name: &str, result: Result<&Report, &Error>) {
-    match output {
-        OutputFormat::Human => match result {
+fn emit(format: Format, name: &str, result: Result<&Report, &migrate::Error>) {
+    match format {
+        Format::Human => match result {
             Ok(report) => {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{}", report.render_human(name));
             }
-            Err(error) => eprintln!("error: {}", crate::error_chain(error)),
+            // Part of this file's report; the command's own error comes once, at the end.
+            Err(error) => eprintln!("{name}: {}", crate::error_chain(error)),
         },
-        OutputFormat::Json => {
+        Format::Json => {
             let line = FileResult {
                 file: name,
                 report: result.ok(),
@@ -179,9 +145,6 @@ fn emit(output: OutputFormat, name: &str, result: Result<&Report, &Error>) {
             };
             if let Ok(json) = serde_json::to_string(&line) {
                 println!("{json}");
-            }
-            if let Err(error) = result {
-                eprintln!("error: {}", crate::error_chain(error));
             }
         }
     }

@@ -1,14 +1,18 @@
 //! The shared HTTP layer: one reqwest client per run, a pure retry classifier, decorrelated-jitter
 //! backoff with an injectable random source, and `http::Error`, which records what was attempted.
 //!
-//! Request bodies that may be retried must be re-creatable (a file region or bytes), so callers
-//! pass a closure that builds the request afresh for every attempt.
+//! Request bodies that may be retried must be re-creatable ([`Body`]: bytes or a file region), so
+//! callers pass a closure that builds the request afresh for every attempt. [`send`] is the one
+//! retry loop of the crate; the API clients wrap it only to refresh a token after a 401 and to
+//! re-read an answer cut short, both drawing on the same [`Attempts`] budget.
 
+pub mod body;
 pub mod retry;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-pub use retry::{Backoff, Decision, Outcome, RetryConfig, classify};
+pub use body::Body;
+pub use retry::{Attempts, Backoff, Decision, Idempotency, Outcome, RetryConfig, classify};
 
 /// Builds the one client a run uses: rustls with certificate verification (there is no option to
 /// turn it off), connect and read timeouts, no redirects to other hosts.
@@ -64,15 +68,17 @@ impl std::fmt::Display for Cause {
     }
 }
 
-impl Error {
-    pub fn is_status(&self, status: u16) -> bool {
-        self.status == Some(status)
-    }
-}
-
 /// Strips the query from a URL for messages.
 pub fn redact(url: &str) -> String {
     url.split('?').next().unwrap_or(url).to_string()
+}
+
+/// Called on every retry with (attempt, delay, reason), so the user sees why a run is slow.
+pub type RetryHook = std::sync::Arc<dyn Fn(u32, Duration, &str) + Send + Sync>;
+
+/// A hook that reports nothing.
+pub fn no_hook() -> RetryHook {
+    std::sync::Arc::new(|_, _, _| {})
 }
 
 /// Sends a request built by `build`, retrying as [`classify`] decides. Returns the first response
@@ -80,104 +86,116 @@ pub fn redact(url: &str) -> String {
 /// retryable failure that runs out of attempts is an [`Error`] carrying the status and body.
 pub async fn send(
     cfg: &RetryConfig,
-    idempotent: bool,
+    kind: Idempotency,
+    build: impl FnMut() -> reqwest::RequestBuilder,
+    on_retry: &(dyn Fn(u32, Duration, &str) + Send + Sync),
+) -> Result<reqwest::Response, Error> {
+    send_within(&mut Attempts::new(cfg), kind, build, on_retry).await
+}
+
+/// [`send`] drawing from an existing budget, so that a caller that also retries failures to read
+/// the answer (`api::fetch`) shares one count of attempts with this loop.
+pub async fn send_within(
+    attempts: &mut Attempts,
+    kind: Idempotency,
     mut build: impl FnMut() -> reqwest::RequestBuilder,
     on_retry: &(dyn Fn(u32, Duration, &str) + Send + Sync),
 ) -> Result<reqwest::Response, Error> {
-    let started = Instant::now();
-    let mut backoff = Backoff::new(cfg);
-    let mut attempt = 0u32;
     loop {
-        attempt += 1;
+        let attempt = attempts.start();
         let (client, request) = build().build_split();
         let request = request.map_err(|e| Error {
             method: String::new(),
             url: String::new(),
             attempts: attempt,
-            elapsed: started.elapsed(),
+            elapsed: attempts.elapsed(),
             cause: Cause::Connect(root_cause(&e)),
             status: None,
             body: String::new(),
         })?;
         let (method, url) = (request.method().to_string(), redact(request.url().as_str()));
-        // A 413 without Retry-After may say when in its body (`overLimit.retryAt`); reading it
-        // consumes the response, so a final 413 becomes an Error carrying the body.
-        let (result, over_limit_body) = match client.execute(request).await {
-            Ok(resp)
-                if resp.status().as_u16() == 413
-                    && retry::retry_after(resp.headers()).is_none() =>
-            {
-                (None, Some(read_capped(resp, 64 * 1024).await))
-            }
-            other => (Some(other), None),
-        };
-        let outcome = match (&result, &over_limit_body) {
-            (Some(Ok(resp)), _) => Outcome::Status {
-                status: resp.status().as_u16(),
-                retry_after: retry::retry_after(resp.headers()),
-            },
-            (Some(Err(e)), _) if e.is_timeout() => Outcome::Timeout,
-            (Some(Err(e)), _) if e.is_connect() => Outcome::Connect,
-            (Some(Err(_)), _) => Outcome::Reset,
-            (None, body) => Outcome::Status {
-                status: 413,
-                retry_after: body
-                    .as_deref()
-                    .and_then(|b| retry::parse_retry_at(b, std::time::SystemTime::now())),
-            },
-        };
-        let decision = classify(&outcome, idempotent);
-        if let Decision::Retry(hint) = decision
-            && attempt <= cfg.max_retries
-            && started.elapsed() < cfg.retry_timeout
-        {
-            let delay = backoff.next(hint);
-            let why = match &outcome {
-                Outcome::Status { status, .. } => format!("HTTP {status}"),
-                Outcome::Timeout => "timeout".into(),
-                Outcome::Connect => "cannot connect".into(),
-                Outcome::Reset => "connection reset".into(),
-            };
-            tracing::info!(%method, %url, attempt, max = cfg.max_retries, delay_ms = delay.as_millis() as u64, %why, "retrying");
+        let tried = try_once(&client, request).await;
+        let decision = classify(&tried.outcome, kind);
+        if let Some(delay) = attempts.retry_after(decision) {
+            let why = tried.outcome.reason();
+            tracing::info!(%method, %url, attempt, delay_ms = delay.as_millis() as u64, %why, "retrying");
             on_retry(attempt, delay, &why);
             tokio::time::sleep(delay).await;
             continue;
         }
-        let Some(result) = result else {
-            let body = over_limit_body.unwrap_or_default();
-            return Err(Error {
-                method,
-                url,
-                attempts: attempt,
-                elapsed: started.elapsed(),
-                cause: Cause::Status(413),
-                status: Some(413),
-                body: body.chars().take(300).collect(),
-            });
-        };
-        let (cause, status, body) = match (result, decision) {
-            (Ok(resp), Decision::Done | Decision::Fail) => return Ok(resp),
-            (Ok(resp), Decision::Retry(_)) => {
+        let (cause, status, body) = match (tried.result, decision) {
+            (Tried::Answer(resp), Decision::Done | Decision::Fail) => return Ok(resp),
+            (Tried::Answer(resp), Decision::Retry(_)) => {
                 let status = resp.status().as_u16();
-                let body: String = read_capped(resp, 64 * 1024)
-                    .await
-                    .chars()
-                    .take(300)
-                    .collect();
-                (Cause::Status(status), Some(status), body)
+                (
+                    Cause::Status(status),
+                    Some(status),
+                    read_capped(resp, 64 * 1024).await,
+                )
             }
-            (Err(e), _) if e.is_timeout() => (Cause::Timeout, None, String::new()),
-            (Err(e), _) => (Cause::Connect(root_cause(&e)), None, String::new()),
+            (Tried::OverLimit(body), _) => (Cause::Status(413), Some(413), body),
+            (Tried::Failed(e), _) if e.is_timeout() => (Cause::Timeout, None, String::new()),
+            (Tried::Failed(e), _) => (Cause::Connect(root_cause(&e)), None, String::new()),
         };
         return Err(Error {
             method,
             url,
             attempts: attempt,
-            elapsed: started.elapsed(),
+            elapsed: attempts.elapsed(),
             cause,
             status,
-            body,
+            body: body.chars().take(300).collect(),
         });
+    }
+}
+
+/// One attempt's result and how the retry policy sees it.
+struct Attempt {
+    result: Tried,
+    outcome: Outcome,
+}
+
+enum Tried {
+    Answer(reqwest::Response),
+    /// A 413 without `Retry-After`, whose body (read to find `overLimit.retryAt`) is kept.
+    OverLimit(String),
+    Failed(reqwest::Error),
+}
+
+async fn try_once(client: &reqwest::Client, request: reqwest::Request) -> Attempt {
+    match client.execute(request).await {
+        // A 413 without Retry-After may say when in its body (`overLimit.retryAt`); reading it
+        // consumes the response, so a final 413 becomes an Error carrying the body.
+        Ok(resp)
+            if resp.status().as_u16() == 413 && retry::retry_after(resp.headers()).is_none() =>
+        {
+            let body = read_capped(resp, 64 * 1024).await;
+            let retry_after = retry::parse_retry_at(&body, std::time::SystemTime::now());
+            Attempt {
+                result: Tried::OverLimit(body),
+                outcome: Outcome::Status {
+                    status: 413,
+                    retry_after,
+                },
+            }
+        }
+        Ok(resp) => Attempt {
+            outcome: Outcome::Status {
+                status: resp.status().as_u16(),
+                retry_after: retry::retry_after(resp.headers()),
+            },
+            result: Tried::Answer(resp),
+        },
+        Err(e) => Attempt {
+            outcome: if e.is_timeout() {
+                Outcome::Timeout
+            } else if e.is_connect() {
+                Outcome::Connect
+            } else {
+                Outcome::Reset
+            },
+            result: Tried::Failed(e),
+        },
     }
 }
 

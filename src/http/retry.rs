@@ -8,9 +8,15 @@
 //! success. Only answers that say "not done" (429, 498, 503, 413 with a retry time) and failures to
 //! connect at all are retried; the rest go back to the migration, which settles them by looking
 //! the resource up (docs/state-machine.md). `Retry-After` (seconds or HTTP-date) is honoured, capped by the backoff maximum.
-//! Backoff is decorrelated jitter: `next = min(max, random(base, 3 × previous))`.
+//! Backoff is decorrelated jitter: `next = min(max, random(base, 3 × previous))`, drawn from a
+//! random seed per [`Backoff`] so that parallel requests, and several imgferry processes side by
+//! side, do not retry in lockstep; tests fix the seed to make delays repeatable.
+//!
+//! [`Attempts`] is the one budget of a logical request: every retry of it, whether the answer was
+//! a retryable status or a body cut short while it was read, draws from the same count and the
+//! same backoff.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Retry limits.
 #[derive(Debug, Clone)]
@@ -21,8 +27,9 @@ pub struct RetryConfig {
     pub retry_timeout: Duration,
     pub base: Duration,
     pub max: Duration,
-    /// Seed of the jitter; tests fix it so delays are repeatable.
-    pub seed: u64,
+    /// Seed of the jitter. `None` (the default) draws a fresh random seed for every [`Backoff`];
+    /// tests fix it so delays are repeatable.
+    pub seed: Option<u64>,
 }
 
 impl Default for RetryConfig {
@@ -32,9 +39,19 @@ impl Default for RetryConfig {
             retry_timeout: Duration::from_secs(600),
             base: Duration::from_millis(200),
             max: Duration::from_secs(30),
-            seed: 0x1f2e_3d4c,
+            seed: None,
         }
     }
+}
+
+/// Whether a request may be repeated without changing the outcome (STYLE §9: an enum, not a
+/// `bool`, since it crosses modules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    /// Reads, PUTs of objects and containers, deletes, authentication.
+    Idempotent,
+    /// A POST that creates something: repeated only when the service said it did not act.
+    Creating,
 }
 
 /// What happened to one attempt.
@@ -51,6 +68,18 @@ pub enum Outcome {
     Timeout,
 }
 
+impl Outcome {
+    /// A few words for the retry line the user sees.
+    pub fn reason(&self) -> String {
+        match self {
+            Outcome::Status { status, .. } => format!("HTTP {status}"),
+            Outcome::Timeout => "timeout".into(),
+            Outcome::Connect => "cannot connect".into(),
+            Outcome::Reset => "connection reset".into(),
+        }
+    }
+}
+
 /// What to do about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -61,7 +90,12 @@ pub enum Decision {
 }
 
 /// The retry decision for one attempt.
-pub fn classify(outcome: &Outcome, idempotent: bool) -> Decision {
+///
+/// A 422 on an idempotent request is retried: Swift answers 422 when the bytes it received do not
+/// match the `ETag` sent with them, so the body was damaged in transit and sending the same
+/// (re-read) bytes again is the cure.
+pub fn classify(outcome: &Outcome, kind: Idempotency) -> Decision {
+    let idempotent = kind == Idempotency::Idempotent;
     match outcome {
         Outcome::Status {
             status,
@@ -70,7 +104,7 @@ pub fn classify(outcome: &Outcome, idempotent: bool) -> Decision {
             200..=399 => Decision::Done,
             429 | 498 | 503 => Decision::Retry(*retry_after),
             413 if retry_after.is_some() => Decision::Retry(*retry_after),
-            408 | 500..=599 if idempotent => Decision::Retry(*retry_after),
+            408 | 422 | 500..=599 if idempotent => Decision::Retry(*retry_after),
             _ => Decision::Fail,
         },
         Outcome::Connect => Decision::Retry(None),
@@ -105,8 +139,25 @@ pub fn parse_retry_at(body: &str, now: SystemTime) -> Option<Duration> {
         .as_object()?
         .values()
         .find_map(|f| f["retryAt"].as_str())?;
-    let at = humantime::parse_rfc3339_weak(at.trim_end_matches('Z')).ok()?;
+    let at = parse_time(at)?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Reads a Rackspace timestamp: RFC 3339 with `Z` or an explicit offset
+/// (`2016-08-11T20:00:44.526Z`, `2012-05-02T14:27:40.000-05:00`), or the older form without a
+/// zone, which is UTC. Parsed by jiff, so no offset or date can overflow anything here.
+pub fn parse_time(s: &str) -> Option<SystemTime> {
+    let t = match s.trim().parse::<jiff::Timestamp>() {
+        Ok(t) => t,
+        Err(_) => s
+            .trim()
+            .parse::<jiff::civil::DateTime>()
+            .ok()?
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .ok()?
+            .timestamp(),
+    };
+    Some(SystemTime::from(t))
 }
 
 /// Decorrelated-jitter backoff with its own small random source.
@@ -119,12 +170,14 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// A backoff seeded from `cfg.seed`, or from the thread's random generator when it is `None`.
     pub fn new(cfg: &RetryConfig) -> Self {
+        let seed = cfg.seed.unwrap_or_else(rand::random::<u64>);
         Self {
             base: cfg.base,
             max: cfg.max,
             prev: cfg.base,
-            rng: cfg.seed | 1,
+            rng: seed | 1,
         }
     }
 
@@ -146,6 +199,54 @@ impl Backoff {
     }
 }
 
+/// The retry budget of one logical request: attempts made, when it started, and its backoff.
+#[derive(Debug)]
+pub struct Attempts {
+    max_retries: u32,
+    retry_timeout: Duration,
+    backoff: Backoff,
+    made: u32,
+    started: Instant,
+}
+
+impl Attempts {
+    pub fn new(cfg: &RetryConfig) -> Self {
+        Self {
+            max_retries: cfg.max_retries,
+            retry_timeout: cfg.retry_timeout,
+            backoff: Backoff::new(cfg),
+            made: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Counts the start of an attempt and returns its number (1 for the first).
+    pub fn start(&mut self) -> u32 {
+        self.made += 1;
+        self.made
+    }
+
+    pub fn made(&self) -> u32 {
+        self.made
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The delay before the next attempt, when `decision` asks for one and the budget allows it.
+    pub fn retry_after(&mut self, decision: Decision) -> Option<Duration> {
+        match decision {
+            Decision::Retry(hint)
+                if self.made <= self.max_retries && self.elapsed() < self.retry_timeout =>
+            {
+                Some(self.backoff.next(hint))
+            }
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +264,8 @@ mod tests {
             (s(404), true, Decision::Fail),
             (s(401), true, Decision::Fail),
             (s(422), false, Decision::Fail),
+            // An ETag mismatch on an upload: the body was damaged on the way; send it again.
+            (s(422), true, Decision::Retry(None)),
             (s(408), true, Decision::Retry(None)),
             (s(429), true, Decision::Retry(None)),
             (s(498), true, Decision::Retry(None)),
@@ -199,8 +302,13 @@ mod tests {
             (Outcome::Timeout, false, Decision::Fail),
         ];
         for (outcome, idempotent, want) in cases {
+            let kind = if idempotent {
+                Idempotency::Idempotent
+            } else {
+                Idempotency::Creating
+            };
             assert_eq!(
-                classify(&outcome, idempotent),
+                classify(&outcome, kind),
                 want,
                 "{outcome:?} idempotent={idempotent}"
             );
@@ -235,7 +343,10 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded_jittered_and_repeatable() {
-        let cfg = RetryConfig::default();
+        let cfg = RetryConfig {
+            seed: Some(0x1f2e_3d4c),
+            ..RetryConfig::default()
+        };
         let run = || {
             let mut b = Backoff::new(&cfg);
             (0..12).map(|_| b.next(None)).collect::<Vec<_>>()
@@ -247,5 +358,41 @@ mod tests {
         let mut b = Backoff::new(&cfg);
         assert!(b.next(Some(Duration::from_secs(5))) >= Duration::from_secs(5));
         assert_eq!(b.next(Some(Duration::from_secs(3600))), cfg.max);
+    }
+
+    #[test]
+    fn backoffs_without_a_seed_draw_different_delays() {
+        // The default configuration has no seed: two backoffs (two requests, or two processes)
+        // must not retry in lockstep. With 12 draws from a span of seconds, equal sequences would
+        // mean a shared seed, not chance.
+        let cfg = RetryConfig::default();
+        assert_eq!(cfg.seed, None);
+        let draw = || {
+            let mut b = Backoff::new(&cfg);
+            (0..12).map(|_| b.next(None)).collect::<Vec<_>>()
+        };
+        assert_ne!(draw(), draw());
+    }
+
+    #[test]
+    fn attempts_share_one_budget() {
+        let cfg = RetryConfig {
+            max_retries: 2,
+            base: Duration::from_millis(1),
+            max: Duration::from_millis(2),
+            seed: Some(1),
+            ..RetryConfig::default()
+        };
+        let mut a = Attempts::new(&cfg);
+        let mut retried = 0;
+        loop {
+            a.start();
+            if a.retry_after(Decision::Retry(None)).is_none() {
+                break;
+            }
+            retried += 1;
+        }
+        assert_eq!((a.made(), retried), (3, 2));
+        assert_eq!(a.retry_after(Decision::Fail), None);
     }
 }

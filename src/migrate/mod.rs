@@ -21,44 +21,58 @@
 //! - [`steps`]: one handler per state; [`settle`]: creating remote resources exactly once;
 //!   [`wait`]: polling with intervals, deadlines and Ctrl-C, and the status waits.
 //! - [`cleanup`]: deleting what imgferry created, never anything else.
-//! - [`report`]: the final report.
+//! - [`report`]: the final report; [`event`]: what the engine reports while it works.
+//! - [`session`]: logging in, resolving regions, starting and resuming (what a front end calls).
+//! - [`preflight`]: validating a VHD source (local or exported) and the default image name;
+//!   [`dry_run`]: the checks and the plan of `migrate --dry-run`, creating nothing.
 
 pub mod cleanup;
+pub mod dry_run;
+pub mod event;
+pub mod preflight;
 pub mod report;
+pub mod session;
 pub mod settle;
 pub mod state;
 pub mod steps;
 pub mod store;
 pub mod wait;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::Auth;
 use crate::api::compute::Compute;
-use crate::api::identity::{CatalogError, Session};
+use crate::api::identity::{CatalogError, Session as Login};
 use crate::api::images::Images;
 use crate::api::object_store::ObjectStore;
 use crate::api::{self, JsonService};
-use crate::exit_code;
-use crate::progress::{Event, Reporter};
+use crate::exit_code::Class;
+use crate::http::RetryConfig;
 use crate::vhd::ImportCode;
 
+pub use event::{Event, Sink};
 pub use report::Report;
+pub use session::{Finished, Session};
 pub use state::{Migration, Step};
 pub use store::Store;
 
 /// Why a migration stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Input the engine found unusable: a source that does not exist, a region without a service.
     #[error("{0}")]
-    Config(String),
+    Usage(String),
+    /// A fact the state machine guarantees is missing: a bug, or a state file edited by hand.
+    #[error(
+        "internal error: {0}; the state file is inconsistent (please report this with the output \
+         of `imgferry status ID`)"
+    )]
+    Invariant(&'static str),
     #[error(transparent)]
     Catalog(#[from] CatalogError),
-    #[error("authentication failed")]
-    Auth(#[source] api::Error),
     #[error(transparent)]
     Api(#[from] api::Error),
     #[error(transparent)]
@@ -86,8 +100,15 @@ pub enum Error {
         /// The service's own message, for an actual rejection.
         message: String,
     },
-    #[error("cannot validate the local VHD {path}: {detail}")]
-    LocalVhd { path: String, detail: String },
+    /// The VHD could not be read to validate it (a local file or an exported object).
+    #[error("cannot validate the VHD {object}")]
+    Validate {
+        object: String,
+        #[source]
+        source: crate::vhd::Error,
+    },
+    #[error("cannot set up the HTTP client")]
+    Client(#[source] reqwest::Error),
     #[error("interrupted")]
     Interrupted,
 }
@@ -113,25 +134,27 @@ fn rejected_message(code: u16, predicted: bool, message: &str) -> String {
 }
 
 impl Error {
-    pub fn exit_code(&self) -> u8 {
+    /// What kind of failure this is (the exit code is `class().code()`).
+    pub fn class(&self) -> Class {
         match self {
-            Error::Config(_) | Error::Catalog(_) => exit_code::USAGE,
-            Error::Store(
-                store::Error::Locked { .. }
-                | store::Error::Corrupt { .. }
-                | store::Error::Newer { .. }
-                | store::Error::Unknown { .. },
-            ) => exit_code::USAGE,
-            Error::Auth(_) | Error::Api(api::Error::Unauthorized { .. }) => exit_code::AUTH_FAILED,
-            Error::Rejected { .. } => exit_code::REJECTED,
-            Error::Interrupted => exit_code::INTERRUPTED,
-            _ => exit_code::FAILED,
+            Error::Usage(_) | Error::Catalog(_) => Class::Usage,
+            Error::Store(e) => e.class(),
+            Error::Api(e) => e.class(),
+            Error::Transfer(e) => e.class(),
+            Error::Rejected { .. } => Class::Rejected,
+            Error::Interrupted => Class::Interrupted,
+            _ => Class::Failed,
         }
     }
 
-    /// Whether `imgferry resume` can continue after this. A rejection is final for these bytes.
+    pub fn exit_code(&self) -> u8 {
+        self.class().code()
+    }
+
+    /// Whether `imgferry resume` can continue after this. A rejection is final for these bytes,
+    /// and an inconsistent state file will not become consistent by running it again.
     pub fn resumable(&self) -> bool {
-        !matches!(self, Error::Rejected { .. })
+        !matches!(self, Error::Rejected { .. } | Error::Invariant(_))
     }
 }
 
@@ -145,41 +168,30 @@ pub struct RegionApi {
 }
 
 impl RegionApi {
-    /// The region's endpoints from the catalog; an unknown region lists the ones available.
+    /// The region's endpoints from the catalog; an unknown region lists the ones available. Every
+    /// client reports its retries to `events`.
     pub fn resolve(
         http: &reqwest::Client,
-        session: &Session,
+        login: &Login,
         auth: &Auth,
         region: &str,
-        reporter: &Arc<Reporter>,
+        retry: &RetryConfig,
+        events: &Sink,
     ) -> Result<Self, Error> {
-        let retry = crate::http::RetryConfig::default();
-        let service = |kind: &str| -> Result<JsonService, Error> {
-            let url = session.endpoint(kind, region)?;
-            Ok(JsonService::new(
-                http.clone(),
-                &url,
-                auth.clone(),
-                retry.clone(),
-            ))
+        let service = |kind: &str, what: &'static str| -> Result<JsonService, Error> {
+            let url = login.endpoint(kind, region)?;
+            Ok(
+                JsonService::new(http.clone(), &url, auth.clone(), retry.clone())
+                    .with_retry_hook(event::retry_hook(events, what)),
+            )
         };
-        let files_url = session.endpoint("object-store", region)?;
-        let events = Arc::clone(reporter);
+        let files_url = login.endpoint("object-store", region)?;
         let files = ObjectStore::new(http.clone(), &files_url, auth.clone(), retry.clone())
-            .with_retry_hook(Arc::new(move |attempt, delay, why| {
-                events.emit(Event::Transfer {
-                    detail: crate::transfer::Event::Retry {
-                        what: "request".into(),
-                        attempt,
-                        delay_ms: delay.as_millis() as u64,
-                        reason: why.into(),
-                    },
-                });
-            }));
+            .with_retry_hook(event::retry_hook(events, "Cloud Files request"));
         Ok(Self {
             name: region.to_uppercase(),
-            compute: Compute::new(service("compute")?),
-            images: Images::new(service("image")?),
+            compute: Compute::new(service("compute", "Cloud Servers request")?),
+            images: Images::new(service("image", "Cloud Images request")?),
             files,
         })
     }
@@ -191,7 +203,7 @@ pub struct Ctx {
     pub src: Option<RegionApi>,
     pub dst: RegionApi,
     pub store: Store,
-    pub reporter: Arc<Reporter>,
+    pub events: Sink,
     pub cancel: CancellationToken,
     /// The booted server's admin password: shown once, never persisted.
     pub admin_pass: Mutex<Option<String>>,
@@ -204,17 +216,18 @@ impl Ctx {
     pub fn src(&self) -> Result<&RegionApi, Error> {
         self.src
             .as_ref()
-            .ok_or_else(|| Error::Config("this step needs a source region (--from)".into()))
+            .ok_or(Error::Invariant("this step needs a source region"))
     }
 
-    pub fn save(&self, m: &mut Migration) -> Result<(), Error> {
+    /// Saves `m` (off the async workers).
+    pub async fn save(&self, m: &mut Migration) -> Result<(), Error> {
         m.updated = state::unix_now();
-        self.store.save(m)?;
+        self.store.persist(m).await?;
         Ok(())
     }
 
     pub fn emit(&self, e: Event) {
-        self.reporter.emit(e);
+        (self.events)(e);
     }
 }
 
@@ -222,7 +235,7 @@ impl Ctx {
 /// error the failure is recorded in the state file too.
 pub async fn drive(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     if m.failure.take().is_some() {
-        ctx.save(m)?;
+        ctx.save(m).await?;
     }
     let result = drive_steps(ctx, m).await;
     if let Err(e) = &result {
@@ -234,7 +247,7 @@ pub async fn drive(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         });
         // The record of what exists remotely matters more than this error; if it cannot be saved
         // the previous save (made after the last step) still stands.
-        if let Err(save) = ctx.save(m) {
+        if let Err(save) = ctx.save(m).await {
             tracing::warn!(error = %crate::error_chain(&save), "could not record the failure");
         }
     }
@@ -256,7 +269,7 @@ async fn drive_steps(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         let seconds = started.elapsed().as_secs_f64();
         m.add_time(step, seconds);
         outcome?;
-        ctx.save(m)?;
+        ctx.save(m).await?;
         ctx.emit(Event::StepFinished { step, seconds });
         ctx.emit(Event::State { step: m.step });
     }

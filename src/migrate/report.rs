@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::state::{Migration, Step, StepTime};
-use crate::progress::size;
+use crate::units::{count, size};
 
 /// Everything a user (or a script) wants to know at the end.
 #[derive(Debug, Clone, Serialize)]
@@ -95,11 +95,18 @@ impl Report {
             ),
         );
         line("source", self.source.clone());
-        if self.source_server.is_some() {
-            line("source server", opt(&self.source_server));
+        // The server or image the migration started from is already the "source" line; only
+        // the ones learned along the way (a created server, a snapshot) get lines of their own.
+        let learned = |label: &str, id: &Option<String>| {
+            id.as_ref()
+                .filter(|id| self.source != format!("{label} {id}"))
+                .cloned()
+        };
+        if let Some(id) = learned("server", &self.source_server) {
+            line("source server", id);
         }
-        if self.source_image.is_some() {
-            line("source image", opt(&self.source_image));
+        if let Some(id) = learned("image", &self.source_image) {
+            line("source image", id);
         }
         if self.export.is_some() {
             line("exported VHD", opt(&self.export));
@@ -132,8 +139,23 @@ impl Report {
         line("sha256", opt(&self.sha256));
         line("md5", opt(&self.md5));
         if let (Some(s), Some(b)) = (self.segments, self.bytes_moved) {
-            line("moved", format!("{} in {s} segments", size(b)));
+            line("moved", format!("{} in {}", size(b), count(s, "segment")));
         }
+        self.render_verdict(&mut line);
+        let steps: Vec<String> = self
+            .timings
+            .iter()
+            .map(|t| format!("{} {:.1}s", t.step, t.seconds))
+            .collect();
+        line(
+            "time",
+            format!("{:.1} s ({})", self.total_seconds, steps.join(", ")),
+        );
+        out
+    }
+
+    /// The predicted and actual import verdicts, and what cleanup deleted.
+    fn render_verdict(&self, line: &mut impl FnMut(&str, String)) {
         let predicted = self
             .predicted_code
             .map_or_else(|| "accept".to_string(), |c| format!("reject ({c})"));
@@ -145,15 +167,5 @@ impl Report {
         for c in &self.cleaned {
             line("deleted", c.clone());
         }
-        let steps: Vec<String> = self
-            .timings
-            .iter()
-            .map(|t| format!("{} {:.1}s", t.step, t.seconds))
-            .collect();
-        line(
-            "time",
-            format!("{:.1} s ({})", self.total_seconds, steps.join(", ")),
-        );
-        out
     }
 }

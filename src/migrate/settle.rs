@@ -2,10 +2,10 @@
 //! [`create_settled`], which looks the resource up by its intent before it POSTs and again after
 //! any failure that may have created it anyway. The intent itself is saved by the caller first.
 
+use super::Event;
 use super::state::{Migration, TaskIntent};
 use super::wait::{self, Poll};
 use super::{Ctx, Error, RegionApi};
-use crate::progress::Event;
 
 /// Finds the server named `name` (an earlier run may have created it) or creates it. The caller
 /// has saved the intent.
@@ -18,7 +18,7 @@ pub(super) async fn settle_server(
     flavor: &str,
     boot: bool,
 ) -> Result<String, Error> {
-    ctx.save(m)?;
+    ctx.save(m).await?;
     let what = format!("server {name} in {}", region.name);
     create_settled(
         ctx,
@@ -57,7 +57,9 @@ pub(super) fn ambiguous(e: &crate::api::Error) -> bool {
         crate::api::Error::Http(_) | crate::api::Error::Unexpected { .. } => true,
         crate::api::Error::NotFound { .. }
         | crate::api::Error::Conflict { .. }
-        | crate::api::Error::Unauthorized { .. } => false,
+        | crate::api::Error::Unauthorized { .. }
+        | crate::api::Error::LoginRefused { .. }
+        | crate::api::Error::Endpoint(_) => false,
     }
 }
 
@@ -177,11 +179,11 @@ pub(super) async fn settle_task(
     }
     let intent = slot(m, kind)
         .cloned()
-        .ok_or_else(|| Error::Config(format!("no {kind} task intent")))?;
+        .ok_or(Error::Invariant("a task step without its task intent"))?;
     if let Some(id) = intent.id {
         return Ok(id);
     }
-    ctx.save(m)?;
+    ctx.save(m).await?;
     let what = format!("{kind} task in {}", region.name);
     let id = create_settled(
         ctx,
@@ -200,6 +202,6 @@ pub(super) async fn settle_task(
     if let Some(i) = slot(m, kind) {
         i.id = Some(id.clone());
     }
-    ctx.save(m)?;
+    ctx.save(m).await?;
     Ok(id)
 }

@@ -82,6 +82,25 @@ impl Step {
     }
 }
 
+impl Step {
+    /// What the step does, in the words of the eight documented steps, for people; `to` is the
+    /// destination region. Several states share a label: they are parts of one user-visible step.
+    pub fn label(self, to: &str) -> String {
+        match self {
+            Step::Planned => "plan".into(),
+            Step::ServerCreating | Step::ServerActive => "create the server".into(),
+            Step::Imaging => "image the server".into(),
+            Step::ImageActive | Step::Exporting => "export to Cloud Files".into(),
+            Step::Exported => "check the VHD".into(),
+            Step::Inspected | Step::Transferring => format!("copy to {to}"),
+            Step::Uploaded | Step::Importing | Step::Imported => "import".into(),
+            Step::Booting | Step::Booted => "boot".into(),
+            Step::CleanedUp => "clean up".into(),
+            Step::Done => "done".into(),
+        }
+    }
+}
+
 impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -143,6 +162,15 @@ impl Default for Polling {
     }
 }
 
+/// The default export container in the source region.
+pub const DEFAULT_SRC_CONTAINER: &str = "imgferry-exports";
+/// The default upload container in the destination region.
+pub const DEFAULT_DST_CONTAINER: &str = "imgferry-imports";
+/// Segments in flight at once by default.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Segment size for plain objects and local files by default.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 128 << 20;
+
 /// What the user asked for. Fixed when the migration is created.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -161,6 +189,28 @@ pub struct Plan {
     pub segment_size: u64,
     pub force: bool,
     pub polling: Polling,
+}
+
+impl Plan {
+    /// A plan with the documented defaults: the `imgferry-exports` and `imgferry-imports`
+    /// containers, [`DEFAULT_CONCURRENCY`] segments at a time of [`DEFAULT_SEGMENT_SIZE`], no boot,
+    /// no cleanup, Rackspace's polling intervals. `name` is the imported image's name.
+    pub fn new(from: Option<String>, to: String, entry: Entry, name: String) -> Self {
+        Self {
+            from,
+            to,
+            entry,
+            name,
+            boot: None,
+            src_container: DEFAULT_SRC_CONTAINER.into(),
+            dst_container: DEFAULT_DST_CONTAINER.into(),
+            cleanup: Cleanup::None,
+            concurrency: DEFAULT_CONCURRENCY,
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            force: false,
+            polling: Polling::default(),
+        }
+    }
 }
 
 /// A resource about to be created, by deterministic name; `id` once the service has answered.
@@ -182,6 +232,22 @@ pub struct TaskIntent {
 pub struct ObjectRef {
     pub container: String,
     pub object: String,
+}
+
+impl std::str::FromStr for ObjectRef {
+    type Err = String;
+
+    /// `CONTAINER/OBJECT`: split at the first `/`; both parts must be non-empty (the object name
+    /// may itself contain `/`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split_once('/')
+            .filter(|(c, o)| !c.is_empty() && !o.is_empty())
+            .map(|(c, o)| Self {
+                container: c.into(),
+                object: o.into(),
+            })
+            .ok_or_else(|| format!("{s}: expected CONTAINER/OBJECT"))
+    }
 }
 
 impl std::fmt::Display for ObjectRef {

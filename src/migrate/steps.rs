@@ -12,12 +12,11 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::preflight::{self, VhdSource};
 use super::settle::{settle_server, settle_snapshot, settle_task};
-use super::state::{Entry, Intent, Migration, ObjectRef, Step, TaskIntent, VhdFacts};
+use super::state::{Entry, Intent, Migration, ObjectRef, Plan, Step, TaskIntent};
 use super::wait::{wait_image_active, wait_server_active, wait_task};
-use super::{Ctx, Error};
-use crate::api::object_store::RemoteObject;
-use crate::progress::Event;
+use super::{Ctx, Error, Event};
 use crate::transfer::{self, ListingPolicy, TransferState};
 use crate::vhd::{self, ImportCode, Policy};
 
@@ -63,6 +62,29 @@ pub fn describe(m: &Migration) -> String {
         Step::Booted | Step::CleanedUp => "finishing".into(),
         Step::Done => "done".into(),
     }
+}
+
+/// The states a plan passes through, in order, from its first real step (the dry run lists what
+/// each would do with [`describe`]).
+pub fn route(plan: &Plan) -> Vec<Step> {
+    let first = match plan.entry {
+        Entry::CreateServer { .. } => Step::ServerCreating,
+        Entry::Server { .. } => Step::Imaging,
+        Entry::Image { .. } => Step::ImageActive,
+        Entry::Export { .. } => Step::Exported,
+        Entry::Vhd { .. } => Step::Inspected,
+    };
+    Step::ALL
+        .into_iter()
+        .filter(|s| *s >= first)
+        .filter(|s| match s {
+            // States that only record a result, with no work of their own to show.
+            Step::ServerActive | Step::Uploaded | Step::Booted | Step::Done => false,
+            Step::Booting => plan.boot.is_some(),
+            Step::CleanedUp => plan.cleanup != super::state::Cleanup::None,
+            _ => true,
+        })
+        .collect()
 }
 
 /// Runs the handler of `m.step`.
@@ -122,7 +144,8 @@ async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             m.step = Step::Exported;
         }
         Entry::Vhd { path } => {
-            let report = validate_local(&path).await?;
+            let file = std::path::Path::new(&path);
+            let report = preflight::validate(VhdSource::File(file), &Policy::default()).await?;
             record_validation(ctx, m, &report)?;
             let source = transfer::source::local_file(std::path::Path::new(&path))
                 .map_err(transfer::Error::from)?;
@@ -133,36 +156,9 @@ async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     Ok(())
 }
 
-async fn validate_local(path: &str) -> Result<vhd::Report, Error> {
-    let fail = |detail: String| Error::LocalVhd {
-        path: path.to_string(),
-        detail,
-    };
-    let source =
-        vhd::FileSource::open(std::path::Path::new(path)).map_err(|e| fail(e.to_string()))?;
-    vhd::validate(&source, &Policy::default())
-        .await
-        .map_err(|e| fail(crate::error_chain(&e)))
-}
-
 /// The pre-flight verdict: recorded, warned about, and fatal unless `--force`.
 fn record_validation(ctx: &Ctx, m: &mut Migration, r: &vhd::Report) -> Result<(), Error> {
-    let describe = |f: &vhd::Finding| {
-        let mut s = format!("{} at byte {}: found {}", f.field, f.offset, f.found);
-        if !f.expected.is_empty() {
-            s.push_str(&format!(", expected {}", f.expected));
-        }
-        s
-    };
-    let facts = VhdFacts {
-        disk_type: r.disk_type.map(str::to_string),
-        virtual_size: r.virtual_size.as_ref().map(|v| v.bytes),
-        physical_size: r.physical_size,
-        file_size: r.file_size,
-        predicted_code: r.verdict.code.map(ImportCode::number),
-        problems: r.problems.iter().map(|p| describe(&p.finding)).collect(),
-        warnings: r.warnings.iter().map(describe).collect(),
-    };
+    let facts = preflight::facts(r);
     for w in &facts.warnings {
         ctx.emit(Event::Warning {
             message: format!("VHD: {w}"),
@@ -207,9 +203,7 @@ fn plan_transfer(m: &mut Migration, source: transfer::Source) -> Result<(), Erro
 async fn server_creating(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     let src = ctx.src()?;
     let Entry::CreateServer { image, flavor } = m.plan.entry.clone() else {
-        return Err(Error::Config(
-            "ServerCreating without --create-server".into(),
-        ));
+        return Err(Error::Invariant("ServerCreating without --create-server"));
     };
     let name = m.created_server_name();
     let id = match m.facts.created_server.as_ref().and_then(|i| i.id.clone()) {
@@ -220,7 +214,7 @@ async fn server_creating(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
                 name: name.clone(),
                 id: Some(id.clone()),
             });
-            ctx.save(m)?;
+            ctx.save(m).await?;
             id
         }
     };
@@ -245,7 +239,7 @@ async fn imaging(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         .facts
         .source_server
         .clone()
-        .ok_or_else(|| Error::Config("Imaging without a source server".into()))?;
+        .ok_or(Error::Invariant("Imaging without a source server"))?;
     let id = match m.facts.snapshot.as_ref().and_then(|i| i.id.clone()) {
         Some(id) => id,
         None => {
@@ -254,7 +248,7 @@ async fn imaging(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
                 name: name.clone(),
                 id: Some(id.clone()),
             });
-            ctx.save(m)?;
+            ctx.save(m).await?;
             id
         }
     };
@@ -270,7 +264,7 @@ async fn image_active(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         .facts
         .source_image
         .clone()
-        .ok_or_else(|| Error::Config("ImageActive without an image".into()))?;
+        .ok_or(Error::Invariant("ImageActive without an image"))?;
     wait_image_active(ctx, src, m, &image).await?;
     let container = m.plan.src_container.clone();
     src.files.put_container(&container).await?;
@@ -341,7 +335,7 @@ async fn exported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         .facts
         .export
         .clone()
-        .ok_or_else(|| Error::Config("Exported without an export".into()))?;
+        .ok_or(Error::Invariant("Exported without an export"))?;
     // Listings lag behind exports; re-check at the polling interval (the first wait at most 2 s,
     // growing to a minute).
     let listing = ListingPolicy {
@@ -351,18 +345,12 @@ async fn exported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     let source = transfer::inspect(&src.files, &export.container, &export.object, listing)
         .await
         .map_err(transfer::Error::from)?;
-    let remote = RemoteObject {
-        store: &src.files,
-        container: export.container.clone(),
-        name: export.object.clone(),
+    let object = VhdSource::Object {
+        files: &src.files,
+        object: &export,
         len: source.len,
     };
-    let report = vhd::validate(&remote, &Policy::default())
-        .await
-        .map_err(|e| Error::LocalVhd {
-            path: export.to_string(),
-            detail: crate::error_chain(&e),
-        })?;
+    let report = preflight::validate(object, &Policy::default()).await?;
     record_validation(ctx, m, &report)?;
     plan_transfer(m, source)?;
     m.step = Step::Inspected;
@@ -374,7 +362,7 @@ async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         .facts
         .transfer
         .take()
-        .ok_or_else(|| Error::Config("Transferring without a transfer plan".into()))?;
+        .ok_or(Error::Invariant("Transferring without a transfer plan"))?;
     let access = match &m.plan.entry {
         Entry::Vhd { path } => transfer::SourceAccess::File(path.into()),
         _ => transfer::SourceAccess::Store(ctx.src()?.files.clone()),
@@ -390,16 +378,21 @@ async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         work_dir: work_dir.clone(),
         integrity_retries: 3,
     };
-    let reporter = Arc::clone(&ctx.reporter);
-    let events: transfer::copy::Events =
-        Arc::new(move |e| reporter.emit(Event::Transfer { detail: e }));
-    // Each change of the transfer table is saved inside the whole migration record.
-    let mut snapshot = m.clone();
+    let sink = Arc::clone(&ctx.events);
+    let events: transfer::Events = Arc::new(move |e| sink(Event::Transfer { detail: e }));
+    // Each change of the transfer table is saved inside the whole migration record, written off
+    // the runtime's workers.
+    let base = m.clone();
     let store = ctx.store.clone();
-    let mut persist = move |t: &TransferState| {
-        snapshot.facts.transfer = Some(t.clone());
+    let mut persist = move |t: TransferState| -> futures::future::BoxFuture<
+        'static,
+        Result<(), transfer::PersistError>,
+    > {
+        let mut snapshot = base.clone();
+        snapshot.facts.transfer = Some(t);
         snapshot.updated = super::state::unix_now();
-        store.save(&snapshot).map_err(|e| crate::error_chain(&e))
+        let store = store.clone();
+        Box::pin(async move { Ok(store.persist(&snapshot).await?) })
     };
     let outcome = tokio::select! {
         r = transfer::run(access, dest, &mut state, opts, events, &mut persist) => Some(r),
@@ -499,7 +492,7 @@ async fn imported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         .facts
         .imported_image
         .clone()
-        .ok_or_else(|| Error::Config("Imported without an image".into()))?;
+        .ok_or(Error::Invariant("Imported without an image"))?;
     wait_image_active(ctx, &ctx.dst, m, &image).await?;
     if m.plan.boot.is_some() {
         m.facts.boot_server = Some(Intent {
@@ -513,8 +506,16 @@ async fn imported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
 }
 
 async fn booting(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
-    let flavor = m.plan.boot.clone().unwrap_or_default();
-    let image = m.facts.imported_image.clone().unwrap_or_default();
+    let flavor = m
+        .plan
+        .boot
+        .clone()
+        .ok_or(Error::Invariant("Booting without a flavor to boot"))?;
+    let image = m
+        .facts
+        .imported_image
+        .clone()
+        .ok_or(Error::Invariant("Booting without an imported image"))?;
     let name = m.boot_server_name();
     let id = match m.facts.boot_server.as_ref().and_then(|i| i.id.clone()) {
         Some(id) => id,
@@ -524,7 +525,7 @@ async fn booting(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
                 name: name.clone(),
                 id: Some(id.clone()),
             });
-            ctx.save(m)?;
+            ctx.save(m).await?;
             id
         }
     };

@@ -11,10 +11,10 @@
 //!   process dies, even by SIGKILL, so a killed run never leaves a stale lock behind.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::state::{Migration, VERSION};
+use crate::fsutil::write_atomic;
 
 /// Why the state store failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,21 @@ pub enum Error {
     },
     #[error("cannot serialise the migration state")]
     Serialise(#[source] serde_json::Error),
+}
+
+impl Error {
+    /// A locked, damaged, newer or unknown migration is a usage problem (exit 2): running again
+    /// will not help until the user acts. Failing disks and directories are ordinary failures.
+    pub fn class(&self) -> crate::exit_code::Class {
+        use crate::exit_code::Class;
+        match self {
+            Error::Locked { .. }
+            | Error::Corrupt { .. }
+            | Error::Newer { .. }
+            | Error::Unknown { .. } => Class::Usage,
+            _ => Class::Failed,
+        }
+    }
 }
 
 /// The state directory.
@@ -150,14 +165,32 @@ impl Store {
         }
     }
 
-    /// Writes `m` atomically with mode 0600.
+    /// Writes `m` atomically with mode 0600. Blocking: async code calls [`Store::persist`].
     pub fn save(&self, m: &Migration) -> Result<(), Error> {
-        let path = self.path(&m.id);
         let json = serde_json::to_vec_pretty(m).map_err(Error::Serialise)?;
-        write_atomic(&self.dir, &path, &json).map_err(|source| Error::Write {
+        self.write(&m.id, &json)
+    }
+
+    fn write(&self, id: &str, json: &[u8]) -> Result<(), Error> {
+        let path = self.path(id);
+        write_atomic(&self.dir, &path, json).map_err(|source| Error::Write {
             path: path.display().to_string(),
             source,
         })
+    }
+
+    /// [`Store::save`] for async code: the record is serialised here and the file and directory
+    /// fsyncs run on the blocking pool, never on a runtime worker (STYLE §6).
+    pub async fn persist(&self, m: &Migration) -> Result<(), Error> {
+        let json = serde_json::to_vec_pretty(m).map_err(Error::Serialise)?;
+        let (store, id) = (self.clone(), m.id.clone());
+        match tokio::task::spawn_blocking(move || store.write(&id, &json)).await {
+            Ok(r) => r,
+            Err(join) => Err(Error::Write {
+                path: self.path(&m.id).display().to_string(),
+                source: std::io::Error::other(join.to_string()),
+            }),
+        }
     }
 
     /// Loads migration `id`.
@@ -217,26 +250,6 @@ fn load_file(path: &Path) -> Result<Migration, Error> {
         path: shown,
         source,
     })
-}
-
-/// Temp file in `dir`, write, fsync, rename over `path`, fsync `dir`. Mode 0600.
-pub fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".state-").suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(fs::Permissions::from_mode(0o600));
-    }
-    let mut tmp = builder.tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    // The rename is durable only once the directory entry is.
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

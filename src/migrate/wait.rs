@@ -9,10 +9,10 @@
 
 use std::time::{Duration, Instant};
 
+use super::Event;
 use super::state::Migration;
 use super::{Ctx, Error, RegionApi};
 use crate::api::images::TaskStatus;
-use crate::progress::Event;
 
 /// What one check saw.
 pub enum Poll<T> {

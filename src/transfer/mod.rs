@@ -17,16 +17,111 @@
 //! per-piece table and the hasher states are in [`TransferState`], which the caller persists after
 //! every change, so a resumed run re-sends at most the pieces that were in flight.
 
-pub mod copy;
+mod commit;
+mod context;
 pub mod digest;
+mod piece;
+mod pipeline;
 pub mod plan;
 pub mod source;
+pub mod state_file;
+mod tee;
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-pub use copy::{Endpoint, Event, Options, Outcome, SourceAccess, run};
+use crate::api::object_store::ObjectStore;
+
+pub use pipeline::run;
 pub use plan::Piece;
 pub use source::{ListingPolicy, Source, inspect};
+
+/// A place in Cloud Files.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub store: ObjectStore,
+    pub container: String,
+    pub name: String,
+}
+
+/// Where the source bytes are read from.
+#[derive(Debug, Clone)]
+pub enum SourceAccess {
+    /// The source segments live in this account.
+    Store(ObjectStore),
+    /// A local file, read directly with no spill.
+    File(PathBuf),
+}
+
+/// Tuning.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Pieces in flight at once.
+    pub concurrency: usize,
+    /// Where spill files go.
+    pub work_dir: PathBuf,
+    /// Re-downloads of a piece whose bytes fail their check before giving up.
+    pub integrity_retries: u32,
+}
+
+/// What the engine reports while it works.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Started {
+        total: u64,
+        pieces: usize,
+        already_done: u64,
+        segment_size: u64,
+    },
+    Progress {
+        done: u64,
+        total: u64,
+    },
+    PieceDone {
+        index: usize,
+        bytes: u64,
+        uploaded: bool,
+    },
+    Retry {
+        what: String,
+        attempt: u32,
+        delay_ms: u64,
+        reason: String,
+    },
+    Committed {
+        etag: String,
+        sha256: String,
+        md5: String,
+    },
+}
+
+pub type Events = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// Why the caller could not save the transfer state (the store's own error, boxed: the engine
+/// does not know where its state lives).
+pub type PersistError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Saves a snapshot of the transfer state; called after every change. Asynchronous so the caller
+/// can write (and fsync) off the runtime's workers.
+pub type Persist<'a> = &'a mut (
+            dyn FnMut(
+    TransferState,
+) -> futures::future::BoxFuture<'static, Result<(), PersistError>>
+                + Send
+        );
+
+/// The verified result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    pub bytes: u64,
+    pub segments: usize,
+    pub manifest_etag: String,
+    pub sha256: String,
+    pub md5: String,
+}
 
 /// Where the in-order hasher was when the current source segment started, so a split source
 /// segment that fails its md5 check can be redone from its first piece.
@@ -117,8 +212,24 @@ pub enum Error {
     },
     #[error(transparent)]
     State(#[from] digest::StateError),
-    #[error("cannot save the transfer state: {0}")]
-    Persist(String),
+    #[error("cannot save the transfer state")]
+    Persist(#[source] PersistError),
+    #[error("a transfer task stopped unexpectedly")]
+    Task(#[source] tokio::task::JoinError),
+    /// A fact the engine guarantees is missing: a bug, or a state file edited by hand.
+    #[error("internal error in the transfer state: {0}")]
+    Invariant(String),
     #[error("piece {index} was cut short: {got} of {want} bytes")]
     Short { index: usize, got: u64, want: u64 },
+}
+
+impl Error {
+    /// What kind of failure this is; refused tokens and unusable endpoints keep their class.
+    pub fn class(&self) -> crate::exit_code::Class {
+        match self {
+            Error::Api(e) => e.class(),
+            Error::Source(source::Error::Api(e)) => e.class(),
+            _ => crate::exit_code::Class::Failed,
+        }
+    }
 }

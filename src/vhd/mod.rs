@@ -2,7 +2,7 @@
 //! the Cloud Images import verdict.
 //!
 //! # Layout
-//! - [`source`]: the "bytes at this offset" abstraction (file, memory, HTTP Range reads later).
+//! - [`source`]: the "bytes at this offset" abstraction over files and memory; `api::object_store::RemoteObject` adds HTTP Range reads.
 //! - [`footer`], [`dynamic`], [`geometry`]: the on-disk structures and their field checks.
 //! - [`findings`]: problems, warnings, import codes and the verdict.
 //! - [`validate`]: the driver that reads the few regions that matter and runs every check.
@@ -34,6 +34,12 @@ pub const GIB: u64 = 1 << 30;
 /// with problems.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("cannot open {path}; check the path and its permissions")]
+    Open {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read the {what} ({len} bytes at offset {offset}) of {object}")]
     Read {
         object: String,

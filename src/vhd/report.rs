@@ -115,6 +115,35 @@ impl Report {
                 );
             }
         }
+        self.render_facts(&mut out);
+        for p in &self.problems {
+            let f = &p.finding;
+            let _ = write!(
+                out,
+                "  error {}: {} at byte {}: found {}",
+                p.code, f.field, f.offset, f.found
+            );
+            if !f.expected.is_empty() {
+                let _ = write!(out, ", expected {}", f.expected);
+            }
+            let _ = writeln!(out, " ({})", f.detail);
+        }
+        for w in &self.warnings {
+            let _ = writeln!(
+                out,
+                "  warning: {} at byte {}: {} ({})",
+                w.field, w.offset, w.found, w.detail
+            );
+        }
+        if let Some(advice) = self.verdict.advice {
+            let _ = writeln!(out, "  what to do: {advice}");
+        }
+        out
+    }
+
+    /// The lines about the disk itself: type and sizes, creator, identity, blocks.
+    fn render_facts(&self, out: &mut String) {
+        use std::fmt::Write;
         if let Some(kind) = self.disk_type {
             let _ = write!(out, "  {kind}");
             if let Some(v) = &self.virtual_size {
@@ -157,28 +186,5 @@ impl Report {
                 bat.entries
             );
         }
-        for p in &self.problems {
-            let f = &p.finding;
-            let _ = write!(
-                out,
-                "  error {}: {} at byte {}: found {}",
-                p.code, f.field, f.offset, f.found
-            );
-            if !f.expected.is_empty() {
-                let _ = write!(out, ", expected {}", f.expected);
-            }
-            let _ = writeln!(out, " ({})", f.detail);
-        }
-        for w in &self.warnings {
-            let _ = writeln!(
-                out,
-                "  warning: {} at byte {}: {} ({})",
-                w.field, w.offset, w.found, w.detail
-            );
-        }
-        if let Some(advice) = self.verdict.advice {
-            let _ = writeln!(out, "  what to do: {advice}");
-        }
-        out
     }
 }

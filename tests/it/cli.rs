@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 
 use imgferry::vhd::build::{Builder, Kind, Style};
 
-const MIB: u64 = 1 << 20;
+use crate::support::MIB;
 
 fn imgferry(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_imgferry"))
@@ -162,13 +162,14 @@ fn demo_runs_a_whole_migration_and_verifies_it() {
         "{stdout}"
     );
     assert!(stdout.contains("RAX_API_KEY=<api key>"), "{stdout}");
-    // Not a terminal here, so progress is plain lines on stderr, one per step.
+    // Not a terminal here, so progress is plain lines on stderr, one per step, named as the
+    // documented steps are (not as the state machine's enum).
     for step in [
-        "Imaging",
-        "Exporting",
-        "Transferring",
-        "Importing",
-        "Booting",
+        "image the server",
+        "export to Cloud Files",
+        "copy to IAD",
+        "import",
+        "boot",
     ] {
         assert!(stderr.contains(&format!("==> {step}")), "{stderr}");
     }

@@ -7,7 +7,7 @@
 
 use imgferry::sim::{Action, Plan, Rule, Service};
 
-use crate::migrate::{World, seeded};
+use crate::support::{World, seeded};
 
 /// Where in a migration a fault is injected: the requests of that phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 
 mod api_clients;
 mod cli;
+mod exit_codes;
 mod faults;
 mod migrate;
 mod real_clients;

@@ -9,7 +9,7 @@ use imgferry::sim::{self, DiskSpec, SeedServer, SimConfig, SimHandle};
 use md5::{Digest, Md5};
 use serde_json::json;
 
-const MIB: u64 = 1 << 20;
+use crate::support::MIB;
 
 /// The venv's bin directory, or `None` (printing why) outside CI.
 fn venv_bin() -> Option<PathBuf> {

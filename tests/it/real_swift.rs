@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use imgferry::sim::{self, DiskSpec, SeedServer, SimConfig};
 use serde_json::{Value, json};
 
-const MIB: u64 = 1 << 20;
+use crate::support::MIB;
 
 pub fn swift_url() -> Option<String> {
     match std::env::var("IMGFERRY_SWIFT_URL") {

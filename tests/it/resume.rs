@@ -9,7 +9,7 @@ use imgferry::sim::{Action, Plan, Rule, Service};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::migrate::{MIB, World, seeded};
+use crate::support::{MIB, World, seeded};
 
 /// When to kill.
 enum Trigger {

@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use imgferry::sim::{Account, SimConfig};
 
-use crate::migrate::{World, good_vhd, seeded};
+use crate::support::{World, good_vhd, seeded};
 
 const KEY: &str = "SECRETKEY0000imgferry0000leak0000check";
 const PASSWORD: &str = "SECRETPASSWORD-imgferry-leak-check";

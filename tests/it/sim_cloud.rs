@@ -10,7 +10,7 @@ use md5::{Digest, Md5};
 use reqwest::{Client, Method, StatusCode};
 use serde_json::{Value, json};
 
-const MIB: u64 = 1 << 20;
+use crate::support::MIB;
 
 struct Cloud {
     sim: SimHandle,

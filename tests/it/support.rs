@@ -1,10 +1,15 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: VHD checks, qemu-img, and the simulated two-region
+//! `World` that drives the real binary (with its `Run` record, the seeded config and digests).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use imgferry::sim::{self, DiskSpec, SeedServer, SimConfig, SimHandle};
+use imgferry::vhd::build::{Builder, Kind, Style};
 use imgferry::vhd::{self, MemSource, Policy, Report};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// A fixed "now" (2026-11-27T00:00:00Z) so timestamp checks do not depend on the clock.
 pub fn policy() -> Policy {
@@ -89,4 +94,256 @@ pub async fn sim_session(sim: &imgferry::sim::SimHandle) -> imgferry::api::ident
     imgferry::api::identity::authenticate(&http, &sim.identity_url(), &creds, &Default::default())
         .await
         .expect("authenticate against the simulator")
+}
+
+pub const MIB: u64 = 1 << 20;
+
+/// A simulator with a 24 MiB (half allocated) server `web-1` in DFW, and a private state dir.
+pub struct World {
+    pub sim: SimHandle,
+    pub state: tempfile::TempDir,
+    pub files: tempfile::TempDir,
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub events: Vec<Value>,
+    /// Kept for the `{:#?}` dumps in assertion messages.
+    #[allow(dead_code)]
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn event(&self, kind: &str) -> Option<&Value> {
+        self.events.iter().rev().find(|e| e["event"] == kind)
+    }
+
+    pub fn report(&self) -> &Value {
+        let last = self.events.last().expect("at least one event");
+        assert_eq!(
+            last["event"], "report",
+            "the last line is the report: {self:#?}"
+        );
+        &last["report"]
+    }
+
+    pub fn id(&self) -> String {
+        self.events
+            .iter()
+            .find(|e| e["event"] == "started")
+            .and_then(|e| e["id"].as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no started event: {self:#?}"))
+    }
+
+    pub fn error(&self) -> String {
+        self.event("error")
+            .and_then(|e| e["message"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+pub fn seeded() -> SimConfig {
+    SimConfig {
+        servers: vec![SeedServer {
+            region: "DFW".into(),
+            name: "web-1".into(),
+            disk: DiskSpec {
+                virtual_size: 24 * MIB,
+                allocated: 0.5,
+                seed: 11,
+            },
+        }],
+        export_segment_size: 2 * MIB,
+        ..SimConfig::default()
+    }
+}
+
+impl World {
+    pub async fn start(config: SimConfig) -> Self {
+        Self {
+            sim: sim::spawn(config).await.expect("simulator"),
+            state: tempfile::tempdir().unwrap(),
+            files: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
+        self.command_as("json", args)
+    }
+
+    /// The binary with `--output OUTPUT`, the simulator's credentials and a private state dir.
+    pub fn command_as(&self, output: &str, args: &[&str]) -> tokio::process::Command {
+        let a = self.sim.account();
+        let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_imgferry"));
+        c.args(["--output", output])
+            .args(args)
+            .env("RAX_IDENTITY_URL", self.sim.identity_url())
+            .env("RAX_USERNAME", &a.username)
+            .env("RAX_API_KEY", &a.api_key)
+            .env_remove("RAX_PASSWORD")
+            .env("IMGFERRY_STATE_DIR", self.state.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        c
+    }
+
+    /// `migrate --from DFW --to IAD ARGS` with fast polling and small segments.
+    pub fn migrate_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = vec![
+            "migrate",
+            "--from",
+            "DFW",
+            "--to",
+            "IAD",
+            "--poll-interval",
+            "0.02",
+            "--segment-size",
+            "1MiB",
+            "--concurrency",
+            "3",
+        ];
+        all.extend_from_slice(args);
+        all
+    }
+
+    pub async fn run(&self, args: &[&str]) -> Run {
+        let out = tokio::time::timeout(Duration::from_secs(120), self.command(args).output())
+            .await
+            .expect("imgferry finishes within 2 minutes")
+            .expect("run imgferry");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            events: String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| {
+                    serde_json::from_str(l)
+                        .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+                })
+                .collect(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub async fn migrate(&self, args: &[&str]) -> Run {
+        self.run(&Self::migrate_args(args)).await
+    }
+
+    /// Resumes until the migration is done (a resume can itself be stopped by nothing here, so
+    /// one attempt must do it).
+    pub async fn resume(&self, id: &str) -> Run {
+        self.run(&["resume", id, "--poll-interval", "0.02"]).await
+    }
+
+    pub fn server(&self) -> String {
+        self.sim
+            .servers("DFW")
+            .into_iter()
+            .find(|(_, n)| n == "web-1")
+            .map(|(id, _)| id)
+            .expect("seeded server")
+    }
+
+    pub fn base_image(&self) -> String {
+        self.sim
+            .images("DFW")
+            .into_iter()
+            .find(|(_, n)| n == "web-1 base image")
+            .map(|(id, _)| id)
+            .expect("seeded base image")
+    }
+
+    pub fn source_sha256(&self) -> String {
+        sha256_disk(
+            self.sim
+                .server_disk("DFW", &self.server())
+                .expect("server disk"),
+        )
+    }
+
+    /// Asserts a successful, booted migration whose image bytes equal `expected_sha256`.
+    pub fn assert_migrated(&self, run: &Run, expected_sha256: &str) {
+        assert_eq!(run.code, 0, "{run:#?}");
+        let r = run.report();
+        assert_eq!(r["step"], "Done");
+        assert_eq!(
+            r["sha256"], expected_sha256,
+            "transfer digest = source digest"
+        );
+        let image = r["imported_image"].as_str().expect("imported image id");
+        let imported = sha256_disk(self.sim.image_disk("IAD", image).expect("imported image"));
+        assert_eq!(imported, expected_sha256, "imported bytes = source bytes");
+        let boot = r["boot_server"].as_str().expect("booted server id");
+        assert!(
+            self.sim.servers("IAD").iter().any(|(id, _)| id == boot),
+            "booted server exists in IAD"
+        );
+        let booted = sha256_disk(self.sim.server_disk("IAD", boot).expect("boot disk"));
+        assert_eq!(booted, expected_sha256, "the booted server runs the image");
+        assert_eq!(r["import_verdict"], "accepted");
+        assert!(!r["boot_addresses"].as_array().unwrap().is_empty());
+    }
+
+    /// Asserts the simulator created exactly one snapshot, export task, import task and imported
+    /// image, and `servers` servers: nothing twice.
+    pub fn assert_created_once(&self, servers: usize) {
+        let created = self.sim.stats().created;
+        for (kind, n) in [
+            ("server", servers),
+            ("snapshot", 1),
+            ("export_task", 1),
+            ("import_task", 1),
+            ("imported_image", 1),
+        ] {
+            assert_eq!(
+                created.get(kind).map_or(0, Vec::len),
+                n,
+                "{kind}: {created:?}"
+            );
+        }
+    }
+
+    /// How many resources of `kind` the simulator created.
+    pub fn created(&self, kind: &str) -> usize {
+        self.sim.stats().created.get(kind).map_or(0, Vec::len)
+    }
+
+    /// Writes `bytes` as a file in the scratch dir.
+    pub fn file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.files.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+}
+
+/// Sends a signal to a process with kill(1).
+pub fn signal(pid: u32, name: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name} {pid}");
+}
+
+pub fn sha256_disk(disk: imgferry::sim::Disk) -> String {
+    disk.sha256().expect("read the disk")
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+}
+
+/// A valid dynamic VHD with random data in a few blocks.
+pub fn good_vhd() -> Vec<u8> {
+    let mut b = Builder::new(Kind::Dynamic, Style::XenServer, 16 * MIB);
+    for i in [0u32, 1, 3, 6] {
+        b = b.random_block(i, 40 + u64::from(i));
+    }
+    b.build().bytes
 }

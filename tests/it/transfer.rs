@@ -6,12 +6,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use imgferry::api::auth::Auth;
 use imgferry::api::object_store::{ObjectStore, RemoteObject};
 use imgferry::http::RetryConfig;
 use imgferry::sim::{
     self, Action, DiskSpec, Plan, Rule, SeedServer, Service, SimConfig, SimHandle,
 };
+use imgferry::transfer::PersistError;
 use imgferry::transfer::{
     self, Endpoint, Event, ListingPolicy, Options, SourceAccess, TransferState,
 };
@@ -19,7 +21,7 @@ use md5::{Digest, Md5};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-const MIB: u64 = 1 << 20;
+use crate::support::MIB;
 
 fn quick_retry() -> RetryConfig {
     RetryConfig {
@@ -166,14 +168,15 @@ impl World {
     }
 }
 
-fn collect_events() -> (transfer::copy::Events, Arc<Mutex<Vec<Event>>>) {
+fn collect_events() -> (transfer::Events, Arc<Mutex<Vec<Event>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
     (Arc::new(move |e| sink.lock().unwrap().push(e)), seen)
 }
 
-fn no_persist() -> impl FnMut(&TransferState) -> Result<(), String> + Send {
-    |_| Ok(())
+fn no_persist() -> impl FnMut(TransferState) -> BoxFuture<'static, Result<(), PersistError>> + Send
+{
+    |_| Box::pin(async { Ok(()) })
 }
 
 fn digests(bytes: &[u8]) -> (String, String) {
@@ -543,8 +546,12 @@ async fn resume_after_a_failure_resends_at_most_the_pieces_in_flight() {
     ]));
     let state_path: PathBuf = w.work.path().join("state.json");
     let mut state = w.plan(&name, "web.vhd", 128 * MIB).await;
-    let save =
-        |p: PathBuf| move |s: &TransferState| imgferry::commands::transfer::save_state(&p, s);
+    let save = |p: PathBuf| {
+        move |s: TransferState| -> BoxFuture<'static, Result<(), PersistError>> {
+            let p = p.clone();
+            Box::pin(async move { Ok(transfer::state_file::save(&p, &s)?) })
+        }
+    };
     let err = transfer::run(
         SourceAccess::Store(w.src.clone()),
         w.dest("web.vhd"),

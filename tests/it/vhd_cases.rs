@@ -11,7 +11,7 @@ use imgferry::vhd::{GIB, ImportCode};
 
 use crate::support::{check, check_file, code, explain};
 
-const MIB: u64 = 1 << 20;
+use crate::support::MIB;
 
 /// D20: what `qemu-img convert -O vpc` makes of a 20 MiB raw file with data in blocks 0 and 4.
 fn d20() -> Image {

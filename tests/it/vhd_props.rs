@@ -16,7 +16,7 @@ use proptest::prelude::*;
 
 use crate::support::{check, explain};
 
-const MIB: u64 = 1 << 20;
+use crate::support::MIB;
 
 /// A qemu-style dynamic disk, a XenServer-style one and a fixed one, built once.
 static IMAGES: LazyLock<[Image; 3]> = LazyLock::new(|| {

@@ -9,7 +9,7 @@ use imgferry::vhd::footer::off;
 
 use crate::support::{check_file, code, explain, qemu_img, run_qemu};
 
-const MIB: u64 = 1 << 20;
+use crate::support::MIB;
 
 /// D20 as the reference makes it: a 20 MiB raw file with data in blocks 0 and 4, converted.
 fn make_d20(dir: &Path) -> PathBuf {

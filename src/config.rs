@@ -1,0 +1,267 @@
+//! Flags and environment → validated configuration, once, before anything runs (ripgrep's low-level
+//! args → high-level args). Every range check lives here and uses the engine's own constants, so
+//! a value the engine cannot honour (a non-finite interval, a segment larger than Cloud Files
+//! takes) is refused with the flag's name before any state file or remote resource exists.
+//!
+//! The validated values then hand out what the engine needs: a [`Link`] (identity URL, HTTP
+//! timeout, the run's one [`RetryConfig`]), the state [`Store`], and migration [`Plan`]s.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::api::identity;
+use crate::cli::{self, GlobalOpts, MigrateArgs, OutputFormat};
+use crate::http::RetryConfig;
+use crate::migrate::session::Link;
+use crate::migrate::state::{Cleanup, Entry, ObjectRef, Plan};
+use crate::migrate::{Store, store};
+use crate::progress::Format;
+use crate::transfer::plan::{MAX_PIECE, MIN_SEGMENT};
+
+/// The most segments in flight at once.
+pub const MAX_CONCURRENCY: usize = 64;
+/// Bounds of `--http-timeout` in seconds.
+pub const HTTP_TIMEOUT_SECS: (f64, f64) = (0.1, 3600.0);
+/// Bounds of `--poll-interval` in seconds: 0 would poll in a busy loop.
+pub const POLL_SECS: (f64, f64) = (0.01, 3600.0);
+/// Bounds of `--step-deadline-hours`: a step may wait up to 30 days.
+pub const DEADLINE_HOURS: (f64, f64) = (0.001, 720.0);
+
+/// A flag or setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{flag} {value}: {reason}")]
+    Flag {
+        flag: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("{0}")]
+    Missing(&'static str),
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::Error),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+fn flag(flag: &'static str, value: impl ToString, reason: impl ToString) -> Error {
+    Error::Flag {
+        flag,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// A finite number within `[lo, hi]`, or an error naming the flag. NaN and infinities are refused
+/// here: serialised into a state file they would become `null` and make it unreadable.
+pub fn finite_in(name: &'static str, v: f64, (lo, hi): (f64, f64)) -> Result<f64, Error> {
+    if v.is_finite() && (lo..=hi).contains(&v) {
+        Ok(v)
+    } else {
+        Err(flag(name, v, format!("use a number from {lo} to {hi}")))
+    }
+}
+
+/// What every command shares.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub format: Format,
+    pub http_timeout: Duration,
+    /// The one retry policy of the run (random jitter per request).
+    pub retry: RetryConfig,
+    /// `--state-dir` or `IMGFERRY_STATE_DIR`; `None` means the default ([`store::default_dir`]).
+    pub state_dir: Option<PathBuf>,
+    /// From `--identity-url` or `RAX_IDENTITY_URL`; `None` means the saved one, else the default.
+    pub identity_url: Option<String>,
+}
+
+impl RunConfig {
+    pub fn from_global(g: &GlobalOpts) -> Result<Self, Error> {
+        let secs = finite_in("--http-timeout", g.http_timeout, HTTP_TIMEOUT_SECS)?;
+        Ok(Self {
+            format: match g.output {
+                OutputFormat::Human => Format::Human,
+                OutputFormat::Json => Format::Json,
+            },
+            http_timeout: Duration::from_secs_f64(secs),
+            retry: RetryConfig::default(),
+            state_dir: g.state_dir.clone(),
+            identity_url: g.identity_url.clone(),
+        })
+    }
+
+    /// How to reach the cloud: the flag or environment wins, then `saved` (a resumed migration's
+    /// own endpoint), then Rackspace's.
+    pub fn link(&self, saved: Option<&str>) -> Link {
+        Link {
+            identity_url: self
+                .identity_url
+                .clone()
+                .or_else(|| saved.map(str::to_string))
+                .unwrap_or_else(|| identity::DEFAULT_URL.to_string()),
+            http_timeout: self.http_timeout,
+            retry: self.retry.clone(),
+        }
+    }
+
+    pub fn store(&self) -> Result<Store, Error> {
+        let dir = self.state_dir.clone().unwrap_or_else(store::default_dir);
+        Ok(Store::open(&dir)?)
+    }
+}
+
+/// A validated `migrate` command line.
+#[derive(Debug, Clone)]
+pub struct MigrateRequest {
+    pub plan: Plan,
+    /// `--name`; without it the session names the image after its source.
+    pub name: Option<String>,
+    pub dry_run: bool,
+}
+
+/// Checks `migrate`'s flags and builds the plan.
+pub fn migrate_request(args: &MigrateArgs) -> Result<MigrateRequest, Error> {
+    let entry = entry(&args.source)?;
+    let from = match entry {
+        Entry::Vhd { .. } => None,
+        _ => Some(
+            args.from
+                .as_deref()
+                .ok_or(Error::Missing("--from REGION is required"))?
+                .to_uppercase(),
+        ),
+    };
+    let mut plan = Plan::new(from, args.to.to_uppercase(), entry, String::new());
+    if plan.from.as_deref() == Some(plan.to.as_str()) {
+        return Err(flag("--to", &args.to, "is the same region as --from"));
+    }
+    plan.boot = args.boot.clone();
+    plan.src_container = container("--src-container", &args.src_container)?;
+    plan.dst_container = container("--dst-container", &args.dst_container)?;
+    plan.cleanup = match args.cleanup {
+        cli::Cleanup::None => Cleanup::None,
+        cli::Cleanup::Staging => Cleanup::Staging,
+        cli::Cleanup::All => Cleanup::All,
+    };
+    plan.concurrency = concurrency(args.concurrency)?;
+    plan.segment_size = segment_size(args.segment_size)?;
+    plan.force = args.force;
+    let hours = finite_in(
+        "--step-deadline-hours",
+        args.step_deadline_hours,
+        DEADLINE_HOURS,
+    )?;
+    plan.polling.deadline_secs = hours * 3600.0;
+    if let Some(p) = poll_interval(args.poll_interval)? {
+        plan.polling.server_secs = p;
+        plan.polling.task_secs = p;
+    }
+    Ok(MigrateRequest {
+        plan,
+        name: args.name.clone(),
+        dry_run: args.dry_run,
+    })
+}
+
+/// `--poll-interval`, when given.
+pub fn poll_interval(v: Option<f64>) -> Result<Option<f64>, Error> {
+    v.map(|p| finite_in("--poll-interval", p, POLL_SECS))
+        .transpose()
+}
+
+/// `--concurrency`: 1 to [`MAX_CONCURRENCY`].
+pub fn concurrency(n: usize) -> Result<usize, Error> {
+    if (1..=MAX_CONCURRENCY).contains(&n) {
+        Ok(n)
+    } else {
+        Err(flag(
+            "--concurrency",
+            n,
+            format!("use 1 to {MAX_CONCURRENCY}"),
+        ))
+    }
+}
+
+/// `--segment-size`: the transfer engine's minimum to Cloud Files' object limit.
+pub fn segment_size(bytes: u64) -> Result<u64, Error> {
+    if (MIN_SEGMENT..=MAX_PIECE).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(flag(
+            "--segment-size",
+            bytes,
+            "use 1 MiB to 5 GiB (Cloud Files' object limit)",
+        ))
+    }
+}
+
+/// A container name the services accept: the export task refuses names with `/`, `?` or `.`, and
+/// Swift refuses empty names and names over 256 bytes.
+fn container(name: &'static str, value: &str) -> Result<String, Error> {
+    if value.is_empty() || value.len() > 256 || value.contains(['/', '?', '.']) {
+        return Err(flag(
+            name,
+            value,
+            "use 1 to 256 characters without '/', '?' or '.' (the export task refuses those)",
+        ));
+    }
+    Ok(value.to_string())
+}
+
+fn entry(s: &cli::MigrateSource) -> Result<Entry, Error> {
+    if let Some(id) = &s.server {
+        Ok(Entry::Server { id: id.clone() })
+    } else if let Some(id) = &s.image {
+        Ok(Entry::Image { id: id.clone() })
+    } else if let Some(loc) = &s.export {
+        let ObjectRef { container, object } =
+            loc.parse().map_err(|e: String| flag("--export", loc, e))?;
+        Ok(Entry::Export { container, object })
+    } else if let Some(path) = &s.vhd {
+        let abs = std::fs::canonicalize(path)
+            .map_err(|e| flag("--vhd", path.display(), format!("cannot open it ({e})")))?;
+        Ok(Entry::Vhd {
+            path: abs.display().to_string(),
+        })
+    } else if let Some(spec) = &s.create_server {
+        let (image, flavor) = spec
+            .split_once(':')
+            .filter(|(i, f)| !i.is_empty() && !f.is_empty())
+            .ok_or_else(|| flag("--create-server", spec, "expected IMAGE:FLAVOR"))?;
+        Ok(Entry::CreateServer {
+            image: image.into(),
+            flavor: flavor.into(),
+        })
+    } else {
+        Err(Error::Missing(
+            "say where the image comes from: --server, --image, --export, --vhd or --create-server",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_finite_and_out_of_range_numbers_are_refused() {
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -1.0, 1e9] {
+            assert!(
+                finite_in("--poll-interval", bad, POLL_SECS).is_err(),
+                "{bad}"
+            );
+        }
+        assert_eq!(finite_in("--poll-interval", 0.5, POLL_SECS).unwrap(), 0.5);
+        assert!(poll_interval(Some(f64::NAN)).is_err());
+        assert_eq!(poll_interval(None).unwrap(), None);
+    }
+
+    #[test]
+    fn sizes_and_counts_use_the_engine_limits() {
+        assert!(segment_size(MIN_SEGMENT - 1).is_err());
+        assert!(segment_size(MAX_PIECE + 1).is_err());
+        assert_eq!(segment_size(MIN_SEGMENT).unwrap(), MIN_SEGMENT);
+        assert!(concurrency(0).is_err());
+        assert!(concurrency(MAX_CONCURRENCY + 1).is_err());
+    }
+}

@@ -1,0 +1,136 @@
+//! `migrate --dry-run`: check that the source exists and the regions are in the catalog, validate
+//! what can be validated without creating anything (a local VHD, or an existing export by ranged
+//! reads), and list the steps a real run would take, each described by the same
+//! [`super::steps::describe`] a real run shows. It sends only GET and HEAD requests and writes no
+//! state file.
+
+use serde::Serialize;
+
+use super::preflight::{self, VhdSource};
+use super::state::{Entry, Migration, ObjectRef, Plan};
+use super::{Ctx, Error, steps};
+use crate::transfer::{self, ListingPolicy};
+use crate::units::{count, size};
+use crate::vhd::{self, Policy};
+
+/// What a dry run found, and what a real run would do.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRun {
+    pub from: Option<String>,
+    pub to: String,
+    pub source: String,
+    /// What a real run would do, in order (`<id>` stands for the migration id).
+    pub steps: Vec<String>,
+    /// What was checked, and what it showed.
+    pub checks: Vec<String>,
+    /// The import code validation predicts; `None` for "accepted" or "not validated yet".
+    pub predicted_code: Option<u16>,
+    /// Whether the plan imports anyway (`--force`).
+    pub force: bool,
+    pub image_name: String,
+    /// Always true: a dry run creates nothing.
+    pub creates_nothing: bool,
+}
+
+impl DryRun {
+    /// Whether a real run would stop at the pre-flight.
+    pub fn would_be_rejected(&self) -> bool {
+        self.predicted_code.is_some() && !self.force
+    }
+}
+
+/// Runs the checks of a dry run for `plan`.
+pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
+    let mut checks = Vec::new();
+    let report = check_source(ctx, plan, &mut checks).await?;
+    let predicted_code = report
+        .as_ref()
+        .and_then(|r| r.verdict.code)
+        .map(|c| c.number());
+    if let Some(r) = &report {
+        checks.push(match r.verdict.code {
+            None => "validation predicts the import will be accepted".into(),
+            Some(c) => format!(
+                "validation predicts import code {}: {}{}",
+                c.number(),
+                c.meaning(),
+                if plan.force {
+                    " (--force: importing anyway)"
+                } else {
+                    ""
+                }
+            ),
+        });
+    }
+    // The same descriptions a real run shows, of a migration whose id is not known yet.
+    let mut m = Migration::new("<id>".into(), String::new(), plan.clone());
+    let steps = steps::route(plan)
+        .into_iter()
+        .map(|step| {
+            m.step = step;
+            format!("{}: {}", step.label(&plan.to), steps::describe(&m))
+        })
+        .collect();
+    Ok(DryRun {
+        from: plan.from.clone(),
+        to: plan.to.clone(),
+        source: plan.entry.describe(),
+        steps,
+        checks,
+        predicted_code,
+        force: plan.force,
+        image_name: plan.name.clone(),
+        creates_nothing: true,
+    })
+}
+
+/// Checks the source exists; validates it when it is a VHD already. Records what it saw.
+async fn check_source(
+    ctx: &Ctx,
+    plan: &Plan,
+    checks: &mut Vec<String>,
+) -> Result<Option<vhd::Report>, Error> {
+    let from = plan.from.as_deref().unwrap_or("-");
+    let missing =
+        |what: String| Error::Usage(format!("{what} is not in {from} (check the id and --from)"));
+    match &plan.entry {
+        Entry::Server { id } => {
+            let s = ctx.src()?.compute.get_server(id).await?;
+            let s = s.ok_or_else(|| missing(format!("server {id}")))?;
+            checks.push(format!("server {id} ({}) is {}", s.name, s.status));
+            Ok(None)
+        }
+        Entry::Image { id } | Entry::CreateServer { image: id, .. } => {
+            let i = ctx.src()?.images.get_image(id).await?;
+            let i = i.ok_or_else(|| missing(format!("image {id}")))?;
+            let name = i.name.unwrap_or_default();
+            checks.push(format!("image {id} ({name}) is {}", i.status));
+            Ok(None)
+        }
+        Entry::Export { container, object } => {
+            let files = &ctx.src()?.files;
+            let source = transfer::inspect(files, container, object, ListingPolicy::default())
+                .await
+                .map_err(transfer::Error::from)?;
+            checks.push(format!(
+                "{container}/{object} holds {} in {}",
+                size(source.len),
+                count(source.segments.len().max(1), "segment")
+            ));
+            let object = ObjectRef {
+                container: container.clone(),
+                object: object.clone(),
+            };
+            let vhd = VhdSource::Object {
+                files,
+                object: &object,
+                len: source.len,
+            };
+            Ok(Some(preflight::validate(vhd, &Policy::default()).await?))
+        }
+        Entry::Vhd { path } => {
+            let vhd = VhdSource::File(std::path::Path::new(path));
+            Ok(Some(preflight::validate(vhd, &Policy::default()).await?))
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The checks made before anything is transferred, shared by the migration's steps, the dry run
+//! and `imgferry validate`: validating a VHD source (a local file, or an exported object by HTTP
+//! Range reads) and recording the verdict; and the default name of the imported image.
+
+use std::path::Path;
+
+use super::state::{Entry, ObjectRef, Plan, VhdFacts};
+use super::{Error, RegionApi};
+use crate::api::object_store::{ObjectStore, RemoteObject};
+use crate::vhd::{self, ImportCode, Policy};
+
+/// Where the VHD to validate is.
+pub enum VhdSource<'a> {
+    File(&'a Path),
+    /// An object of `len` bytes in `files`.
+    Object {
+        files: &'a ObjectStore,
+        object: &'a ObjectRef,
+        len: u64,
+    },
+}
+
+/// Validates a VHD the way XenServer will. A bad VHD is a report with problems, not an error; the
+/// error is for a source that could not be read.
+pub async fn validate(source: VhdSource<'_>, policy: &Policy) -> Result<vhd::Report, Error> {
+    match source {
+        VhdSource::File(path) => {
+            let fail = |source| Error::Validate {
+                object: path.display().to_string(),
+                source,
+            };
+            let file = vhd::FileSource::open(path).map_err(|source| {
+                fail(vhd::Error::Open {
+                    path: path.display().to_string(),
+                    source,
+                })
+            })?;
+            vhd::validate(&file, policy).await.map_err(fail)
+        }
+        VhdSource::Object { files, object, len } => {
+            let remote = RemoteObject {
+                store: files,
+                container: object.container.clone(),
+                name: object.object.clone(),
+                len,
+            };
+            vhd::validate(&remote, policy)
+                .await
+                .map_err(|source| Error::Validate {
+                    object: object.to_string(),
+                    source,
+                })
+        }
+    }
+}
+
+/// What the state file keeps of a report.
+pub fn facts(r: &vhd::Report) -> VhdFacts {
+    let describe = |f: &vhd::Finding| {
+        let mut s = format!("{} at byte {}: found {}", f.field, f.offset, f.found);
+        if !f.expected.is_empty() {
+            s.push_str(&format!(", expected {}", f.expected));
+        }
+        s
+    };
+    VhdFacts {
+        disk_type: r.disk_type.map(str::to_string),
+        virtual_size: r.virtual_size.as_ref().map(|v| v.bytes),
+        physical_size: r.physical_size,
+        file_size: r.file_size,
+        predicted_code: r.verdict.code.map(ImportCode::number),
+        problems: r.problems.iter().map(|p| describe(&p.finding)).collect(),
+        warnings: r.warnings.iter().map(describe).collect(),
+    }
+}
+
+/// The imported image's name when the user gave none: named after what it came from, as a person
+/// would name it ("web-1 from DFW (imgferry)"), looked up with one GET. When the lookup fails the
+/// id stands in for the name; the migration itself reports a missing source properly.
+pub async fn default_name(src: Option<&RegionApi>, plan: &Plan) -> String {
+    let from = plan.from.as_deref().unwrap_or("-");
+    let named = |what: &str| format!("{what} from {from} (imgferry)");
+    match (&plan.entry, src) {
+        (Entry::Vhd { path }, _) => format!(
+            "{} (imgferry)",
+            Path::new(path)
+                .file_stem()
+                .map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned())
+        ),
+        (Entry::Server { id }, Some(src)) => match src.compute.get_server(id).await {
+            Ok(Some(s)) if !s.name.is_empty() => named(&s.name),
+            _ => named(&format!("server {id}")),
+        },
+        (Entry::Image { id }, Some(src)) => match src.images.get_image(id).await {
+            Ok(Some(i)) => named(i.name.as_deref().filter(|n| !n.is_empty()).unwrap_or(id)),
+            _ => named(&format!("image {id}")),
+        },
+        (Entry::Export { object, .. }, _) => named(object.trim_end_matches(".vhd")),
+        (entry, _) => named(&entry.describe()),
+    }
+}

@@ -1,0 +1,195 @@
+//! A migration session: what a front end (the CLI, the demo, a test) calls to run migrations. It
+//! logs in once, resolves the plan's regions into API clients that share one token, takes the
+//! migration's lock, and drives the state machine. Nothing here prints: progress goes to the
+//! [`Sink`], and the outcome is returned.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::state::{Entry, Plan, Step};
+use super::{Ctx, Error, Event, Migration, RegionApi, Report, Sink, Store};
+use crate::api::auth::Auth;
+use crate::api::identity;
+use crate::credentials::Credentials;
+use crate::http::RetryConfig;
+
+/// How to reach the cloud: the identity endpoint and the HTTP settings of the run.
+#[derive(Debug, Clone)]
+pub struct Link {
+    pub identity_url: String,
+    /// The longest wait for a connection or between bytes of an answer.
+    pub http_timeout: Duration,
+    /// The one retry policy of the run.
+    pub retry: RetryConfig,
+}
+
+/// Everything a run needs besides its plan.
+pub struct Session {
+    link: Link,
+    http: reqwest::Client,
+    creds: Credentials,
+    store: Store,
+    events: Sink,
+    cancel: CancellationToken,
+}
+
+/// The end of a run: the saved migration and, on success, its report.
+pub struct Finished {
+    pub migration: Migration,
+    pub result: Result<Report, Error>,
+}
+
+impl Session {
+    pub fn new(
+        link: Link,
+        creds: Credentials,
+        store: Store,
+        events: Sink,
+        cancel: CancellationToken,
+    ) -> Result<Self, Error> {
+        let http = crate::http::client_with_timeout(link.http_timeout).map_err(Error::Client)?;
+        Ok(Self {
+            link,
+            http,
+            creds,
+            store,
+            events,
+            cancel,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Logs in and resolves the plan's regions.
+    pub async fn connect(&self, plan: &Plan) -> Result<Ctx, Error> {
+        let Link {
+            identity_url,
+            http_timeout,
+            retry,
+        } = &self.link;
+        identity::check_transport(identity_url)?;
+        let (auth, login) =
+            Auth::login(&self.http, identity_url, self.creds.clone(), retry).await?;
+        let region =
+            |name: &str| RegionApi::resolve(&self.http, &login, &auth, name, retry, &self.events);
+        let src = match &plan.from {
+            Some(r) if !matches!(plan.entry, Entry::Vhd { .. }) => Some(region(r)?),
+            _ => None,
+        };
+        Ok(Ctx {
+            src,
+            dst: region(&plan.to)?,
+            store: self.store.clone(),
+            events: self.events.clone(),
+            cancel: self.cancel.clone(),
+            admin_pass: Mutex::new(None),
+            settle_secs: (2.0 * http_timeout.as_secs_f64()).max(2.0),
+        })
+    }
+
+    /// Starts a new migration with `plan`. Without a `name`, the imported image is named after its
+    /// source ([`super::preflight::default_name`]).
+    pub async fn start(&self, mut plan: Plan, name: Option<String>) -> Result<Finished, Error> {
+        let ctx = self.connect(&plan).await?;
+        plan.name = match name {
+            Some(n) => n,
+            None => super::preflight::default_name(ctx.src.as_ref(), &plan).await,
+        };
+        let mut m = Migration::new(new_id(), self.link.identity_url.clone(), plan);
+        let _lock = self.store.lock(&m.id)?;
+        self.store.persist(&m).await?;
+        Ok(self.run(&ctx, &mut m, false).await)
+    }
+
+    /// Continues migration `id`; `poll` overrides the saved polling intervals.
+    pub async fn resume(&self, id: &str, poll: Option<f64>) -> Result<Finished, Error> {
+        let _lock = self.store.lock(id)?;
+        let mut m = self.store.load(id)?;
+        if m.step == Step::Done {
+            return Ok(Finished {
+                result: Ok(Report::new(&m, None)),
+                migration: m,
+            });
+        }
+        if let Some(f) = &m.failure
+            && !f.resumable
+        {
+            return Err(Error::Usage(format!(
+                "migration {id} stopped for good at {}: {}\n  (start a new migration once the \
+                 cause is fixed)",
+                f.at, f.error
+            )));
+        }
+        if let Some(p) = poll {
+            m.plan.polling.server_secs = p;
+            m.plan.polling.task_secs = p;
+        }
+        let ctx = self.connect(&m.plan).await?;
+        Ok(self.run(&ctx, &mut m, true).await)
+    }
+
+    /// The checks and steps of `plan`, creating nothing (`migrate --dry-run`).
+    pub async fn dry_run(
+        &self,
+        mut plan: Plan,
+        name: Option<String>,
+    ) -> Result<super::dry_run::DryRun, Error> {
+        let ctx = self.connect(&plan).await?;
+        plan.name = match name {
+            Some(n) => n,
+            None => super::preflight::default_name(ctx.src.as_ref(), &plan).await,
+        };
+        super::dry_run::run(&ctx, &plan).await
+    }
+
+    async fn run(&self, ctx: &Ctx, m: &mut Migration, resumed: bool) -> Finished {
+        ctx.emit(Event::Started {
+            id: m.id.clone(),
+            from: m.plan.from.clone(),
+            to: m.plan.to.clone(),
+            source: m.plan.entry.describe(),
+            state_file: self.store.path(&m.id).display().to_string(),
+            resumed,
+        });
+        let result = super::drive(ctx, m).await;
+        let pass = ctx
+            .admin_pass
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        Finished {
+            result: result.map(|()| Report::new(m, pass)),
+            migration: m.clone(),
+        }
+    }
+}
+
+/// A new migration id: `m-` and 10 hex digits from the process's random hasher seed and the clock.
+pub fn new_id() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("m-{:010x}", h.finish() & 0xff_ffff_ffff)
+}
+
+/// Logs in and resolves one region, outside any migration (`validate --remote`).
+pub async fn connect_region(
+    link: &Link,
+    creds: Credentials,
+    region: &str,
+    events: &Sink,
+) -> Result<RegionApi, Error> {
+    let http = crate::http::client_with_timeout(link.http_timeout).map_err(Error::Client)?;
+    identity::check_transport(&link.identity_url)?;
+    let (auth, login) = Auth::login(&http, &link.identity_url, creds, &link.retry).await?;
+    RegionApi::resolve(&http, &login, &auth, region, &link.retry, events)
+}

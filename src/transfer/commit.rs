@@ -1,0 +1,85 @@
+//! The commit: the SLO manifest over the uploaded pieces, verified by its ETag (the md5 of the
+//! piece md5s) and a HEAD of the whole object's size.
+
+use super::context::Ctx;
+use super::digest::Digests;
+use super::source::etag_of_etags;
+use super::{Error, Event, Outcome, Persist, TransferState};
+
+/// PUTs the SLO manifest and verifies it: the returned ETag must be the md5 of the segment md5s,
+/// and a HEAD must show the full size. A plain source object's own md5 must equal the whole-image md5.
+pub(super) async fn commit(
+    ctx: &Ctx,
+    state: &mut TransferState,
+    persist: &mut Persist<'_>,
+) -> Result<Outcome, Error> {
+    let (sha256, md5) = Digests::restore(&state.digest)?.finish();
+    if state.source.kind == super::source::Kind::Object
+        && let Some(etag) = &state.source.etag
+        && *etag != md5
+    {
+        return Err(Error::Integrity {
+            what: "the whole object".into(),
+            found: md5,
+            expected: etag.clone(),
+        });
+    }
+    let mut md5s = Vec::with_capacity(state.pieces.len());
+    let mut manifest = Vec::with_capacity(state.pieces.len());
+    for p in &state.pieces {
+        let m = p
+            .md5
+            .clone()
+            .ok_or_else(|| Error::Invariant(format!("piece {} has no md5 at commit", p.index)))?;
+        manifest.push(serde_json::json!({
+            "path": format!("/{}/{}", ctx.dest.container, p.dest), "etag": m, "size_bytes": p.len,
+        }));
+        md5s.push(m);
+    }
+    let expected = etag_of_etags(md5s.iter().map(String::as_str));
+    let etag = ctx
+        .dest
+        .store
+        .put_slo(
+            &ctx.dest.container,
+            &ctx.dest.name,
+            &serde_json::Value::Array(manifest),
+        )
+        .await?;
+    if etag != expected {
+        return Err(Error::Integrity {
+            what: "the SLO manifest".into(),
+            found: etag,
+            expected,
+        });
+    }
+    let meta = ctx
+        .dest
+        .store
+        .head(&ctx.dest.container, &ctx.dest.name)
+        .await?;
+    let len = meta.as_ref().map_or(0, |m| m.len);
+    if len != state.source.len {
+        return Err(Error::Integrity {
+            what: format!("the size of {}/{}", ctx.dest.container, ctx.dest.name),
+            found: len.to_string(),
+            expected: state.source.len.to_string(),
+        });
+    }
+    state.manifest_etag = Some(etag.clone());
+    state.sha256 = Some(sha256.clone());
+    state.md5 = Some(md5.clone());
+    persist(state.clone()).await.map_err(Error::Persist)?;
+    ctx.emit(Event::Committed {
+        etag: etag.clone(),
+        sha256: sha256.clone(),
+        md5: md5.clone(),
+    });
+    Ok(Outcome {
+        bytes: state.source.len,
+        segments: state.pieces.len(),
+        manifest_etag: etag,
+        sha256,
+        md5,
+    })
+}

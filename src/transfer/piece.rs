@@ -1,0 +1,459 @@
+//! One piece: download (or read) it, check it, upload it unless the destination already has it.
+//! The fast path streams a whole source segment straight through to the destination while it
+//! downloads (see [`super::tee`]); everything else goes through a spill file.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use md5::{Digest, Md5};
+use tokio::io::AsyncWriteExt;
+
+use super::context::{Ctx, Ready};
+use super::source::SrcSegment;
+use super::tee::Tee;
+use super::{Error, Event, SourceAccess};
+use crate::api::object_store::ObjectStore;
+
+/// Downloads (or reads) one piece, checks it, and uploads it unless the destination already has it.
+///
+/// When the piece is a whole source segment whose md5 the listing gave, the upload streams while
+/// the download is still running, with `ETag: <source md5>`: the destination itself then refuses
+/// any byte that differs from the source (422), and each piece keeps one connection busy in each
+/// direction. Anything that goes wrong on that fast path falls back to download-then-upload from
+/// the spill file.
+pub(super) async fn piece_task(
+    ctx: Arc<Ctx>,
+    piece: super::Piece,
+    segment: SrcSegment,
+) -> Result<Ready, Error> {
+    if let (SourceAccess::Store(store), true, None, Some(want)) = (
+        &ctx.source,
+        piece.whole,
+        &piece.uploaded,
+        segment.md5.as_ref(),
+    ) {
+        match stream_through(&ctx, store, &piece, &segment, want).await {
+            Ok(ready) => return Ok(ready),
+            Err(e) => {
+                tracing::info!(piece = piece.index, error = %e, "streamed copy failed; retrying through the spill file");
+                ctx.emit(Event::Retry {
+                    what: format!("piece {}", piece.index),
+                    attempt: 1,
+                    delay_ms: 0,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    let got = fetch_checked(&ctx, &piece, &segment).await?;
+    let uploaded = match &piece.uploaded {
+        Some(etag) => Some(etag.clone()),
+        None => Some(upload_from(&ctx, &piece, &got).await?),
+    };
+    Ok(Ready {
+        index: piece.index,
+        path: got.path,
+        offset: got.offset,
+        spill: got.spill,
+        md5: got.md5,
+        uploaded,
+    })
+}
+
+/// A piece's bytes on local disk.
+struct PieceBytes {
+    /// The spill file, or the local source file.
+    path: PathBuf,
+    /// Where the piece starts in `path`.
+    offset: u64,
+    /// Whether `path` is a spill file (removed once hashed) rather than the source.
+    spill: bool,
+    md5: String,
+}
+
+/// Fetches a piece and, when the listing gave its md5, fetches it again while they differ.
+async fn fetch_checked(
+    ctx: &Ctx,
+    piece: &super::Piece,
+    segment: &SrcSegment,
+) -> Result<PieceBytes, Error> {
+    let expected = segment.md5.as_ref().filter(|_| piece.whole);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let got = fetch(ctx, piece, segment).await?;
+        let Some(want) = expected.filter(|w| **w != got.md5) else {
+            return Ok(got);
+        };
+        if got.spill {
+            let _ = tokio::fs::remove_file(&got.path).await;
+        }
+        let err = Error::Integrity {
+            what: format!(
+                "piece {} ({}/{})",
+                piece.index, segment.container, segment.name
+            ),
+            found: got.md5,
+            expected: want.clone(),
+        };
+        if attempt > ctx.opts.integrity_retries {
+            return Err(err);
+        }
+        tracing::warn!(error = %err, attempt, "downloaded bytes do not match the source md5; downloading again");
+        ctx.emit(Event::Retry {
+            what: format!("piece {}", piece.index),
+            attempt,
+            delay_ms: 0,
+            reason: "md5 mismatch".into(),
+        });
+        ctx.done.fetch_sub(piece.len, Ordering::Relaxed);
+    }
+}
+
+/// Uploads a fetched piece from disk with its md5 as ETag and checks the answered ETag. The spill
+/// file is removed if the upload fails for good.
+async fn upload_from(ctx: &Ctx, piece: &super::Piece, got: &PieceBytes) -> Result<String, Error> {
+    let etag = ctx
+        .dest
+        .store
+        .put_file_region(
+            &ctx.dest.container,
+            &piece.dest,
+            &got.path,
+            got.offset,
+            piece.len,
+            &got.md5,
+        )
+        .await;
+    let etag = match etag {
+        Ok(e) => e,
+        Err(e) => {
+            if got.spill {
+                let _ = tokio::fs::remove_file(&got.path).await;
+            }
+            return Err(e.into());
+        }
+    };
+    if etag != got.md5 {
+        return Err(Error::Integrity {
+            what: format!("upload of {}", piece.dest),
+            found: etag,
+            expected: got.md5.clone(),
+        });
+    }
+    Ok(etag)
+}
+
+/// The fast path: GET the segment and PUT it at the same time, teeing the bytes into the spill file
+/// (for the in-order hasher and any retry) and through md5.
+async fn stream_through(
+    ctx: &Ctx,
+    store: &ObjectStore,
+    piece: &super::Piece,
+    segment: &SrcSegment,
+    want: &str,
+) -> Result<Ready, Error> {
+    let spill = ctx
+        .opts
+        .work_dir
+        .join(format!("piece-{:06}.spill", piece.index));
+    // A small bounded channel: memory per piece is a few chunks, and a slow upload slows the download.
+    let (tx, rx) = futures::channel::mpsc::channel(8);
+    let dest = ctx.dest.clone();
+    let (name, len, md5_header) = (piece.dest.clone(), piece.len, want.to_string());
+    let upload = tokio::spawn(async move {
+        dest.store
+            .put_stream(
+                &dest.container,
+                &name,
+                reqwest::Body::wrap_stream(rx),
+                len,
+                &md5_header,
+            )
+            .await
+    });
+    let mut tee = Tee {
+        tx,
+        pending: bytes::BytesMut::with_capacity(512 * 1024),
+        alive: true,
+    };
+    // No local md5 on this path: the destination computes it over exactly the bytes it received
+    // and refuses them (422) unless it equals the source segment's md5, which was sent as ETag, and
+    // its answer is compared again. The spill file holds the same bytes (same chunks, same order)
+    // for the in-order hasher. Hashing locally only happens when the destination could not vouch.
+    if let Err(e) = download(ctx, store, piece, segment, &spill, Some(&mut tee)).await {
+        tee.abort().await;
+        upload.abort();
+        let _ = tokio::fs::remove_file(&spill).await;
+        return Err(e);
+    }
+    tee.finish().await;
+    let uploaded = upload.await.map_err(Error::Task)?;
+    let etag = match uploaded {
+        Ok(etag) if etag == want => etag,
+        // Refused (422: the bytes differ from the source's), failed, or answered oddly: check the
+        // spill file ourselves, then upload from it or fetch the piece again.
+        _ => vouch_locally(ctx, piece, &spill, want).await?,
+    };
+    if etag != want {
+        return Err(Error::Integrity {
+            what: format!("upload of {}", piece.dest),
+            found: etag,
+            expected: want.to_string(),
+        });
+    }
+    let md5 = want.to_string();
+    Ok(Ready {
+        index: piece.index,
+        path: spill,
+        offset: 0,
+        spill: true,
+        md5,
+        uploaded: Some(etag),
+    })
+}
+
+/// When the destination could not vouch for a streamed piece: hash the spill file here and, if it
+/// holds the source's bytes, upload from it; otherwise drop it so the piece is fetched again.
+async fn vouch_locally(
+    ctx: &Ctx,
+    piece: &super::Piece,
+    spill: &Path,
+    want: &str,
+) -> Result<String, Error> {
+    let md5 = hash_file_region(spill, 0, piece.len).await?;
+    if md5 != want {
+        ctx.done.fetch_sub(piece.len, Ordering::Relaxed);
+        let _ = tokio::fs::remove_file(spill).await;
+        return Err(Error::Integrity {
+            what: format!("piece {} (streamed)", piece.index),
+            found: md5,
+            expected: want.to_string(),
+        });
+    }
+    Ok(ctx
+        .dest
+        .store
+        .put_file_region(&ctx.dest.container, &piece.dest, spill, 0, piece.len, &md5)
+        .await?)
+}
+
+/// Gets a piece's bytes: from the local file, or streamed into a spill file while hashed.
+async fn fetch(ctx: &Ctx, piece: &super::Piece, segment: &SrcSegment) -> Result<PieceBytes, Error> {
+    match &ctx.source {
+        SourceAccess::File(path) => {
+            let md5 = hash_file_region(path, piece.offset, piece.len).await?;
+            ctx.done.fetch_add(piece.len, Ordering::Relaxed);
+            ctx.emit(Event::Progress {
+                done: ctx.done.load(Ordering::Relaxed),
+                total: ctx.total,
+            });
+            Ok(PieceBytes {
+                path: path.clone(),
+                offset: piece.offset,
+                spill: false,
+                md5,
+            })
+        }
+        SourceAccess::Store(store) => {
+            let spill = ctx
+                .opts
+                .work_dir
+                .join(format!("piece-{:06}.spill", piece.index));
+            let mut tries = 0u32;
+            loop {
+                tries += 1;
+                match download(ctx, store, piece, segment, &spill, None).await {
+                    Ok(md5) => {
+                        return Ok(PieceBytes {
+                            path: spill,
+                            offset: 0,
+                            spill: true,
+                            md5,
+                        });
+                    }
+                    Err(e) if tries <= 5 && matches!(e, Error::Short { .. } | Error::Io { .. }) => {
+                        let delay = Duration::from_millis(200 * u64::from(tries));
+                        tracing::info!(piece = piece.index, error = %e, tries, "download broke off; starting the piece again");
+                        ctx.emit(Event::Retry {
+                            what: format!("piece {}", piece.index),
+                            attempt: tries,
+                            delay_ms: delay.as_millis() as u64,
+                            reason: e.to_string(),
+                        });
+                        tokio::time::sleep(delay).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// GETs a piece into its spill file, hashing it as it passes, or, when `tee` is given, sending the
+/// same bytes on to a streamed upload whose destination verifies them instead. Returns the md5
+/// (meaningless with a tee). On failure the progress it counted is taken back.
+async fn download(
+    ctx: &Ctx,
+    store: &ObjectStore,
+    piece: &super::Piece,
+    segment: &SrcSegment,
+    spill: &Path,
+    tee: Option<&mut Tee>,
+) -> Result<String, Error> {
+    let resp = store
+        .get_range(&segment.container, &segment.name, piece.offset, piece.len)
+        .await?;
+    // Buffered: tokio's File hands every write to the blocking pool, so small network chunks are
+    // gathered into 1 MiB writes first.
+    let file = tokio::fs::File::create(spill)
+        .await
+        .map_err(|e| spill_error(spill, "cannot create the spill file", e))?;
+    let mut out = SpillWriter {
+        path: spill,
+        file: tokio::io::BufWriter::with_capacity(1 << 20, file),
+    };
+    let mut md5 = Md5::new();
+    let mut got = 0u64;
+    let result = copy_chunks(ctx, resp, piece, &mut out, &mut md5, tee, &mut got).await;
+    let result = match result {
+        Ok(()) if got != piece.len => Err(Error::Short {
+            index: piece.index,
+            got,
+            want: piece.len,
+        }),
+        Ok(()) => out
+            .file
+            .flush()
+            .await
+            .map_err(|e| spill_error(spill, "cannot write the spill file (disk full?)", e)),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        ctx.done.fetch_sub(got, Ordering::Relaxed);
+        return Err(e);
+    }
+    ctx.emit(Event::Progress {
+        done: ctx.done.load(Ordering::Relaxed),
+        total: ctx.total,
+    });
+    Ok(hex::encode(md5.finalize()))
+}
+
+/// A spill file being written, with its path for error messages.
+struct SpillWriter<'a> {
+    path: &'a Path,
+    file: tokio::io::BufWriter<tokio::fs::File>,
+}
+
+fn spill_error(spill: &Path, what: &'static str, source: std::io::Error) -> Error {
+    Error::Io {
+        what,
+        path: spill.display().to_string(),
+        source,
+    }
+}
+
+/// Writes the answer's chunks to `out` (and through md5, or on to the tee), counting progress in
+/// `got`. Stops at the first failure: a broken stream, more bytes than asked for, a failed write.
+async fn copy_chunks(
+    ctx: &Ctx,
+    resp: reqwest::Response,
+    piece: &super::Piece,
+    out: &mut SpillWriter<'_>,
+    md5: &mut Md5,
+    mut tee: Option<&mut Tee>,
+    got: &mut u64,
+) -> Result<(), Error> {
+    let mut stream = resp.bytes_stream();
+    let mut since_event = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            return Err(Error::Short {
+                index: piece.index,
+                got: *got,
+                want: piece.len,
+            });
+        };
+        // A server sending more than the range asked for is not trusted with the disk either.
+        if *got + chunk.len() as u64 > piece.len {
+            return Err(Error::Integrity {
+                what: format!("piece {} (ranged GET)", piece.index),
+                found: format!("more than {} bytes", piece.len),
+                expected: format!("{} bytes", piece.len),
+            });
+        }
+        if tee.is_none() {
+            md5.update(&chunk);
+        }
+        out.file
+            .write_all(&chunk)
+            .await
+            .map_err(|e| spill_error(out.path, "cannot write the spill file (disk full?)", e))?;
+        if let Some(t) = tee.as_deref_mut() {
+            t.push(&chunk).await;
+        }
+        *got += chunk.len() as u64;
+        since_event += chunk.len() as u64;
+        ctx.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        if since_event >= 4 << 20 {
+            since_event = 0;
+            ctx.emit(Event::Progress {
+                done: ctx.done.load(Ordering::Relaxed),
+                total: ctx.total,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reads `len` bytes of `path` from `offset` in 1 MiB chunks, handing each to `f`. Blocking.
+pub(super) fn for_each_chunk(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    mut f: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(offset))?;
+    let mut file = file.take(len);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let k = file.read(&mut buf)?;
+        if k == 0 {
+            return Ok(());
+        }
+        f(&buf[..k]);
+    }
+}
+
+async fn hash_file_region(path: &Path, offset: u64, len: u64) -> Result<String, Error> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&p)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut f = f.take(len);
+        let mut md5 = Md5::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let k = f.read(&mut buf)?;
+            if k == 0 {
+                break;
+            }
+            md5.update(&buf[..k]);
+        }
+        Ok(hex::encode(md5.finalize()))
+    })
+    .await
+    .map_err(Error::Task)?
+    .map_err(|source| Error::Io {
+        what: "cannot read",
+        path: path.display().to_string(),
+        source,
+    })
+}

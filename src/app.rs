@@ -44,17 +44,18 @@ pub fn finish(result: &Result<Outcome, Error>, format: Format) -> u8 {
         Err(e) => e,
     };
     let interrupted = e.class() == Class::Interrupted;
+    let message = crate::secrets::scrub(&crate::error_chain(e));
     if interrupted {
         eprintln!("interrupted");
     } else {
-        eprintln!("error: {}", crate::error_chain(e));
+        eprintln!("error: {message}");
     }
     for h in e.hints() {
         eprintln!("  {h}");
     }
     if format == Format::Json {
         let event = migrate::Event::Error {
-            message: crate::error_chain(e),
+            message,
             exit_code: e.exit_code(),
             resume: e.resume_command().filter(|c| c.starts_with("imgferry")),
         };

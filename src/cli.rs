@@ -41,6 +41,15 @@ pub struct GlobalOpts {
         default_value_t = 120.0
     )]
     pub http_timeout: f64,
+    /// Times a failed request is tried again (when it is safe), with growing random delays.
+    #[arg(
+        long,
+        global = true,
+        env = "IMGFERRY_RETRIES",
+        value_name = "N",
+        default_value_t = 8
+    )]
+    pub retries: u32,
     /// Identity v2.0 endpoint [default: https://identity.api.rackspacecloud.com/v2.0].
     #[arg(long, global = true, env = "RAX_IDENTITY_URL", value_name = "URL")]
     pub identity_url: Option<String>,

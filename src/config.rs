@@ -27,6 +27,9 @@ pub const POLL_SECS: (f64, f64) = (0.01, 3600.0);
 /// Bounds of `--step-deadline-hours`: a step may wait up to 30 days.
 pub const DEADLINE_HOURS: (f64, f64) = (0.001, 720.0);
 
+/// The most retries of one request.
+pub const MAX_RETRIES: u32 = 20;
+
 /// A flag or setting that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -78,13 +81,23 @@ pub struct RunConfig {
 impl RunConfig {
     pub fn from_global(g: &GlobalOpts) -> Result<Self, Error> {
         let secs = finite_in("--http-timeout", g.http_timeout, HTTP_TIMEOUT_SECS)?;
+        if g.retries > MAX_RETRIES {
+            return Err(flag(
+                "--retries",
+                g.retries,
+                format!("use 0 to {MAX_RETRIES}"),
+            ));
+        }
         Ok(Self {
             format: match g.output {
                 OutputFormat::Human => Format::Human,
                 OutputFormat::Json => Format::Json,
             },
             http_timeout: Duration::from_secs_f64(secs),
-            retry: RetryConfig::default(),
+            retry: RetryConfig {
+                max_retries: g.retries,
+                ..RetryConfig::default()
+            },
             state_dir: g.state_dir.clone(),
             identity_url: g.identity_url.clone(),
         })

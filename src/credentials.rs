@@ -62,11 +62,21 @@ impl Credentials {
             (None, Some(pw)) => Secret::Password(pw),
             (None, None) => return Err(Error::NoSecret),
         };
-        Ok(Self {
+        let creds = Self {
             username,
             secret,
             tenant: present("RAX_TENANT"),
-        })
+        };
+        creds.register_secret();
+        Ok(creds)
+    }
+
+    /// Registers the key or password with the scrubber ([`crate::secrets`]), so no output can
+    /// carry it even if a service echoes it.
+    pub fn register_secret(&self) {
+        match &self.secret {
+            Secret::ApiKey(s) | Secret::Password(s) => crate::secrets::register(s),
+        }
     }
 
     pub fn from_env() -> Result<Self, Error> {

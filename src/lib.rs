@@ -9,6 +9,7 @@
 //! - [`app`]: dispatches commands; the one place where errors become [`exit_code`]s and are
 //!   printed.
 //! - [`commands`]: one renderer per command.
+//! - [`secrets`]: the run's secrets and the scrubber every output passes through.
 //! - [`signals`]: Ctrl-C and SIGTERM as a cancellation token; [`fsutil`]: atomic private writes;
 //!   [`units`]: sizes and counts for people.
 //! - [`vhd`]: VHD parsing, validation and import-verdict prediction over any positioned-read source.
@@ -32,6 +33,7 @@ pub mod fsutil;
 pub mod http;
 pub mod migrate;
 pub mod progress;
+pub mod secrets;
 pub mod signals;
 pub mod sim;
 pub mod transfer;

@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| imgferry::secrets::ScrubbingStderr)
         .with_ansi(imgferry::progress::color_on_stderr())
         .init();
     let format = config::RunConfig::from_global(&cli.global)

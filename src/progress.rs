@@ -56,6 +56,9 @@ struct PlainState {
     next_tenth: u64,
     /// The destination region, for step labels ("copy to IAD").
     to: String,
+    /// The label of the step being shown, and the seconds spent in it so far: several states make
+    /// one user-visible step, which gets one heading and one "done" line.
+    current: Option<(String, f64)>,
 }
 
 struct TtyState {
@@ -81,6 +84,7 @@ impl Reporter {
             Format::Human => Mode::Plain(Mutex::new(PlainState {
                 next_tenth: 1,
                 to: String::new(),
+                current: None,
             })),
         };
         Self { mode }
@@ -99,8 +103,8 @@ impl Reporter {
     pub fn emit(&self, event: Event) {
         match &self.mode {
             Mode::Json(s) => json(&mut lock(s), &event),
-            Mode::Plain(s) => plain(&mut lock(s), &event),
-            Mode::Tty(s) => tty(&mut lock(s), &event),
+            Mode::Plain(s) => plain(&mut lock(s), &scrubbed(event)),
+            Mode::Tty(s) => tty(&mut lock(s), &scrubbed(event)),
         }
     }
 
@@ -113,6 +117,52 @@ impl Reporter {
                 let _ = lock(s).multi.println(line);
             }
         }
+    }
+}
+
+/// The event with the text a service may have written (and so may echo a secret in) scrubbed.
+fn scrubbed(event: Event) -> Event {
+    let clean = |s: String| crate::secrets::scrub(&s);
+    match event {
+        Event::Warning { message } => Event::Warning {
+            message: clean(message),
+        },
+        Event::Waiting { what, status } => Event::Waiting {
+            what: clean(what),
+            status: clean(status),
+        },
+        Event::StepStarted { step, detail } => Event::StepStarted {
+            step,
+            detail: clean(detail),
+        },
+        Event::Retry {
+            what,
+            attempt,
+            delay_ms,
+            reason,
+        } => Event::Retry {
+            what,
+            attempt,
+            delay_ms,
+            reason: clean(reason),
+        },
+        Event::Transfer {
+            detail:
+                transfer::Event::Retry {
+                    what,
+                    attempt,
+                    delay_ms,
+                    reason,
+                },
+        } => Event::Transfer {
+            detail: transfer::Event::Retry {
+                what,
+                attempt,
+                delay_ms,
+                reason: clean(reason),
+            },
+        },
+        other => other,
     }
 }
 
@@ -135,6 +185,7 @@ fn json(state: &mut JsonState, event: &Event) {
         state.last_progress = Some(now);
     }
     if let Ok(line) = serde_json::to_string(event) {
+        let line = crate::secrets::scrub(&line);
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
         let _ = out.flush();
@@ -158,17 +209,34 @@ fn plain(state: &mut PlainState, event: &Event) {
             );
         }
         Event::StepStarted { step, detail } => {
-            eprintln!("==> {}: {detail}", step.label(&state.to));
+            let label = step.label(&state.to);
+            if state.current.as_ref().is_some_and(|(l, _)| *l == label) {
+                eprintln!("    {detail}");
+            } else {
+                finish_label(state);
+                eprintln!("==> {label}: {detail}");
+                state.current = Some((label, 0.0));
+            }
         }
-        Event::StepFinished { step, seconds } => {
-            eprintln!("    {} done in {seconds:.1} s", step.label(&state.to));
+        Event::StepFinished { seconds, .. } => {
+            if let Some((_, total)) = &mut state.current {
+                *total += seconds;
+            }
         }
+        Event::Report { .. } | Event::Error { .. } => finish_label(state),
         Event::Waiting { what, status } => eprintln!("    {what}: {status}"),
         Event::Warning { message } => eprintln!("warning: {message}"),
         Event::Retry { .. } => eprintln!("    {}", retry_line(event).unwrap_or_default()),
         Event::Transfer { detail } => plain_transfer(state, detail),
         Event::Plan(plan) => print_plan(plan),
-        Event::State { .. } | Event::Report { .. } | Event::Error { .. } => {}
+        Event::State { .. } => {}
+    }
+}
+
+/// Closes the step being shown with its total time.
+fn finish_label(state: &mut PlainState) {
+    if let Some((label, seconds)) = state.current.take() {
+        eprintln!("    {label} done in {seconds:.1} s");
     }
 }
 

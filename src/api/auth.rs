@@ -55,6 +55,7 @@ impl Auth {
     /// A token that cannot be refreshed (the hidden `transfer` command takes tokens from the
     /// environment); a 401 is final.
     pub fn fixed(token: &str) -> Self {
+        crate::secrets::register(token);
         Self::build(
             Current {
                 token: token.to_string(),

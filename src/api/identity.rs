@@ -210,6 +210,7 @@ pub fn parse_session(text: &str) -> Result<Session, String> {
         .expires
         .as_deref()
         .and_then(parse_expiry);
+    crate::secrets::register(&parsed.access.token.id);
     Ok(Session {
         token: parsed.access.token.id,
         expires,

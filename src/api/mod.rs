@@ -36,6 +36,9 @@ pub enum Error {
         status: u16,
         message: String,
     },
+    /// Ctrl-C or SIGTERM arrived while an answer was being read.
+    #[error("interrupted while reading the answer of {url}")]
+    Interrupted { url: String },
     /// The endpoint cannot be used as configured (plain http to a remote host, say).
     #[error(transparent)]
     Endpoint(#[from] identity::CatalogError),
@@ -298,7 +301,11 @@ pub(crate) async fn read_or_retry(
 ) -> Result<Option<Fetched>, Error> {
     let url = crate::http::redact(resp.url().as_str());
     let status = resp.status().as_u16();
-    match read_body(resp, cap).await {
+    let interrupted = |url: String| Error::Interrupted { url };
+    let Some(read) = attempts.or_cancel(read_body(resp, cap)).await else {
+        return Err(interrupted(url));
+    };
+    match read {
         Ok(body) => Ok(Some(Fetched { url, status, body })),
         Err(BodyError::Cut(detail)) => {
             let Some(delay) = attempts.retry_after(crate::http::Decision::Retry(None)) else {
@@ -307,8 +314,10 @@ pub(crate) async fn read_or_retry(
             let attempt = attempts.made();
             tracing::info!(%url, attempt, delay_ms = delay.as_millis() as u64, %detail, "retrying");
             on_retry(attempt, delay, "answer cut short");
-            tokio::time::sleep(delay).await;
-            Ok(None)
+            match attempts.or_cancel(tokio::time::sleep(delay)).await {
+                Some(()) => Ok(None),
+                None => Err(interrupted(url)),
+            }
         }
         Err(BodyError::TooLarge(detail)) => Err(Error::Unexpected { url, detail }),
     }
@@ -339,6 +348,8 @@ impl Error {
         match self {
             Error::Unauthorized { .. } | Error::LoginRefused { .. } => Class::Auth,
             Error::Endpoint(_) => Class::Usage,
+            Error::Http(e) if e.is_cancelled() => Class::Interrupted,
+            Error::Interrupted { .. } => Class::Interrupted,
             _ => Class::Failed,
         }
     }

@@ -24,6 +24,8 @@ pub struct ObjectStore {
     auth: Auth,
     retry: RetryConfig,
     on_retry: RetryHook,
+    /// The client's read timeout, from which bulk requests' whole-request deadlines are sized.
+    read_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for ObjectStore {
@@ -89,7 +91,19 @@ impl ObjectStore {
             auth,
             retry,
             on_retry: http::no_hook(),
+            read_timeout: std::time::Duration::from_secs(120),
         }
+    }
+
+    /// Sizes bulk deadlines for a client whose read timeout is `read` (see
+    /// [`http::bulk_deadline`]).
+    pub fn with_read_timeout(mut self, read: std::time::Duration) -> Self {
+        self.read_timeout = read;
+        self
+    }
+
+    fn bulk_deadline(&self, len: u64) -> std::time::Duration {
+        http::bulk_deadline(self.read_timeout, len)
     }
 
     /// Reports retries to `hook`.
@@ -241,6 +255,7 @@ impl ObjectStore {
             .send(|t| {
                 self.req(reqwest::Method::GET, &url, t)
                     .header("Range", &range)
+                    .timeout(self.bulk_deadline(len))
             })
             .await?;
         match resp.status() {
@@ -322,6 +337,7 @@ impl ObjectStore {
                 self.req(reqwest::Method::PUT, &url, t)
                     .header("ETag", md5)
                     .header("Content-Length", body.len())
+                    .timeout(self.bulk_deadline(len))
                     .body(body.to_reqwest())
             })
             .await?;
@@ -351,6 +367,7 @@ impl ObjectStore {
             .req(reqwest::Method::PUT, &url, &self.auth.token())
             .header("ETag", md5)
             .header("Content-Length", len)
+            .timeout(self.bulk_deadline(len))
             .body(body)
             .send()
             .await

@@ -135,13 +135,18 @@ fn emit(format: Format, name: &str, result: Result<&Report, &migrate::Error>) {
                 let _ = writeln!(out, "{}", report.render_human(name));
             }
             // Part of this file's report; the command's own error comes once, at the end.
-            Err(error) => eprintln!("{name}: {}", crate::error_chain(error)),
+            Err(error) => eprintln!(
+                "{name}: {}",
+                crate::secrets::scrub(&crate::error_chain(error))
+            ),
         },
         Format::Json => {
             let line = FileResult {
                 file: name,
                 report: result.ok(),
-                error: result.err().map(|e| crate::error_chain(e)),
+                error: result
+                    .err()
+                    .map(|e| crate::secrets::scrub(&crate::error_chain(e))),
             };
             if let Ok(json) = serde_json::to_string(&line) {
                 println!("{json}");

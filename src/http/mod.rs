@@ -14,6 +14,22 @@ use std::time::Duration;
 pub use body::Body;
 pub use retry::{Attempts, Backoff, Decision, Idempotency, Outcome, RetryConfig, classify};
 
+/// The slowest average rate a bulk transfer (a segment GET or PUT) may have before it counts as
+/// timed out: a peer that dribbles a byte a second cannot hold a connection for ever.
+pub const MIN_BULK_RATE: u64 = 64 << 10;
+
+/// The whole-request deadline of an ordinary request (JSON, HEAD, listings): four read timeouts,
+/// plus what 1 MiB takes at [`MIN_BULK_RATE`]. Real answers are a few KiB.
+pub fn small_deadline(read: Duration) -> Duration {
+    read * 4 + Duration::from_secs((1 << 20) / MIN_BULK_RATE)
+}
+
+/// The whole-request deadline of a bulk request of `len` bytes: four read timeouts plus `len` at
+/// [`MIN_BULK_RATE`] (a 128 MiB segment: 8 minutes + 34 minutes with the default timeout).
+pub fn bulk_deadline(read: Duration, len: u64) -> Duration {
+    read * 4 + Duration::from_secs(len / MIN_BULK_RATE)
+}
+
 /// Builds the one client a run uses: rustls with certificate verification (there is no option to
 /// turn it off), connect and read timeouts, no redirects to other hosts.
 pub fn client() -> Result<reqwest::Client, reqwest::Error> {
@@ -21,12 +37,14 @@ pub fn client() -> Result<reqwest::Client, reqwest::Error> {
 }
 
 /// [`client`] with a different read timeout (the time allowed between bytes of an answer); the
-/// connect timeout is the smaller of it and 20 s.
+/// connect timeout is the smaller of it and 20 s, and every request must finish within
+/// [`small_deadline`] unless it sets its own ([`bulk_deadline`]).
 pub fn client_with_timeout(read: Duration) -> Result<reqwest::Client, reqwest::Error> {
     let read = read.max(Duration::from_millis(100));
     reqwest::Client::builder()
         .connect_timeout(read.min(Duration::from_secs(20)))
         .read_timeout(read)
+        .timeout(small_deadline(read))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("imgferry/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -55,6 +73,8 @@ pub enum Cause {
     Connect(String),
     Timeout,
     Body(String),
+    /// Ctrl-C or SIGTERM arrived while the request was in flight or waiting to be retried.
+    Cancelled,
 }
 
 impl std::fmt::Display for Cause {
@@ -64,7 +84,15 @@ impl std::fmt::Display for Cause {
             Self::Connect(e) => write!(f, "connection failed ({e})"),
             Self::Timeout => write!(f, "timed out"),
             Self::Body(e) => write!(f, "response body failed ({e})"),
+            Self::Cancelled => write!(f, "interrupted"),
         }
+    }
+}
+
+impl Error {
+    /// Whether the request stopped because the run was interrupted.
+    pub fn is_cancelled(&self) -> bool {
+        self.cause == Cause::Cancelled
     }
 }
 
@@ -114,13 +142,30 @@ pub async fn send_within(
             body: String::new(),
         })?;
         let (method, url) = (request.method().to_string(), redact(request.url().as_str()));
-        let tried = try_once(&client, request).await;
+        let cancelled = |attempts: &Attempts| Error {
+            method: method.clone(),
+            url: url.clone(),
+            attempts: attempt,
+            elapsed: attempts.elapsed(),
+            cause: Cause::Cancelled,
+            status: None,
+            body: String::new(),
+        };
+        let Some(tried) = attempts.or_cancel(try_once(&client, request)).await else {
+            return Err(cancelled(attempts));
+        };
         let decision = classify(&tried.outcome, kind);
         if let Some(delay) = attempts.retry_after(decision) {
             let why = tried.outcome.reason();
             tracing::info!(%method, %url, attempt, delay_ms = delay.as_millis() as u64, %why, "retrying");
             on_retry(attempt, delay, &why);
-            tokio::time::sleep(delay).await;
+            if attempts
+                .or_cancel(tokio::time::sleep(delay))
+                .await
+                .is_none()
+            {
+                return Err(cancelled(attempts));
+            }
             continue;
         }
         let (cause, status, body) = match (tried.result, decision) {

@@ -30,6 +30,8 @@ pub struct RetryConfig {
     /// Seed of the jitter. `None` (the default) draws a fresh random seed for every [`Backoff`];
     /// tests fix it so delays are repeatable.
     pub seed: Option<u64>,
+    /// Ctrl-C or SIGTERM: cancels a request in flight and any backoff wait at once.
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl Default for RetryConfig {
@@ -40,6 +42,7 @@ impl Default for RetryConfig {
             base: Duration::from_millis(200),
             max: Duration::from_secs(30),
             seed: None,
+            cancel: None,
         }
     }
 }
@@ -202,6 +205,7 @@ impl Backoff {
 /// The retry budget of one logical request: attempts made, when it started, and its backoff.
 #[derive(Debug)]
 pub struct Attempts {
+    cancel: Option<tokio_util::sync::CancellationToken>,
     max_retries: u32,
     retry_timeout: Duration,
     backoff: Backoff,
@@ -212,6 +216,7 @@ pub struct Attempts {
 impl Attempts {
     pub fn new(cfg: &RetryConfig) -> Self {
         Self {
+            cancel: cfg.cancel.clone(),
             max_retries: cfg.max_retries,
             retry_timeout: cfg.retry_timeout,
             backoff: Backoff::new(cfg),
@@ -224,6 +229,17 @@ impl Attempts {
     pub fn start(&mut self) -> u32 {
         self.made += 1;
         self.made
+    }
+
+    /// Runs `fut` unless the run is cancelled first; `None` when it was.
+    pub async fn or_cancel<T>(&self, fut: impl std::future::Future<Output = T>) -> Option<T> {
+        match &self.cancel {
+            Some(c) => tokio::select! {
+                v = fut => Some(v),
+                () = c.cancelled() => None,
+            },
+            None => Some(fut.await),
+        }
     }
 
     pub fn made(&self) -> u32 {

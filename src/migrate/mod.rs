@@ -176,6 +176,7 @@ impl RegionApi {
         auth: &Auth,
         region: &str,
         retry: &RetryConfig,
+        read_timeout: std::time::Duration,
         events: &Sink,
     ) -> Result<Self, Error> {
         let service = |kind: &str, what: &'static str| -> Result<JsonService, Error> {
@@ -187,7 +188,8 @@ impl RegionApi {
         };
         let files_url = login.endpoint("object-store", region)?;
         let files = ObjectStore::new(http.clone(), &files_url, auth.clone(), retry.clone())
-            .with_retry_hook(event::retry_hook(events, "Cloud Files request"));
+            .with_retry_hook(event::retry_hook(events, "Cloud Files request"))
+            .with_read_timeout(read_timeout);
         Ok(Self {
             name: region.to_uppercase(),
             compute: Compute::new(service("compute", "Cloud Servers request")?),
@@ -241,7 +243,7 @@ pub async fn drive(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     if let Err(e) = &result {
         m.failure = Some(state::Failure {
             at: m.step,
-            error: crate::error_chain(e),
+            error: crate::secrets::scrub(&crate::error_chain(e)),
             resumable: e.resumable(),
             exit_code: e.exit_code(),
         });

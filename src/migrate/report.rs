@@ -142,11 +142,16 @@ impl Report {
             line("moved", format!("{} in {}", size(b), count(s, "segment")));
         }
         self.render_verdict(&mut line);
-        let steps: Vec<String> = self
-            .timings
-            .iter()
-            .map(|t| format!("{} {:.1}s", t.step, t.seconds))
-            .collect();
+        // Several states make one documented step; time is shown per step, in order.
+        let mut steps: Vec<(String, f64)> = Vec::new();
+        for t in &self.timings {
+            let label = t.step.label(&self.to);
+            match steps.iter_mut().find(|(l, _)| *l == label) {
+                Some((_, s)) => *s += t.seconds,
+                None => steps.push((label, t.seconds)),
+            }
+        }
+        let steps: Vec<String> = steps.iter().map(|(l, s)| format!("{l} {s:.1}s")).collect();
         line(
             "time",
             format!("{:.1} s ({})", self.total_seconds, steps.join(", ")),

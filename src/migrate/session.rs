@@ -44,12 +44,15 @@ pub struct Finished {
 
 impl Session {
     pub fn new(
-        link: Link,
+        mut link: Link,
         creds: Credentials,
         store: Store,
         events: Sink,
         cancel: CancellationToken,
     ) -> Result<Self, Error> {
+        creds.register_secret();
+        // Every request and every backoff wait of this session stops when the run is cancelled.
+        link.retry.cancel = Some(cancel.clone());
         let http = crate::http::client_with_timeout(link.http_timeout).map_err(Error::Client)?;
         Ok(Self {
             link,
@@ -75,8 +78,17 @@ impl Session {
         identity::check_transport(identity_url)?;
         let (auth, login) =
             Auth::login(&self.http, identity_url, self.creds.clone(), retry).await?;
-        let region =
-            |name: &str| RegionApi::resolve(&self.http, &login, &auth, name, retry, &self.events);
+        let region = |name: &str| {
+            RegionApi::resolve(
+                &self.http,
+                &login,
+                &auth,
+                name,
+                retry,
+                *http_timeout,
+                &self.events,
+            )
+        };
         let src = match &plan.from {
             Some(r) if !matches!(plan.entry, Entry::Vhd { .. }) => Some(region(r)?),
             _ => None,
@@ -188,8 +200,17 @@ pub async fn connect_region(
     region: &str,
     events: &Sink,
 ) -> Result<RegionApi, Error> {
+    creds.register_secret();
     let http = crate::http::client_with_timeout(link.http_timeout).map_err(Error::Client)?;
     identity::check_transport(&link.identity_url)?;
     let (auth, login) = Auth::login(&http, &link.identity_url, creds, &link.retry).await?;
-    RegionApi::resolve(&http, &login, &auth, region, &link.retry, events)
+    RegionApi::resolve(
+        &http,
+        &login,
+        &auth,
+        region,
+        &link.retry,
+        link.http_timeout,
+        events,
+    )
 }

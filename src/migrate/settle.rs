@@ -59,6 +59,7 @@ pub(super) fn ambiguous(e: &crate::api::Error) -> bool {
         | crate::api::Error::Conflict { .. }
         | crate::api::Error::Unauthorized { .. }
         | crate::api::Error::LoginRefused { .. }
+        | crate::api::Error::Interrupted { .. }
         | crate::api::Error::Endpoint(_) => false,
     }
 }

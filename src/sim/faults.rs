@@ -62,6 +62,9 @@ pub enum Action {
     /// Leave out of a JSON container listing every entry whose name contains this: a listing that
     /// lags behind the objects (Cloud Files listings are eventually consistent).
     DropListingEntry { name_contains: String },
+    /// Answer with this status and a body that echoes the request: its headers (the token among
+    /// them) and its body (credentials, for a login). What a careless proxy or service does.
+    Echo { status: u16 },
 }
 
 /// One fault rule.

@@ -51,6 +51,7 @@ pub(super) async fn apply_faults(
             faults::Action::Delay { ms } => {
                 tokio::time::sleep(std::time::Duration::from_millis(*ms)).await
             }
+            faults::Action::Echo { status } => return echo(*status, req).await,
             faults::Action::ExpireTokens => shared.tokens.expire_all(),
             faults::Action::FailImport { code } => shared.faults.fail_next_import(*code),
             _ => {}
@@ -80,4 +81,33 @@ pub(super) async fn apply_faults(
     }
     let resp = faults::drop_listing_entries(resp, &actions).await;
     faults::shape_body(resp, &actions, link)
+}
+
+/// The answer of [`faults::Action::Echo`]: the request's headers and (at most 64 KiB of) body in
+/// a JSON fault message.
+async fn echo(status: u16, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let headers: Vec<String> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
+        .collect();
+    let body = axum::body::to_bytes(body, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let message = format!(
+        "bad request {} {} headers [{}] body {}",
+        parts.method,
+        parts.uri,
+        headers.join("; "),
+        String::from_utf8_lossy(&body)
+    );
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    (
+        status,
+        axum::Json(
+            serde_json::json!({"badRequest": {"code": status.as_u16(), "message": message}}),
+        ),
+    )
+        .into_response()
 }

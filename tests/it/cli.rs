@@ -446,3 +446,27 @@ async fn validate_remote_reads_an_object_by_ranges() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("available: DFW, IAD"));
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_definitions() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_imgferry"))
+            .args(args)
+            .output()
+            .expect("run imgferry");
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for shell in ["bash", "zsh", "fish"] {
+        let script = run(&["completions", shell]);
+        assert!(script.contains("imgferry"), "{shell}: {script}");
+        assert!(script.contains("migrate"), "{shell}");
+        assert!(script.contains("--poll-interval"), "{shell}");
+    }
+    let man = run(&["man"]);
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH imgferry"),
+        "{man}"
+    );
+    assert!(man.contains("resume"), "{man}");
+}

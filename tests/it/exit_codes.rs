@@ -91,3 +91,13 @@ fn remote_validation_without_its_arguments_says_what_is_missing() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--remote"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_carry_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let w = World::start(seeded()).await;
+    // Trace level: the HTTP stack logs every connection, so there is plenty to colour.
+    let args = ["-vvv", "validate", "--remote", "DFW", "exports/x.vhd"];
+    let (_, stderr) = code_of(&w, &args, &[("RUST_LOG", Some("trace"))]).await;
+    assert!(stderr.lines().count() > 5, "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}

@@ -214,3 +214,27 @@ fn the_matrix_covers_every_phase_and_fault() {
         assert!(cases.iter().any(|c| c.0 == fault), "{fault}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_of_the_json_services_are_reported_to_the_user() {
+    let w = World::start(seeded()).await;
+    // Three 503s while the export task is polled: Cloud Images' retries must reach the output.
+    let burst = Phase::ExportPolling.rule(
+        Action::Fail {
+            status: 503,
+            retry_after_secs: None,
+        },
+        3,
+    );
+    w.sim.set_faults(Plan::with_rules(vec![burst]));
+    let server = w.server();
+    let run = w.migrate(&["--server", &server]).await;
+    assert_eq!(run.code, 0, "{}", run.error());
+    let retries: Vec<_> = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "retry" && e["what"] == "Cloud Images request")
+        .collect();
+    assert_eq!(retries.len(), 3, "{:#?}", run.events);
+    assert_eq!(retries[0]["reason"], "HTTP 503");
+}

@@ -518,3 +518,24 @@ async fn answers_lost_after_the_service_acted_are_settled_by_lookup_not_a_second
                 .contains("may have succeeded")
     }));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_is_named_after_the_server_and_the_report_says_each_thing_once() {
+    let w = World::start(seeded()).await;
+    let server = w.server();
+    let args = World::migrate_args(&["--server", &server]);
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        w.command_as("human", &args).output(),
+    )
+    .await
+    .expect("finishes")
+    .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    // Named after the server's name, not its id.
+    assert!(stdout.contains("(web-1 from DFW (imgferry))"), "{stdout}");
+    // The source server is the "source" line; it is not repeated as "source server".
+    assert_eq!(stdout.matches(&server).count(), 1, "{stdout}");
+    assert!(!stdout.contains(" 1 segments"), "{stdout}");
+}

@@ -684,3 +684,53 @@ async fn transfers_to_real_swift() {
     assert_eq!(w.download_dest("from-swift.vhd").await, bytes);
     assert_eq!((out.sha256, out.md5), digests(&bytes));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spill_files_and_their_directory_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::new(24 * MIB, 2 * MIB).await;
+    let (name, bytes) = w.export().await;
+    // Hold every segment upload for a while, so spill files exist long enough to be looked at.
+    w.sim.set_faults(Plan::with_rules(vec![
+        Rule::new(Service::Files, "PUT", Action::Delay { ms: 1500 })
+            .in_region("IAD")
+            .path(".segments/")
+            .firing(1, 3),
+    ]));
+    let mut state = w.plan(&name, "web.vhd", 128 * MIB).await;
+    let spill_dir = w.opts(2).work_dir;
+    let run = {
+        let (src, dest, opts) = (w.src.clone(), w.dest("web.vhd"), w.opts(2));
+        tokio::spawn(async move {
+            transfer::run(
+                SourceAccess::Store(src),
+                dest,
+                &mut state,
+                opts,
+                collect_events().0,
+                &mut no_persist(),
+            )
+            .await
+        })
+    };
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.is_empty() && Instant::now() < deadline {
+        if let Ok(entries) = std::fs::read_dir(&spill_dir) {
+            for e in entries.flatten() {
+                if let Ok(meta) = e.metadata() {
+                    seen.push((e.file_name(), meta.permissions().mode() & 0o777));
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!seen.is_empty(), "no spill file appeared");
+    for (file, mode) in &seen {
+        assert_eq!(*mode, 0o600, "{file:?} is readable by others: {mode:o}");
+    }
+    let dir_mode = std::fs::metadata(&spill_dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(dir_mode, 0o700, "the spill directory is {dir_mode:o}");
+    run.await.unwrap().unwrap();
+    assert_eq!(w.download_dest("web.vhd").await, bytes);
+}

@@ -1,0 +1,286 @@
+//! Hardening (issue 11): each test here failed on the code before its fix. Hostile peers are
+//! small loopback servers (`Peer`) or simulator faults: a service that never answers, one that
+//! dribbles a byte a second, services that echo the credentials or the token back.
+
+use std::time::{Duration, Instant};
+
+use imgferry::sim::{Account, Action, Plan, Rule, Service, SimConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::{World, seeded, signal};
+
+const KEY: &str = "ECHOEDKEY0000imgferry0000scrub0000check";
+
+/// Every file under `dir`, as text.
+fn files_under(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned();
+            out.push((p.display().to_string(), text));
+        }
+    }
+    out
+}
+
+/// A loopback peer that reads each request's head and then does `answer` with the connection.
+async fn peer<F, Fut>(answer: F) -> String
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answer = std::sync::Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = std::sync::Arc::clone(&answer);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 << 10];
+                let _ = stream.read(&mut buf).await;
+                answer(stream).await;
+            });
+        }
+    });
+    format!("http://{addr}/v2.0")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dribbling_peer_cannot_keep_imgferry_running() {
+    // Headers at once, then one byte a second of a body that claims 100 kB.
+    let url = peer(|mut s| async move {
+        let head =
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n";
+        let _ = s.write_all(head.as_bytes()).await;
+        for _ in 0..600 {
+            if s.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })
+    .await;
+    let w = World::start(seeded()).await;
+    let started = Instant::now();
+    let mut c = w.command_as(
+        "human",
+        &[
+            "--http-timeout",
+            "1",
+            "--retries",
+            "1",
+            "validate",
+            "--remote",
+            "DFW",
+            "c/o.vhd",
+        ],
+    );
+    c.env("RAX_IDENTITY_URL", &url);
+    let out = tokio::time::timeout(Duration::from_secs(60), c.output())
+        .await
+        .expect("imgferry gave up on the dribbling peer by itself")
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("timed out"), "{stderr}");
+    // Two attempts, each bounded by the whole-request deadline (4 × 1 s + 4 s), plus a backoff.
+    assert!(took < Duration::from_secs(25), "took {took:?}");
+    eprintln!("dribbling peer: failed after {took:?} (exit 1)");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_ends_a_stalled_request_within_two_seconds_saves_and_resumes() {
+    let w = World::start(seeded()).await;
+    // The export task's status never comes back (the read timeout is 10 minutes).
+    w.sim.set_faults(Plan::with_rules(vec![
+        Rule::new(Service::Images, "GET", Action::Delay { ms: 600_000 })
+            .in_region("DFW")
+            .path("/tasks/")
+            .firing(1, 1),
+    ]));
+    let server = w.server();
+    let args = World::migrate_args(&["--server", &server, "--http-timeout", "600"]);
+    let mut child = w.command(&args).spawn().unwrap();
+    // Wait until the export task exists, then a little longer: its first status GET is stalled.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while w.created("export_task") == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = child.id().unwrap();
+    let sent = Instant::now();
+    signal(pid, "INT");
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits after Ctrl-C")
+        .unwrap();
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(4));
+    assert!(took <= Duration::from_secs(2), "exit took {took:?}");
+    eprintln!("Ctrl-C against a stalled peer: exit 4 after {took:?}");
+    w.sim.set_faults(Plan::default());
+    let ids: Vec<String> = std::fs::read_dir(w.state.path())
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    let resumed = w.resume(&ids[0]).await;
+    assert_eq!(resumed.code, 0, "{}", resumed.error());
+    assert_eq!(w.created("export_task"), 1, "no second export");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echoed_credentials_and_tokens_are_never_printed_logged_or_saved() {
+    let config = SimConfig {
+        account: Account {
+            username: "echo".into(),
+            api_key: KEY.into(),
+            password: "unused-password".into(),
+        },
+        ..seeded()
+    };
+    for (name, rules) in [
+        (
+            "identity echoes the login body on re-login",
+            vec![
+                // The createImage POST finds its token expired; the re-login is echoed back.
+                Rule::new(Service::Compute, "POST", Action::ExpireTokens)
+                    .in_region("DFW")
+                    .path("/action")
+                    .firing(1, 1),
+                Rule::new(Service::Identity, "POST", Action::Echo { status: 401 }).firing(2, 1),
+            ],
+        ),
+        (
+            "a service echoes the token in a 400",
+            vec![
+                Rule::new(Service::Compute, "POST", Action::Echo { status: 400 })
+                    .in_region("DFW")
+                    .path("/action")
+                    .firing(1, 1),
+            ],
+        ),
+    ] {
+        let w = World::start(config.clone()).await;
+        let server = w.server();
+        let mut texts = Vec::new();
+        for output in ["human", "json"] {
+            w.sim.set_faults(Plan::with_rules(rules.clone()));
+            let args = World::migrate_args(&["--server", &server, "-vvv"]);
+            let mut c = w.command_as(output, &args);
+            c.env("RUST_LOG", "trace")
+                .env("RAX_USERNAME", "echo")
+                .env("RAX_API_KEY", KEY);
+            let out = c.output().await.unwrap();
+            assert_ne!(
+                out.status.code(),
+                Some(0),
+                "{name}: the fault stops the run"
+            );
+            texts.push((
+                "stdout".to_string(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            ));
+            texts.push((
+                "stderr".to_string(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ));
+        }
+        texts.extend(files_under(w.state.path()));
+        let tokens = w.sim.issued_tokens();
+        assert!(!tokens.is_empty());
+        for (place, text) in &texts {
+            assert!(
+                !text.contains(KEY),
+                "{name}: the API key is in {place}:\n{text}"
+            );
+            for t in &tokens {
+                assert!(
+                    !text.contains(t.as_str()),
+                    "{name}: a token is in {place}:\n{text}"
+                );
+            }
+        }
+        // The echo did arrive and was scrubbed, not lost.
+        assert!(
+            texts.iter().any(|(_, t)| t.contains("<redacted>")),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_finite_numbers_never_reach_a_state_file() {
+    let w = World::start(seeded()).await;
+    let server = w.server();
+    for bad in [
+        vec!["--poll-interval", "NaN"],
+        vec!["--poll-interval", "inf"],
+        vec!["--poll-interval", "0"],
+        vec!["--step-deadline-hours", "NaN"],
+        vec!["--http-timeout", "NaN"],
+    ] {
+        let mut args = vec![
+            "migrate", "--from", "DFW", "--to", "IAD", "--server", &server,
+        ];
+        args.extend(bad.iter().copied());
+        let out = w.command_as("human", &args).output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.contains(bad[0]), "{bad:?} names the flag: {stderr}");
+    }
+    assert_eq!(
+        std::fs::read_dir(w.state.path()).unwrap().count(),
+        0,
+        "no state file"
+    );
+    // A healthy migration stays readable when its resume is given a bad interval.
+    let run = w.migrate(&["--server", &server]).await;
+    let id = run.id();
+    for bad in ["NaN", "inf", "-1"] {
+        let out = w
+            .command_as("human", &["resume", &id, "--poll-interval", bad])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "resume --poll-interval {bad}");
+        let status = w
+            .command_as("human", &["status", &id])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(
+            status.status.code(),
+            Some(0),
+            "the state file still reads back"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_region_on_both_sides_is_refused() {
+    let w = World::start(seeded()).await;
+    let server = w.server();
+    let out = w
+        .command_as(
+            "human",
+            &[
+                "migrate", "--from", "DFW", "--to", "dfw", "--server", &server,
+            ],
+        )
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("same region"));
+}

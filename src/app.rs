@@ -8,7 +8,7 @@ use std::io::Write;
 
 use crate::cli::{Cli, Command, SimCommand};
 use crate::commands;
-use crate::config::RunConfig;
+use crate::config::{self, RunConfig};
 use crate::exit_code::Class;
 use crate::migrate;
 use crate::progress::Format;
@@ -22,8 +22,14 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Validate(args) => commands::validate::run(&args, &cfg).await,
         Command::Transfer(args) => commands::transfer::run(&args, &cfg).await,
         Command::Migrate(args) => commands::migrate::run_migrate(&args, &cfg).await,
-        Command::Resume { id, poll_interval } => {
-            commands::migrate::run_resume(&id, poll_interval, &cfg).await
+        Command::Resume {
+            id,
+            poll_interval,
+            concurrency,
+            segment_size,
+        } => {
+            let changes = config::resume_changes(poll_interval, concurrency, segment_size)?;
+            commands::migrate::run_resume(&id, changes, &cfg).await
         }
         Command::Status { id } => commands::status::run(id.as_deref(), &cfg),
         Command::Demo(args) => commands::demo::run(&args, &cfg).await,

@@ -72,6 +72,12 @@ pub enum Command {
         /// Seconds between status checks, overriding the saved plan's intervals.
         #[arg(long, value_name = "SECS")]
         poll_interval: Option<f64>,
+        /// Segments transferred in parallel from now on (fewer need less free disk).
+        #[arg(long, value_name = "N")]
+        concurrency: Option<usize>,
+        /// Segment size for plain objects and local files, when the transfer has not started yet.
+        #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+        segment_size: Option<u64>,
     },
     /// Show one migration in detail, or a table of all known ones.
     Status {
@@ -139,6 +145,10 @@ pub struct MigrateArgs {
     /// Print the plan and create nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Start a new migration even though an unfinished one of the same source and route exists
+    /// (without it, imgferry refuses and names the one to resume).
+    #[arg(long)]
+    pub new: bool,
     /// Seconds between status checks of servers, images and tasks [default: 10 for servers and
     /// images, 30 for tasks, as Rackspace asks]. Shorter intervals suit the simulator.
     #[arg(long, value_name = "SECS")]

@@ -130,6 +130,8 @@ pub struct MigrateRequest {
     /// `--name`; without it the session names the image after its source.
     pub name: Option<String>,
     pub dry_run: bool,
+    /// `--new`: start even when an unfinished migration of the same source and route exists.
+    pub new: bool,
 }
 
 /// Checks `migrate`'s flags and builds the plan.
@@ -173,6 +175,20 @@ pub fn migrate_request(args: &MigrateArgs) -> Result<MigrateRequest, Error> {
         plan,
         name: args.name.clone(),
         dry_run: args.dry_run,
+        new: args.new,
+    })
+}
+
+/// What `resume` may change in a saved plan.
+pub fn resume_changes(
+    poll: Option<f64>,
+    concurrency: Option<usize>,
+    segment: Option<u64>,
+) -> Result<crate::migrate::session::Changes, Error> {
+    Ok(crate::migrate::session::Changes {
+        poll_secs: poll_interval(poll)?,
+        concurrency: concurrency.map(self::concurrency).transpose()?,
+        segment_size: segment.map(segment_size).transpose()?,
     })
 }
 

@@ -27,18 +27,24 @@ pub async fn run_migrate(
             Outcome::Done
         });
     }
+    if !request.new {
+        session.refuse_duplicate(&request.plan)?;
+    }
     let finished = session.start(request.plan, request.name).await?;
     render(&reporter, cfg.format, finished)
 }
 
 /// `imgferry resume ID`.
-pub async fn run_resume(id: &str, poll: Option<f64>, cfg: &RunConfig) -> Result<Outcome, Error> {
-    let poll = config::poll_interval(poll)?;
+pub async fn run_resume(
+    id: &str,
+    changes: crate::migrate::session::Changes,
+    cfg: &RunConfig,
+) -> Result<Outcome, Error> {
     let store = cfg.store()?;
     let saved = store.load(id)?;
     let reporter = Arc::new(Reporter::new(cfg.format));
     let session = session(cfg, Some(&saved.identity_url), store, &reporter)?;
-    let finished = session.resume(id, poll).await?;
+    let finished = session.resume(id, changes).await?;
     render(&reporter, cfg.format, finished)
 }
 

@@ -109,6 +109,16 @@ pub enum Error {
     },
     #[error("cannot set up the HTTP client")]
     Client(#[source] reqwest::Error),
+    #[error(
+        "not enough free space in {dir} for the transfer: it needs {needed} (the segments in \
+         flight) and {available} is free; free some space, or resume with a lower --concurrency \
+         or --segment-size"
+    )]
+    NoSpace {
+        dir: String,
+        needed: String,
+        available: String,
+    },
     #[error("interrupted")]
     Interrupted,
 }

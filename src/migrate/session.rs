@@ -36,6 +36,55 @@ pub struct Session {
     cancel: CancellationToken,
 }
 
+/// What a resumed run may change in the saved plan.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    /// Seconds between status checks of servers, images and tasks.
+    pub poll_secs: Option<f64>,
+    pub concurrency: Option<usize>,
+    /// Only before any piece is transferred: the pieces are planned with it.
+    pub segment_size: Option<u64>,
+}
+
+impl Changes {
+    fn apply(&self, m: &mut Migration) -> Result<(), Error> {
+        if let Some(p) = self.poll_secs {
+            m.plan.polling.server_secs = p;
+            m.plan.polling.task_secs = p;
+        }
+        if let Some(n) = self.concurrency {
+            m.plan.concurrency = n;
+        }
+        let Some(size) = self.segment_size else {
+            return Ok(());
+        };
+        match m.facts.transfer.take() {
+            Some(t) if t.hashed > 0 || t.uploaded_bytes() > 0 => {
+                m.facts.transfer = Some(t);
+                return Err(Error::Usage(format!(
+                    "migration {} has started its transfer in pieces of {}; --segment-size can \
+                     only change before that (lower --concurrency instead)",
+                    m.id,
+                    crate::units::size(m.plan.segment_size)
+                )));
+            }
+            Some(t) => {
+                let fresh = crate::transfer::TransferState::new(
+                    t.source,
+                    &t.dest_container,
+                    &t.dest_name,
+                    size,
+                )
+                .map_err(crate::transfer::Error::from)?;
+                m.facts.transfer = Some(fresh);
+            }
+            None => {}
+        }
+        m.plan.segment_size = size;
+        Ok(())
+    }
+}
+
 /// The end of a run: the saved migration and, on success, its report.
 pub struct Finished {
     pub migration: Migration,
@@ -104,6 +153,33 @@ impl Session {
         })
     }
 
+    /// Refuses a second migration of the same source and route while one is unfinished (a
+    /// re-run from shell history, cron or a CI retry would otherwise image and export again and
+    /// orphan the first). A migration that stopped for good does not count.
+    pub fn refuse_duplicate(&self, plan: &Plan) -> Result<(), Error> {
+        let (all, _) = self.store.list();
+        let same = all.iter().find(|m| {
+            m.step != Step::Done
+                && m.failure.as_ref().is_none_or(|f| f.resumable)
+                && m.plan.entry == plan.entry
+                && m.plan.from == plan.from
+                && m.plan.to == plan.to
+        });
+        match same {
+            Some(m) => Err(Error::Usage(format!(
+                "migration {} already moves {} from {} to {} and is not finished (at {}); \
+                 continue it with `imgferry resume {}`, or pass --new to start another",
+                m.id,
+                m.plan.entry.describe(),
+                m.plan.from.as_deref().unwrap_or("a local file"),
+                m.plan.to,
+                m.step,
+                m.id
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Starts a new migration with `plan`. Without a `name`, the imported image is named after its
     /// source ([`super::preflight::default_name`]).
     pub async fn start(&self, mut plan: Plan, name: Option<String>) -> Result<Finished, Error> {
@@ -118,8 +194,8 @@ impl Session {
         Ok(self.run(&ctx, &mut m, false).await)
     }
 
-    /// Continues migration `id`; `poll` overrides the saved polling intervals.
-    pub async fn resume(&self, id: &str, poll: Option<f64>) -> Result<Finished, Error> {
+    /// Continues migration `id`, with `changes` made to its saved plan.
+    pub async fn resume(&self, id: &str, changes: Changes) -> Result<Finished, Error> {
         let _lock = self.store.lock(id)?;
         let mut m = self.store.load(id)?;
         if m.step == Step::Done {
@@ -137,10 +213,7 @@ impl Session {
                 f.at, f.error
             )));
         }
-        if let Some(p) = poll {
-            m.plan.polling.server_secs = p;
-            m.plan.polling.task_secs = p;
-        }
+        changes.apply(&mut m)?;
         let ctx = self.connect(&m.plan).await?;
         Ok(self.run(&ctx, &mut m, true).await)
     }

@@ -373,6 +373,12 @@ async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         name: state.dest_name.clone(),
     };
     let work_dir = ctx.store.work_dir(&m.id);
+    // Spill files of an earlier run are never reused (pieces are fetched again); removing them
+    // first is what lets a run that filled the disk be resumed.
+    let _ = tokio::fs::remove_dir_all(&work_dir).await;
+    if matches!(access, transfer::SourceAccess::Store(_)) {
+        check_free_space(ctx.store.dir(), state.spill_budget(m.plan.concurrency))?;
+    }
     let opts = transfer::Options {
         concurrency: m.plan.concurrency.max(1),
         work_dir: work_dir.clone(),
@@ -399,15 +405,33 @@ async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         () = ctx.cancel.cancelled() => None,
     };
     m.facts.transfer = Some(state);
+    // On every way out: spill files hold nothing the state needs, and left behind after a full
+    // disk they would keep it full.
+    let _ = tokio::fs::remove_dir_all(&work_dir).await;
     match outcome {
         None => Err(Error::Interrupted),
         Some(r) => {
             r?;
-            let _ = tokio::fs::remove_dir_all(&work_dir).await;
             m.step = Step::Uploaded;
             Ok(())
         }
     }
+}
+
+/// Refuses to start a transfer whose spill files cannot fit in `dir`'s file system.
+fn check_free_space(dir: &std::path::Path, needed: u64) -> Result<(), Error> {
+    let Ok(available) = crate::fsutil::available_bytes(dir) else {
+        // Not knowing is not a reason to refuse; a full disk is then reported when it happens.
+        return Ok(());
+    };
+    if available < needed {
+        return Err(Error::NoSpace {
+            dir: dir.display().to_string(),
+            needed: crate::units::size(needed),
+            available: crate::units::size(available),
+        });
+    }
+    Ok(())
 }
 
 fn uploaded(m: &mut Migration) {

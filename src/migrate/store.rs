@@ -66,6 +66,14 @@ pub enum Error {
     },
     #[error("cannot serialise the migration state")]
     Serialise(#[source] serde_json::Error),
+    #[error(
+        "refusing to save {path}: the new state would not read back (the previous state is intact)"
+    )]
+    WouldNotReadBack {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl Error {
@@ -111,14 +119,14 @@ impl Store {
             path: dir.display().to_string(),
             source,
         };
-        let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            builder.mode(0o700);
+        // The state files list the remote resources; the work directories hold the customer's
+        // disk. Neither is anyone else's business.
+        if let Some(old) = crate::fsutil::private_dir(dir).map_err(err)? {
+            tracing::warn!(
+                "the state directory {} was readable by other users (mode {old:o}); tightened to 700",
+                dir.display()
+            );
         }
-        builder.create(dir).map_err(err)?;
         Ok(Self {
             dir: dir.to_path_buf(),
         })
@@ -167,8 +175,19 @@ impl Store {
 
     /// Writes `m` atomically with mode 0600. Blocking: async code calls [`Store::persist`].
     pub fn save(&self, m: &Migration) -> Result<(), Error> {
-        let json = serde_json::to_vec_pretty(m).map_err(Error::Serialise)?;
+        let json = self.serialise(m)?;
         self.write(&m.id, &json)
+    }
+
+    /// The file's bytes, checked to read back: a value JSON cannot carry (a NaN becomes `null`)
+    /// must never replace a good file with one the loader refuses.
+    fn serialise(&self, m: &Migration) -> Result<Vec<u8>, Error> {
+        let json = serde_json::to_vec_pretty(m).map_err(Error::Serialise)?;
+        serde_json::from_slice::<Migration>(&json).map_err(|source| Error::WouldNotReadBack {
+            path: self.path(&m.id).display().to_string(),
+            source,
+        })?;
+        Ok(json)
     }
 
     fn write(&self, id: &str, json: &[u8]) -> Result<(), Error> {
@@ -182,7 +201,7 @@ impl Store {
     /// [`Store::save`] for async code: the record is serialised here and the file and directory
     /// fsyncs run on the blocking pool, never on a runtime worker (STYLE §6).
     pub async fn persist(&self, m: &Migration) -> Result<(), Error> {
-        let json = serde_json::to_vec_pretty(m).map_err(Error::Serialise)?;
+        let json = self.serialise(m)?;
         let (store, id) = (self.clone(), m.id.clone());
         match tokio::task::spawn_blocking(move || store.write(&id, &json)).await {
             Ok(r) => r,
@@ -320,6 +339,20 @@ mod tests {
         let (ok, bad) = store.list();
         assert!(ok.is_empty());
         assert_eq!(bad.len(), 2);
+    }
+
+    #[test]
+    fn a_state_that_would_not_read_back_is_never_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut m = migration("m-nan");
+        store.save(&m).unwrap();
+        m.plan.polling.server_secs = f64::NAN;
+        assert!(matches!(
+            store.save(&m),
+            Err(Error::WouldNotReadBack { .. })
+        ));
+        assert!(store.load("m-nan").is_ok(), "the previous state is intact");
     }
 
     #[test]

@@ -178,6 +178,14 @@ impl TransferState {
         self.manifest_etag.is_some()
     }
 
+    /// The most local disk the spill files of a run with `concurrency` pieces in flight can take:
+    /// `concurrency + 1` of the largest pieces (the in-order hasher's window), at most the image.
+    pub fn spill_budget(&self, concurrency: usize) -> u64 {
+        let largest = self.pieces.iter().map(|p| p.len).max().unwrap_or(0);
+        let window = u64::try_from(concurrency.max(1) + 1).unwrap_or(u64::MAX);
+        largest.saturating_mul(window).min(self.source.len)
+    }
+
     /// Bytes of pieces that are uploaded.
     pub fn uploaded_bytes(&self) -> u64 {
         self.pieces

@@ -309,7 +309,7 @@ async fn download(
         .await?;
     // Buffered: tokio's File hands every write to the blocking pool, so small network chunks are
     // gathered into 1 MiB writes first.
-    let file = tokio::fs::File::create(spill)
+    let file = crate::fsutil::private_file(spill)
         .await
         .map_err(|e| spill_error(spill, "cannot create the spill file", e))?;
     let mut out = SpillWriter {

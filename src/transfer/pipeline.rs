@@ -42,8 +42,10 @@ pub async fn run(
             md5: md5.clone(),
         });
     }
-    tokio::fs::create_dir_all(&opts.work_dir)
+    let dir = opts.work_dir.clone();
+    tokio::task::spawn_blocking(move || crate::fsutil::private_dir(&dir))
         .await
+        .map_err(Error::Task)?
         .map_err(|source| Error::Io {
             what: "cannot create the work directory",
             path: opts.work_dir.display().to_string(),

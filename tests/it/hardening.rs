@@ -176,7 +176,7 @@ async fn echoed_credentials_and_tokens_are_never_printed_logged_or_saved() {
         let mut texts = Vec::new();
         for output in ["human", "json"] {
             w.sim.set_faults(Plan::with_rules(rules.clone()));
-            let args = World::migrate_args(&["--server", &server, "-vvv"]);
+            let args = World::migrate_args(&["--server", &server, "-vvv", "--new"]);
             let mut c = w.command_as(output, &args);
             c.env("RUST_LOG", "trace")
                 .env("RAX_USERNAME", "echo")
@@ -283,4 +283,57 @@ async fn the_same_region_on_both_sides_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("same region"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_the_same_migrate_again_names_the_unfinished_one_instead_of_duplicating() {
+    let w = World::start(seeded()).await;
+    // The first run stops resumably: its token expires at createImage and the re-login is refused.
+    w.sim.set_faults(Plan::with_rules(vec![
+        Rule::new(Service::Compute, "POST", Action::ExpireTokens)
+            .in_region("DFW")
+            .path("/action")
+            .firing(1, 1),
+        Rule::new(
+            Service::Identity,
+            "POST",
+            Action::Fail {
+                status: 503,
+                retry_after_secs: None,
+            },
+        )
+        .firing(2, 100),
+    ]));
+    let server = w.server();
+    let first = w.migrate(&["--server", &server, "--retries", "0"]).await;
+    assert_eq!(first.code, 1, "{}", first.error());
+    let id = first.id();
+    w.sim.set_faults(Plan::default());
+    let again = w.migrate(&["--server", &server]).await;
+    assert_eq!(again.code, 2, "refused");
+    assert!(again.error().contains(&id), "{}", again.error());
+    assert!(again.error().contains(&format!("imgferry resume {id}")));
+    assert_eq!(w.created("snapshot"), 0, "the refused run created nothing");
+    // --new starts another on purpose.
+    let second = w.migrate(&["--server", &server, "--new"]).await;
+    assert_eq!(second.code, 0, "{}", second.error());
+    assert_ne!(second.id(), id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_directory_open_to_others_is_tightened_and_said_so() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imgferry"))
+        .args(["status", "--state-dir", state.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("755") && stderr.contains("700"), "{stderr}");
 }

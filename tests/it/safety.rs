@@ -191,6 +191,24 @@ async fn a_full_disk_while_spilling_is_a_clear_resumable_error() {
     let id = started_id(&out);
     let status = w.run(&["status", &id]).await;
     assert_eq!(status.events[0]["migration"]["step"], "Transferring");
+    // The spill files are gone, so they cannot keep the disk full.
+    let work = w.state.path().join(format!("{id}.work"));
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "spill files left behind: {left:?}");
+    // resume takes --concurrency (fewer segments in flight need less disk).
+    let fewer = w
+        .run(&[
+            "resume",
+            &id,
+            "--concurrency",
+            "1",
+            "--poll-interval",
+            "0.02",
+        ])
+        .await;
+    w.assert_migrated(&fewer, &w.source_sha256());
     let resumed = w.resume(&id).await;
     w.assert_migrated(&resumed, &w.source_sha256());
 }

@@ -151,8 +151,11 @@ pub fn migrate_request(args: &MigrateArgs) -> Result<MigrateRequest, Error> {
         return Err(flag("--to", &args.to, "is the same region as --from"));
     }
     plan.boot = args.boot.clone();
-    plan.src_container = container("--src-container", &args.src_container)?;
-    plan.dst_container = container("--dst-container", &args.dst_container)?;
+    plan.src_container = export_container(&args.src_container)?;
+    plan.dst_container = swift_container("--dst-container", &args.dst_container)?;
+    if let Some(flavor) = &args.boot {
+        id("--boot", flavor)?;
+    }
     plan.cleanup = match args.cleanup {
         cli::Cleanup::None => Cleanup::None,
         cli::Cleanup::Staging => Cleanup::Staging,
@@ -224,33 +227,76 @@ pub fn segment_size(bytes: u64) -> Result<u64, Error> {
     }
 }
 
-/// A container name the services accept: the export task refuses names with `/`, `?` or `.`, and
-/// Swift refuses empty names and names over 256 bytes.
-fn container(name: &'static str, value: &str) -> Result<String, Error> {
-    if value.is_empty() || value.len() > 256 || value.contains(['/', '?', '.']) {
+/// A container name Swift accepts: 1 to 256 bytes, no `/` (upstream Swift's
+/// `MAX_CONTAINER_NAME_LENGTH` and path rules).
+fn swift_container(name: &'static str, value: &str) -> Result<String, Error> {
+    if value.is_empty() || value.len() > 256 || value.contains('/') {
         return Err(flag(
             name,
             value,
-            "use 1 to 256 characters without '/', '?' or '.' (the export task refuses those)",
+            "use 1 to 256 bytes without '/' (Swift's rule)",
         ));
     }
     Ok(value.to_string())
 }
 
+/// The export task's receiving container: Swift's rule, and no `?` or `.` either (Rackspace's
+/// export task refuses those).
+fn export_container(value: &str) -> Result<String, Error> {
+    let value = swift_container("--src-container", value)?;
+    if value.contains(['?', '.']) {
+        return Err(flag(
+            "--src-container",
+            &value,
+            "the export task refuses container names with '/', '?' or '.'",
+        ));
+    }
+    Ok(value)
+}
+
+/// A server, image or flavor id as it goes into a URL path: not empty, no `/` (which would
+/// address another resource), no control characters. Other characters are percent-encoded.
+fn id(name: &'static str, value: &str) -> Result<String, Error> {
+    if value.is_empty() || value.contains('/') || value.chars().any(char::is_control) {
+        return Err(flag(name, value, "an id cannot be empty or contain '/'"));
+    }
+    Ok(value.to_string())
+}
+
+/// A local VHD: it must exist and be a regular file (a pipe or a device cannot be validated first
+/// and read again for the upload).
+fn vhd_file(path: &std::path::Path) -> Result<String, Error> {
+    let shown = path.display();
+    let abs = std::fs::canonicalize(path)
+        .map_err(|e| flag("--vhd", &shown, format!("cannot open it ({e})")))?;
+    let meta = std::fs::metadata(&abs)
+        .map_err(|e| flag("--vhd", &shown, format!("cannot read it ({e})")))?;
+    if !meta.is_file() {
+        return Err(flag(
+            "--vhd",
+            &shown,
+            "is not a regular file (a pipe or a device cannot be validated and then read again)",
+        ));
+    }
+    Ok(abs.display().to_string())
+}
+
 fn entry(s: &cli::MigrateSource) -> Result<Entry, Error> {
-    if let Some(id) = &s.server {
-        Ok(Entry::Server { id: id.clone() })
-    } else if let Some(id) = &s.image {
-        Ok(Entry::Image { id: id.clone() })
+    if let Some(server) = &s.server {
+        Ok(Entry::Server {
+            id: id("--server", server)?,
+        })
+    } else if let Some(image) = &s.image {
+        Ok(Entry::Image {
+            id: id("--image", image)?,
+        })
     } else if let Some(loc) = &s.export {
         let ObjectRef { container, object } =
             loc.parse().map_err(|e: String| flag("--export", loc, e))?;
         Ok(Entry::Export { container, object })
     } else if let Some(path) = &s.vhd {
-        let abs = std::fs::canonicalize(path)
-            .map_err(|e| flag("--vhd", path.display(), format!("cannot open it ({e})")))?;
         Ok(Entry::Vhd {
-            path: abs.display().to_string(),
+            path: vhd_file(path)?,
         })
     } else if let Some(spec) = &s.create_server {
         let (image, flavor) = spec
@@ -258,8 +304,8 @@ fn entry(s: &cli::MigrateSource) -> Result<Entry, Error> {
             .filter(|(i, f)| !i.is_empty() && !f.is_empty())
             .ok_or_else(|| flag("--create-server", spec, "expected IMAGE:FLAVOR"))?;
         Ok(Entry::CreateServer {
-            image: image.into(),
-            flavor: flavor.into(),
+            image: id("--create-server", image)?,
+            flavor: id("--create-server", flavor)?,
         })
     } else {
         Err(Error::Missing(

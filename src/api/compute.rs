@@ -99,7 +99,7 @@ impl Compute {
     }
 
     pub async fn get_server(&self, id: &str) -> Result<Option<Server>, Error> {
-        let url = self.api.url(&format!("servers/{id}"));
+        let url = self.api.url(&format!("servers/{}", super::segment(id)));
         Ok(self
             .api
             .get::<ServerEnvelope>("server", &url)
@@ -162,7 +162,9 @@ impl Compute {
     /// createImage. Returns the new image's id when the answer carries it (`Location`, or a body
     /// `image_id`); `None` means the caller must look the image up by name.
     pub async fn create_image(&self, server_id: &str, name: &str) -> Result<Option<String>, Error> {
-        let url = self.api.url(&format!("servers/{server_id}/action"));
+        let url = self
+            .api
+            .url(&format!("servers/{}/action", super::segment(server_id)));
         let body = json!({"createImage": {"name": name}});
         let resp = self.api.create("server", &url, &body).await?;
         let from_location = resp
@@ -182,7 +184,7 @@ impl Compute {
 
     /// DELETE /servers/{id}; a server that is already gone counts as deleted.
     pub async fn delete_server(&self, id: &str) -> Result<(), Error> {
-        let url = self.api.url(&format!("servers/{id}"));
+        let url = self.api.url(&format!("servers/{}", super::segment(id)));
         let resp = self
             .api
             .request(Method::DELETE, &url, None, Idempotency::Idempotent)

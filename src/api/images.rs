@@ -93,7 +93,7 @@ impl Images {
     }
 
     pub async fn get_image(&self, id: &str) -> Result<Option<Image>, Error> {
-        let url = self.api.url(&format!("images/{id}"));
+        let url = self.api.url(&format!("images/{}", super::segment(id)));
         self.api.get("image", &url).await
     }
 
@@ -113,7 +113,7 @@ impl Images {
 
     /// DELETE /images/{id}; an image that is already gone counts as deleted.
     pub async fn delete_image(&self, id: &str) -> Result<(), Error> {
-        let url = self.api.url(&format!("images/{id}"));
+        let url = self.api.url(&format!("images/{}", super::segment(id)));
         let resp = self
             .api
             .request(Method::DELETE, &url, None, Idempotency::Idempotent)
@@ -137,7 +137,7 @@ impl Images {
     }
 
     pub async fn get_task(&self, id: &str) -> Result<Option<Task>, Error> {
-        let url = self.api.url(&format!("tasks/{id}"));
+        let url = self.api.url(&format!("tasks/{}", super::segment(id)));
         self.api.get("task", &url).await
     }
 

@@ -18,6 +18,23 @@ pub mod object_store;
 
 use crate::http::Idempotency;
 
+/// Characters escaped in a URL path segment: everything but RFC 3986's unreserved set, so an id
+/// can never climb out of its path (`../`) or start a query.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `id` as one URL path segment. `.` and `..` are escaped too: they are path steps, not names.
+pub fn segment(id: &str) -> String {
+    match id {
+        "." => "%2E".into(),
+        ".." => "%2E%2E".into(),
+        _ => percent_encoding::utf8_percent_encode(id, SEGMENT).to_string(),
+    }
+}
+
 /// What an API call can fail with, by meaning rather than status code (STYLE §3).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -47,6 +64,15 @@ pub enum Error {
         url: String,
         status: u16,
         message: String,
+    },
+    #[error(
+        "{url} answered HTTP {status}, a redirect to {location}; imgferry does not follow \
+         redirects (a token must never be sent to another address): check the endpoint URL"
+    )]
+    Redirect {
+        url: String,
+        status: u16,
+        location: String,
     },
     #[error("{url} answered something unexpected: {detail}")]
     Unexpected { url: String, detail: String },
@@ -195,6 +221,8 @@ pub struct Fetched {
     pub url: String,
     pub status: u16,
     pub body: Vec<u8>,
+    /// The `Location` of a redirect (which is never followed).
+    pub location: Option<String>,
 }
 
 impl Fetched {
@@ -207,6 +235,9 @@ impl Fetched {
 
     /// The error a failure status means.
     pub fn into_error(self, what: &str) -> Error {
+        if let Some(e) = Error::redirect(&self.url, self.status, self.location.as_deref()) {
+            return e;
+        }
         Error::from_parts(
             what,
             self.url,
@@ -301,12 +332,18 @@ pub(crate) async fn read_or_retry(
 ) -> Result<Option<Fetched>, Error> {
     let url = crate::http::redact(resp.url().as_str());
     let status = resp.status().as_u16();
+    let location = location(&resp);
     let interrupted = |url: String| Error::Interrupted { url };
     let Some(read) = attempts.or_cancel(read_body(resp, cap)).await else {
         return Err(interrupted(url));
     };
     match read {
-        Ok(body) => Ok(Some(Fetched { url, status, body })),
+        Ok(body) => Ok(Some(Fetched {
+            url,
+            status,
+            body,
+            location,
+        })),
         Err(BodyError::Cut(detail)) => {
             let Some(delay) = attempts.retry_after(crate::http::Decision::Retry(None)) else {
                 return Err(Error::Unexpected { url, detail });
@@ -323,6 +360,14 @@ pub(crate) async fn read_or_retry(
     }
 }
 
+/// The `Location` header of an answer, if it has a readable one.
+fn location(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 /// Reads a response body of at most [`MAX_JSON_BODY`] bytes and parses it as `T`. For answers to
 /// requests that are not repeated (creating POSTs); reads use [`fetch`].
 pub async fn parse_json<T: serde::de::DeserializeOwned>(
@@ -331,8 +376,15 @@ pub async fn parse_json<T: serde::de::DeserializeOwned>(
 ) -> Result<T, Error> {
     let url = crate::http::redact(resp.url().as_str());
     let status = resp.status().as_u16();
+    let location = location(&resp);
     match read_body(resp, MAX_JSON_BODY).await {
-        Ok(body) => Fetched { url, status, body }.json(what),
+        Ok(body) => Fetched {
+            url,
+            status,
+            body,
+            location,
+        }
+        .json(what),
         Err(BodyError::Cut(d) | BodyError::TooLarge(d)) => Err(Error::Unexpected {
             url,
             detail: format!("the {what} response: {d}"),
@@ -347,7 +399,7 @@ impl Error {
         use crate::exit_code::Class;
         match self {
             Error::Unauthorized { .. } | Error::LoginRefused { .. } => Class::Auth,
-            Error::Endpoint(_) => Class::Usage,
+            Error::Endpoint(_) | Error::Redirect { .. } => Class::Usage,
             Error::Http(e) if e.is_cancelled() => Class::Interrupted,
             Error::Interrupted { .. } => Class::Interrupted,
             _ => Class::Failed,
@@ -367,8 +419,23 @@ impl Error {
     pub async fn from_response(what: &str, resp: reqwest::Response) -> Self {
         let url = crate::http::redact(resp.url().as_str());
         let status = resp.status().as_u16();
+        if let Some(e) = Self::redirect(&url, status, location(&resp).as_deref()) {
+            return e;
+        }
         let body = crate::http::read_capped(resp, 64 * 1024).await;
         Self::from_parts(what, url, status, &body)
+    }
+
+    /// The error for a 3xx answer, naming where it pointed.
+    fn redirect(url: &str, status: u16, location: Option<&str>) -> Option<Self> {
+        (300..400).contains(&status).then(|| Self::Redirect {
+            url: url.to_string(),
+            status,
+            location: location.map_or_else(
+                || "nowhere (no Location header)".into(),
+                crate::http::redact,
+            ),
+        })
     }
 
     /// Builds the error for a final failure status from an answer already read.

@@ -65,15 +65,8 @@ pub struct SloEntry {
     pub bytes: u64,
 }
 
-/// Characters escaped in a path segment: everything but RFC 3986's unreserved set.
-const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
 fn encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
+    super::segment(s)
 }
 
 fn header(resp: &reqwest::Response, name: &str) -> Option<String> {

@@ -10,11 +10,26 @@ pub fn completions(shell: clap_complete::Shell) -> Result<Outcome, Error> {
     Ok(Outcome::Done)
 }
 
-/// Writes the manual page (roff) to stdout.
+/// Writes the manual page (roff) to stdout: the program's page, then each visible command's
+/// synopsis, description and options.
 pub fn man() -> Result<Outcome, Error> {
+    use std::io::Write;
     let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
-    clap_mangen::Man::new(cmd)
-        .render(&mut std::io::stdout())
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone())
+        .render(&mut out)
         .map_err(Error::Output)?;
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("imgferry {}", sub.get_name());
+        let page = clap_mangen::Man::new(sub.clone().bin_name(name.clone()));
+        writeln!(out, ".SH \"{}\"", name.to_uppercase()).map_err(Error::Output)?;
+        page.render_description_section(&mut out)
+            .map_err(Error::Output)?;
+        page.render_synopsis_section(&mut out)
+            .map_err(Error::Output)?;
+        page.render_options_section(&mut out)
+            .map_err(Error::Output)?;
+    }
+    std::io::stdout().write_all(&out).map_err(Error::Output)?;
     Ok(Outcome::Done)
 }

@@ -65,6 +65,9 @@ pub enum Error {
     /// Input the engine found unusable: a source that does not exist, a region without a service.
     #[error("{0}")]
     Usage(String),
+    /// A problem no resume can get past: the source does not exist, the local file changed.
+    #[error("{0}")]
+    Final(String),
     /// A fact the state machine guarantees is missing: a bug, or a state file edited by hand.
     #[error(
         "internal error: {0}; the state file is inconsistent (please report this with the output \
@@ -147,7 +150,7 @@ impl Error {
     /// What kind of failure this is (the exit code is `class().code()`).
     pub fn class(&self) -> Class {
         match self {
-            Error::Usage(_) | Error::Catalog(_) => Class::Usage,
+            Error::Usage(_) | Error::Catalog(_) | Error::Final(_) => Class::Usage,
             Error::Store(e) => e.class(),
             Error::Api(e) => e.class(),
             Error::Transfer(e) => e.class(),
@@ -164,7 +167,10 @@ impl Error {
     /// Whether `imgferry resume` can continue after this. A rejection is final for these bytes,
     /// and an inconsistent state file will not become consistent by running it again.
     pub fn resumable(&self) -> bool {
-        !matches!(self, Error::Rejected { .. } | Error::Invariant(_))
+        !matches!(
+            self,
+            Error::Rejected { .. } | Error::Invariant(_) | Error::Final(_)
+        )
     }
 }
 

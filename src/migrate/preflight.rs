@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::state::{Entry, ObjectRef, Plan, VhdFacts};
+use super::state::{Entry, FileStamp, ObjectRef, Plan, VhdFacts};
 use super::{Error, RegionApi};
 use crate::api::object_store::{ObjectStore, RemoteObject};
 use crate::vhd::{self, ImportCode, Policy};
@@ -98,4 +98,58 @@ pub async fn default_name(src: Option<&RegionApi>, plan: &Plan) -> String {
         (Entry::Export { object, .. }, _) => named(object.trim_end_matches(".vhd")),
         (entry, _) => named(&entry.describe()),
     }
+}
+
+/// The stamp of a local VHD, taken when it is validated.
+pub async fn stamp(path: &Path) -> Result<FileStamp, Error> {
+    let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || FileStamp::of(&p))
+        .await
+        .map_err(|e| Error::Final(format!("cannot read {}: {e}", path.display())))?
+        .map_err(|e| Error::Final(format!("cannot read {}: {e}", path.display())))
+}
+
+/// Refuses to go on with a local VHD that is not the version that was validated.
+pub async fn unchanged(path: &Path, validated: Option<&FileStamp>) -> Result<(), Error> {
+    let Some(validated) = validated else {
+        return Ok(());
+    };
+    let now = stamp(path).await?;
+    if now != *validated {
+        return Err(changed(path));
+    }
+    Ok(())
+}
+
+/// Re-reads a local VHD whole and compares its SHA-256 with what the transfer sent.
+pub async fn same_sha256(path: &Path, sent: &str) -> Result<(), Error> {
+    let p = path.to_path_buf();
+    let now = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        use sha2::Digest;
+        use std::io::Read;
+        let mut f = std::fs::File::open(&p)?;
+        let mut h = sha2::Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match f.read(&mut buf)? {
+                0 => return Ok(hex::encode(h.finalize())),
+                n => h.update(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .map_err(|e| Error::Final(format!("cannot read {}: {e}", path.display())))?
+    .map_err(|e| Error::Final(format!("cannot read {}: {e}", path.display())))?;
+    if now != sent {
+        return Err(changed(path));
+    }
+    Ok(())
+}
+
+fn changed(path: &Path) -> Error {
+    Error::Final(format!(
+        "{} changed after it was validated (size, time or bytes differ), so the uploaded copy \
+         matches neither version; start a new migration (--new) once nothing writes to it",
+        path.display()
+    ))
 }

@@ -189,6 +189,8 @@ impl Session {
             None => super::preflight::default_name(ctx.src.as_ref(), &plan).await,
         };
         let mut m = Migration::new(new_id(), self.link.identity_url.clone(), plan);
+        m.username = Some(self.creds.username.clone());
+        m.tenant = self.creds.tenant.clone();
         let _lock = self.store.lock(&m.id)?;
         self.store.persist(&m).await?;
         Ok(self.run(&ctx, &mut m, false).await)
@@ -213,9 +215,31 @@ impl Session {
                 f.at, f.error
             )));
         }
+        self.same_login(&m)?;
         changes.apply(&mut m)?;
         let ctx = self.connect(&m.plan).await?;
         Ok(self.run(&ctx, &mut m, true).await)
+    }
+
+    /// Refuses to resume `m` as another user or against another identity endpoint than the one
+    /// that started it, naming both.
+    fn same_login(&self, m: &Migration) -> Result<(), Error> {
+        if self.link.identity_url != m.identity_url {
+            return Err(Error::Usage(format!(
+                "migration {} was started against the identity endpoint {}, but this run would \
+                 log in at {} (from --identity-url or RAX_IDENTITY_URL); unset it or set it to \
+                 the saved one",
+                m.id, m.identity_url, self.link.identity_url
+            )));
+        }
+        match &m.username {
+            Some(saved) if *saved != self.creds.username => Err(Error::Usage(format!(
+                "migration {} was started by user {saved}, but RAX_USERNAME is {}; resume it \
+                 with the credentials that started it",
+                m.id, self.creds.username
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// The checks and steps of `plan`, creating nothing (`migrate --dry-run`).

@@ -60,6 +60,7 @@ pub(super) fn ambiguous(e: &crate::api::Error) -> bool {
         | crate::api::Error::Unauthorized { .. }
         | crate::api::Error::LoginRefused { .. }
         | crate::api::Error::Interrupted { .. }
+        | crate::api::Error::Redirect { .. }
         | crate::api::Error::Endpoint(_) => false,
     }
 }

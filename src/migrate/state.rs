@@ -286,6 +286,9 @@ pub struct Facts {
     /// Whether imgferry exported it (and so may delete it in cleanup).
     pub exported_by_us: bool,
     pub vhd: Option<VhdFacts>,
+    /// A local VHD as it was when validated; it must not change until it is uploaded.
+    #[serde(default)]
+    pub local_file: Option<FileStamp>,
     pub transfer: Option<TransferState>,
     /// The uploaded object in the destination region.
     pub upload: Option<ObjectRef>,
@@ -297,6 +300,36 @@ pub struct Facts {
     pub boot_addresses: Vec<String>,
     /// What cleanup deleted.
     pub cleaned: Vec<String>,
+}
+
+/// What identifies one version of a local file: a rewrite changes the modification time (and a
+/// replacement the inode) even when the size stays the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    pub size: u64,
+    /// Modification time in nanoseconds since the Unix epoch.
+    pub mtime_ns: u128,
+    pub inode: u64,
+}
+
+impl FileStamp {
+    /// The stamp of `path` now.
+    pub fn of(path: &std::path::Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        let mtime_ns = meta
+            .modified()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Ok(Self {
+            size: meta.len(),
+            mtime_ns,
+            inode,
+        })
+    }
 }
 
 /// Why a migration stopped for good or for now.
@@ -326,6 +359,12 @@ pub struct Migration {
     pub updated: u64,
     /// The identity endpoint it authenticates against (not a secret; credentials are not kept).
     pub identity_url: String,
+    /// Who started it (user name and tenant, never a secret): a resume must log in as the same
+    /// user, or the ids in this file would be looked up in another account.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub tenant: Option<String>,
     pub plan: Plan,
     pub step: Step,
     pub facts: Facts,
@@ -342,6 +381,8 @@ impl Migration {
             created: now,
             updated: now,
             identity_url,
+            username: None,
+            tenant: None,
             plan,
             step: Step::Planned,
             facts: Facts::default(),

@@ -132,10 +132,26 @@ async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             m.step = Step::ServerCreating;
         }
         Entry::Server { id } => {
+            // A server that is not there never will be: say so now, as a final error, rather than
+            // fail at createImage with a resumable one.
+            let src = ctx.src()?;
+            if src.compute.get_server(&id).await?.is_none() {
+                return Err(Error::Final(format!(
+                    "server {id} is not in {} (check the id and --from); nothing was created",
+                    src.name
+                )));
+            }
             m.facts.source_server = Some(id);
             begin_imaging(m);
         }
         Entry::Image { id } => {
+            let src = ctx.src()?;
+            if src.images.get_image(&id).await?.is_none() {
+                return Err(Error::Final(format!(
+                    "image {id} is not in {} (check the id and --from); nothing was created",
+                    src.name
+                )));
+            }
             m.facts.source_image = Some(id);
             m.step = Step::ImageActive;
         }
@@ -145,6 +161,7 @@ async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         }
         Entry::Vhd { path } => {
             let file = std::path::Path::new(&path);
+            m.facts.local_file = Some(preflight::stamp(file).await?);
             let report = preflight::validate(VhdSource::File(file), &Policy::default()).await?;
             record_validation(ctx, m, &report)?;
             let source = transfer::source::local_file(std::path::Path::new(&path))
@@ -364,7 +381,10 @@ async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         .take()
         .ok_or(Error::Invariant("Transferring without a transfer plan"))?;
     let access = match &m.plan.entry {
-        Entry::Vhd { path } => transfer::SourceAccess::File(path.into()),
+        Entry::Vhd { path } => {
+            preflight::unchanged(std::path::Path::new(path), m.facts.local_file.as_ref()).await?;
+            transfer::SourceAccess::File(path.into())
+        }
         _ => transfer::SourceAccess::Store(ctx.src()?.files.clone()),
     };
     let dest = transfer::Endpoint {
@@ -411,7 +431,13 @@ async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     match outcome {
         None => Err(Error::Interrupted),
         Some(r) => {
-            r?;
+            let outcome = r?;
+            if let Entry::Vhd { path } = &m.plan.entry {
+                // What was sent must be what the file holds now, byte for byte.
+                let path = std::path::Path::new(path);
+                preflight::unchanged(path, m.facts.local_file.as_ref()).await?;
+                preflight::same_sha256(path, &outcome.sha256).await?;
+            }
             m.step = Step::Uploaded;
             Ok(())
         }

@@ -83,6 +83,7 @@ impl Error {
         use crate::exit_code::Class;
         match self {
             Error::Locked { .. }
+            | Error::CreateDir { .. }
             | Error::Corrupt { .. }
             | Error::Newer { .. }
             | Error::Unknown { .. } => Class::Usage,

@@ -461,7 +461,7 @@ fn completions_and_the_man_page_come_from_the_command_definitions() {
         let script = run(&["completions", shell]);
         assert!(script.contains("imgferry"), "{shell}: {script}");
         assert!(script.contains("migrate"), "{shell}");
-        assert!(script.contains("--poll-interval"), "{shell}");
+        assert!(script.contains("poll-interval"), "{shell}");
     }
     let man = run(&["man"]);
     assert!(
@@ -469,4 +469,7 @@ fn completions_and_the_man_page_come_from_the_command_definitions() {
         "{man}"
     );
     assert!(man.contains("resume"), "{man}");
+    // Each command's own options are in the page too, not only the list of commands.
+    assert!(man.contains("poll\\-interval"), "{man}");
+    assert!(man.contains("max\\-virtual\\-size"), "{man}");
 }

@@ -50,16 +50,17 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dribbling_peer_cannot_keep_imgferry_running() {
-    // Headers at once, then one byte a second of a body that claims 100 kB.
+    // Headers at once, then a byte every 250 ms of a body that claims 100 kB: never silent for
+    // the 1 s read timeout, so only a whole-request deadline can end it.
     let url = peer(|mut s| async move {
         let head =
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n";
         let _ = s.write_all(head.as_bytes()).await;
-        for _ in 0..600 {
+        for _ in 0..2400 {
             if s.write_all(b" ").await.is_err() {
                 return;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     })
     .await;
@@ -336,4 +337,171 @@ async fn a_state_directory_open_to_others_is_tightened_and_said_so() {
     assert_eq!(mode, 0o700);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("755") && stderr.contains("700"), "{stderr}");
+}
+
+/// Runs `args` (human output) and returns (exit code, stderr).
+async fn human(w: &World, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut c = w.command_as("human", args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(120), c.output())
+        .await
+        .expect("finishes")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_problems_are_final_and_never_offered_a_resume() {
+    let w = World::start(seeded()).await;
+    // A source server that does not exist.
+    let args = World::migrate_args(&["--server", "0b5e0b5e-0000-4000-8000-000000000000"]);
+    let (code, stderr) = human(&w, &args, &[]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is not in DFW"), "{stderr}");
+    assert!(!stderr.contains("to continue"), "{stderr}");
+    assert_eq!(w.created("snapshot"), 0);
+    // A destination container Swift refuses, found before anything is created.
+    let long = "c".repeat(300);
+    let server = w.server();
+    let args = World::migrate_args(&["--server", &server, "--dst-container", &long, "--new"]);
+    let (code, stderr) = human(&w, &args, &[]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--dst-container"), "{stderr}");
+    assert_eq!(w.created("snapshot"), 0);
+    // A state directory that cannot be created.
+    let (code, stderr) = human(&w, &["status", "--state-dir", "/dev/null/state"], &[]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("/dev/null/state"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_cannot_climb_out_of_their_url_path() {
+    let w = World::start(seeded()).await;
+    for bad in ["../../../identity", "a/b", ""] {
+        let args = World::migrate_args(&["--server", bad]);
+        let (code, stderr) = human(&w, &args, &[]).await;
+        assert_eq!(code, 2, "{bad}: {stderr}");
+        assert!(stderr.contains("--server"), "{stderr}");
+    }
+    // Anything else is percent-encoded into one path segment: looked up, not found, final.
+    let args = World::migrate_args(&["--server", "..", "--new"]);
+    let (code, stderr) = human(&w, &args, &[]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("server .. is not in DFW"), "{stderr}");
+    assert_eq!(w.created("snapshot"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_must_log_in_where_and_as_whom_the_migration_started() {
+    let w = World::start(seeded()).await;
+    let server = w.server();
+    // Stop the migration resumably: every export status GET fails.
+    w.sim.set_faults(Plan::with_rules(vec![
+        Rule::new(
+            Service::Images,
+            "GET",
+            Action::Fail {
+                status: 404,
+                retry_after_secs: None,
+            },
+        )
+        .in_region("DFW")
+        .path("/tasks/")
+        .firing(1, 1),
+    ]));
+    let first = w.migrate(&["--server", &server]).await;
+    assert_eq!(first.code, 1, "{}", first.error());
+    w.sim.set_faults(Plan::default());
+    let id = first.id();
+    let other = "http://127.0.0.2:9/v2.0";
+    let (code, stderr) = human(&w, &["resume", &id], &[("RAX_IDENTITY_URL", other)]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(other) && stderr.contains(&w.sim.identity_url()),
+        "{stderr}"
+    );
+    let (code, stderr) = human(&w, &["resume", &id], &[("RAX_USERNAME", "someone-else")]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("someone-else"), "{stderr}");
+    let resumed = w.resume(&id).await;
+    assert_eq!(resumed.code, 0, "{}", resumed.error());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_vhd_rewritten_during_the_upload_is_caught() {
+    let w = World::start(seeded()).await;
+    let original = crate::support::good_vhd();
+    let path = w.file("disk.vhd", &original);
+    // Slow uploads, so the file can be rewritten while they run.
+    w.sim.set_faults(Plan::with_rules(vec![
+        Rule::new(
+            Service::Files,
+            "PUT",
+            Action::Throttle {
+                bytes_per_sec: 2 << 20,
+            },
+        )
+        .in_region("IAD")
+        .path(".segments/")
+        .firing(1, 1000),
+    ]));
+    let args = World::migrate_args(&["--vhd", path.to_str().unwrap()]);
+    let child = w.command(&args).output();
+    let rewrite = async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while w.sim.stats().bytes_in.get("IAD").copied().unwrap_or(0) == 0 {
+            assert!(Instant::now() < deadline, "the upload never started");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Same size, other bytes in the middle: a torn image if it went unnoticed.
+        let mut changed = original.clone();
+        let mid = changed.len() / 2;
+        changed[mid..mid + 4096].fill(0xA5);
+        std::fs::write(&path, &changed).unwrap();
+    };
+    let (out, ()) = tokio::join!(child, rewrite);
+    let out = out.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("changed after it was validated"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_says_where_it_pointed_and_a_fifo_is_refused() {
+    let url = peer(|mut s| async move {
+        let answer = "HTTP/1.1 302 Found\r\nlocation: https://elsewhere.example/v2.0/tokens\r\ncontent-length: 0\r\n\r\n";
+        let _ = s.write_all(answer.as_bytes()).await;
+    })
+    .await;
+    let w = World::start(seeded()).await;
+    let server = w.server();
+    let args = World::migrate_args(&["--server", &server]);
+    let (code, stderr) = human(&w, &args, &[("RAX_IDENTITY_URL", &url)]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("redirect"), "{stderr}");
+    assert!(
+        stderr.contains("https://elsewhere.example/v2.0/tokens"),
+        "{stderr}"
+    );
+    // A named pipe would block the validator and could not be read twice.
+    let fifo = w.files.path().join("pipe.vhd");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let args = World::migrate_args(&["--vhd", fifo.to_str().unwrap()]);
+    let started = Instant::now();
+    let (code, stderr) = human(&w, &args, &[]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10));
 }

@@ -31,6 +31,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "the state directory {path} is not writable: point --state-dir (or IMGFERRY_STATE_DIR) at \
+         a directory you can write"
+    )]
+    NotWritable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read the state file {path}")]
     Read {
         path: String,
@@ -84,6 +93,7 @@ impl Error {
         match self {
             Error::Locked { .. }
             | Error::CreateDir { .. }
+            | Error::NotWritable { .. }
             | Error::Corrupt { .. }
             | Error::Newer { .. }
             | Error::Unknown { .. } => Class::Usage,
@@ -122,12 +132,32 @@ impl Store {
         };
         // The state files list the remote resources; the work directories hold the customer's
         // disk. Neither is anyone else's business.
-        if let Some(old) = crate::fsutil::private_dir(dir).map_err(err)? {
+        let tightened = match crate::fsutil::private_dir(dir) {
+            Ok(t) => t,
+            // It exists but cannot be changed: a read-only directory (or file system).
+            Err(source) if dir.is_dir() => {
+                return Err(Error::NotWritable {
+                    path: dir.display().to_string(),
+                    source,
+                });
+            }
+            Err(e) => return Err(err(e)),
+        };
+        if let Some(old) = tightened {
             tracing::warn!(
                 "the state directory {} was readable by other users (mode {old:o}); tightened to 700",
                 dir.display()
             );
         }
+        // A read-only directory would only show when the first state is saved, after remote
+        // resources may exist: find out now.
+        tempfile::Builder::new()
+            .prefix(".probe-")
+            .tempfile_in(dir)
+            .map_err(|source| Error::NotWritable {
+                path: dir.display().to_string(),
+                source,
+            })?;
         Ok(Self {
             dir: dir.to_path_buf(),
         })

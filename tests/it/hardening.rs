@@ -505,3 +505,35 @@ async fn a_redirect_says_where_it_pointed_and_a_fifo_is_refused() {
     assert!(stderr.contains("not a regular file"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn a_read_only_state_directory_is_a_usage_error_found_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    // A read-only bind mount: the one way to make a directory unwritable for root too.
+    let mounted = std::process::Command::new("mount")
+        .args(["-o", "bind,ro"])
+        .arg(&state)
+        .arg(&state)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipping: cannot make a read-only bind mount here");
+        return;
+    }
+    struct Unmount<'a>(&'a std::path::Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(&state);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_imgferry"))
+        .args(["status", "--state-dir", state.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is not writable"), "{stderr}");
+}

@@ -50,6 +50,16 @@ pub struct GlobalOpts {
         default_value_t = 8
     )]
     pub retries: u32,
+    /// The longest wait between retries, unless the service itself asks for longer (then the
+    /// wait is the service's, within the step deadline).
+    #[arg(
+        long,
+        global = true,
+        env = "IMGFERRY_MAX_BACKOFF",
+        value_name = "SECS",
+        default_value_t = 30.0
+    )]
+    pub max_backoff: f64,
     /// Identity v2.0 endpoint [default: https://identity.api.rackspacecloud.com/v2.0].
     #[arg(long, global = true, env = "RAX_IDENTITY_URL", value_name = "URL")]
     pub identity_url: Option<String>,
@@ -153,6 +163,14 @@ pub struct MigrateArgs {
     /// images, 30 for tasks, as Rackspace asks]. Shorter intervals suit the simulator.
     #[arg(long, value_name = "SECS")]
     pub poll_interval: Option<f64>,
+    /// Largest virtual size the destination imports, inclusive [default: 160GiB, Rackspace's
+    /// limit]; for clouds with another limit.
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub max_virtual_size: Option<u64>,
+    /// Largest physical size (file length without the footer) the destination imports
+    /// [default: 160GiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub max_physical_size: Option<u64>,
     /// Give up waiting for any one step after this many hours.
     #[arg(long, value_name = "HOURS", default_value_t = 12.0)]
     pub step_deadline_hours: f64,
@@ -207,11 +225,12 @@ pub struct ValidateArgs {
     /// Check an object in Cloud Files by ranged reads instead of local files.
     #[arg(long, num_args = 2, value_names = ["REGION", "CONTAINER/OBJECT"], conflicts_with = "files")]
     pub remote: Option<Vec<String>>,
-    /// Largest accepted virtual size, inclusive (bytes, or with a unit: 40GiB).
-    #[arg(long, value_name = "SIZE", default_value = "40GiB", value_parser = parse_bytes)]
+    /// Largest accepted virtual size, inclusive (bytes, or with a unit: 160GiB, Rackspace's limit
+    /// since 2019).
+    #[arg(long, value_name = "SIZE", default_value = "160GiB", value_parser = parse_bytes)]
     pub max_virtual_size: u64,
     /// Largest accepted physical size (file length without the footer), inclusive.
-    #[arg(long, value_name = "SIZE", default_value = "40GiB", value_parser = parse_bytes)]
+    #[arg(long, value_name = "SIZE", default_value = "160GiB", value_parser = parse_bytes)]
     pub max_physical_size: u64,
 }
 

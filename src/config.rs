@@ -27,6 +27,9 @@ pub const POLL_SECS: (f64, f64) = (0.01, 3600.0);
 /// Bounds of `--step-deadline-hours`: a step may wait up to 30 days.
 pub const DEADLINE_HOURS: (f64, f64) = (0.001, 720.0);
 
+/// Bounds of `--max-backoff` in seconds.
+pub const MAX_BACKOFF_SECS: (f64, f64) = (0.2, 3600.0);
+
 /// The most retries of one request.
 pub const MAX_RETRIES: u32 = 20;
 
@@ -96,6 +99,11 @@ impl RunConfig {
             http_timeout: Duration::from_secs_f64(secs),
             retry: RetryConfig {
                 max_retries: g.retries,
+                max: Duration::from_secs_f64(finite_in(
+                    "--max-backoff",
+                    g.max_backoff,
+                    MAX_BACKOFF_SECS,
+                )?),
                 ..RetryConfig::default()
             },
             state_dir: g.state_dir.clone(),
@@ -164,6 +172,12 @@ pub fn migrate_request(args: &MigrateArgs) -> Result<MigrateRequest, Error> {
     plan.concurrency = concurrency(args.concurrency)?;
     plan.segment_size = segment_size(args.segment_size)?;
     plan.force = args.force;
+    if let Some(v) = args.max_virtual_size {
+        plan.max_virtual_size = v;
+    }
+    if let Some(p) = args.max_physical_size {
+        plan.max_physical_size = p;
+    }
     let hours = finite_in(
         "--step-deadline-hours",
         args.step_deadline_hours,

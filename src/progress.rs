@@ -140,11 +140,13 @@ fn scrubbed(event: Event) -> Event {
             attempt,
             delay_ms,
             reason,
+            until,
         } => Event::Retry {
             what,
             attempt,
             delay_ms,
             reason: clean(reason),
+            until,
         },
         Event::Transfer {
             detail:
@@ -271,8 +273,20 @@ fn plain_transfer(state: &mut PlainState, detail: &transfer::Event) {
     }
 }
 
-/// "retrying piece 3 (attempt 2): HTTP 503", for an engine or transfer retry.
+/// "retrying piece 3 (attempt 2): HTTP 503", for an engine or transfer retry; "waiting until …"
+/// for a long wait a service asked for.
 fn retry_line(event: &Event) -> Option<String> {
+    if let Event::Retry {
+        what,
+        reason,
+        until: Some(until),
+        ..
+    } = event
+    {
+        return Some(format!(
+            "waiting until {until} (rate limit of {what}: {reason})"
+        ));
+    }
     let (what, attempt, reason) = match event {
         Event::Retry {
             what,

@@ -166,7 +166,7 @@ pub async fn send(
     attempts: &mut Attempts,
     kind: Idempotency,
     mut build: impl FnMut(&str) -> reqwest::RequestBuilder,
-    on_retry: &(dyn Fn(u32, Duration, &str) + Send + Sync),
+    on_retry: &crate::http::OnRetry,
 ) -> Result<reqwest::Response, Error> {
     auth.ensure_fresh().await?;
     let token = auth.token();

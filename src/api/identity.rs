@@ -172,13 +172,8 @@ pub async fn authenticate(
         body["auth"]["tenantId"] = serde_json::json!(t);
     }
     // Authentication creates nothing, so retrying it (and re-reading a cut answer) is safe.
-    let fetched = super::fetch_anonymous(
-        retry,
-        8 << 20,
-        || client.post(&url).json(&body),
-        &|_, _, _| {},
-    )
-    .await?;
+    let fetched =
+        super::fetch_anonymous(retry, 8 << 20, || client.post(&url).json(&body), &|_| {}).await?;
     match fetched.status {
         200..=299 => {}
         // Bad credentials: Identity answers 401, and 400 or 403 for malformed or disabled users.

@@ -143,19 +143,30 @@ impl Images {
 
     /// The most recent task of `kind` whose input equals `input`, if any: how an intent whose POST
     /// may or may not have happened is settled.
+    ///
+    /// Upstream Glance accepts `type=import` as a list filter and refuses every other type with
+    /// 400 ("Invalid type value"), so export tasks are found in the unfiltered list, by type on
+    /// this side. List entries carry no `input` (upstream's partial schema): each candidate is read
+    /// in full to compare it.
     pub async fn find_task(&self, kind: &str, input: &Value) -> Result<Option<Task>, Error> {
-        let first = reqwest::Url::parse_with_params(&self.api.url("tasks"), [("type", kind)])
-            .map_err(|e| Error::Unexpected {
-                url: self.api.url("tasks"),
-                detail: e.to_string(),
-            })?;
+        let base = self.api.url("tasks");
+        let first = if kind == "import" {
+            reqwest::Url::parse_with_params(&base, [("type", kind)])
+                .map_err(|e| Error::Unexpected {
+                    url: base.clone(),
+                    detail: e.to_string(),
+                })?
+                .to_string()
+        } else {
+            base
+        };
         #[derive(Deserialize)]
         struct Listed {
             id: String,
             #[serde(rename = "type", default)]
             kind: String,
         }
-        let listed: Vec<Listed> = self.list_pages("tasks", first.to_string()).await?;
+        let listed: Vec<Listed> = self.list_pages("tasks", first).await?;
         for l in listed
             .iter()
             .filter(|l| l.kind == kind || l.kind.is_empty())

@@ -293,7 +293,7 @@ pub async fn fetch(
     retry: &crate::http::RetryConfig,
     cap: usize,
     mut build: impl FnMut(&str) -> reqwest::RequestBuilder,
-    on_retry: &(dyn Fn(u32, std::time::Duration, &str) + Send + Sync),
+    on_retry: &crate::http::OnRetry,
 ) -> Result<Fetched, Error> {
     let mut attempts = crate::http::Attempts::new(retry);
     loop {
@@ -310,7 +310,7 @@ pub async fn fetch_anonymous(
     retry: &crate::http::RetryConfig,
     cap: usize,
     mut build: impl FnMut() -> reqwest::RequestBuilder,
-    on_retry: &(dyn Fn(u32, std::time::Duration, &str) + Send + Sync),
+    on_retry: &crate::http::OnRetry,
 ) -> Result<Fetched, Error> {
     let mut attempts = crate::http::Attempts::new(retry);
     loop {
@@ -328,7 +328,7 @@ pub(crate) async fn read_or_retry(
     attempts: &mut crate::http::Attempts,
     resp: reqwest::Response,
     cap: usize,
-    on_retry: &(dyn Fn(u32, std::time::Duration, &str) + Send + Sync),
+    on_retry: &crate::http::OnRetry,
 ) -> Result<Option<Fetched>, Error> {
     let url = crate::http::redact(resp.url().as_str());
     let status = resp.status().as_u16();
@@ -350,7 +350,12 @@ pub(crate) async fn read_or_retry(
             };
             let attempt = attempts.made();
             tracing::info!(%url, attempt, delay_ms = delay.as_millis() as u64, %detail, "retrying");
-            on_retry(attempt, delay, "answer cut short");
+            on_retry(&crate::http::Retry {
+                attempt,
+                delay,
+                reason: "answer cut short",
+                requested: false,
+            });
             match attempts.or_cancel(tokio::time::sleep(delay)).await {
                 Some(()) => Ok(None),
                 None => Err(interrupted(url)),

@@ -76,6 +76,12 @@ pub enum Cause {
     Body(String),
     /// Ctrl-C or SIGTERM arrived while the request was in flight or waiting to be retried.
     Cancelled,
+    /// The service asked to wait longer than the step may (a rate limit): try again after `at`.
+    RetryLater {
+        status: u16,
+        after: Duration,
+        at: String,
+    },
 }
 
 impl std::fmt::Display for Cause {
@@ -86,6 +92,12 @@ impl std::fmt::Display for Cause {
             Self::Timeout => write!(f, "timed out"),
             Self::Body(e) => write!(f, "response body failed ({e})"),
             Self::Cancelled => write!(f, "interrupted"),
+            Self::RetryLater { status, after, at } => write!(
+                f,
+                "HTTP {status}: the service asks to wait {} (until {at}), longer than this step \
+                 may wait; resume after that",
+                humantime::format_duration(Duration::from_secs(after.as_secs()))
+            ),
         }
     }
 }
@@ -95,6 +107,11 @@ impl Error {
     pub fn is_cancelled(&self) -> bool {
         self.cause == Cause::Cancelled
     }
+
+    /// Whether the service refused it for now and said when to come back (it did not act).
+    pub fn is_retry_later(&self) -> bool {
+        matches!(self.cause, Cause::RetryLater { .. })
+    }
 }
 
 /// Strips the query from a URL for messages.
@@ -102,12 +119,24 @@ pub fn redact(url: &str) -> String {
     url.split('?').next().unwrap_or(url).to_string()
 }
 
-/// Called on every retry with (attempt, delay, reason), so the user sees why a run is slow.
-pub type RetryHook = std::sync::Arc<dyn Fn(u32, Duration, &str) + Send + Sync>;
+/// What a retry hook is told about one retry.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry<'a> {
+    /// The attempt that failed (1 for the first).
+    pub attempt: u32,
+    pub delay: Duration,
+    pub reason: &'a str,
+    /// The wait is the service's own (`Retry-After`, `retryAt`), longer than the backoff cap.
+    pub requested: bool,
+}
+
+/// Called on every retry, so the user sees why a run is slow.
+pub type OnRetry = dyn Fn(&Retry<'_>) + Send + Sync;
+pub type RetryHook = std::sync::Arc<OnRetry>;
 
 /// A hook that reports nothing.
 pub fn no_hook() -> RetryHook {
-    std::sync::Arc::new(|_, _, _| {})
+    std::sync::Arc::new(|_| {})
 }
 
 /// Sends a request built by `build`, retrying as [`classify`] decides. Returns the first response
@@ -117,7 +146,7 @@ pub async fn send(
     cfg: &RetryConfig,
     kind: Idempotency,
     build: impl FnMut() -> reqwest::RequestBuilder,
-    on_retry: &(dyn Fn(u32, Duration, &str) + Send + Sync),
+    on_retry: &crate::http::OnRetry,
 ) -> Result<reqwest::Response, Error> {
     send_within(&mut Attempts::new(cfg), kind, build, on_retry).await
 }
@@ -128,7 +157,7 @@ pub async fn send_within(
     attempts: &mut Attempts,
     kind: Idempotency,
     mut build: impl FnMut() -> reqwest::RequestBuilder,
-    on_retry: &(dyn Fn(u32, Duration, &str) + Send + Sync),
+    on_retry: &crate::http::OnRetry,
 ) -> Result<reqwest::Response, Error> {
     loop {
         let attempt = attempts.start();
@@ -159,7 +188,12 @@ pub async fn send_within(
         if let Some(delay) = attempts.retry_after(decision) {
             let why = tried.outcome.reason();
             tracing::info!(%method, %url, attempt, delay_ms = delay.as_millis() as u64, %why, "retrying");
-            on_retry(attempt, delay, &why);
+            on_retry(&Retry {
+                attempt,
+                delay,
+                reason: &why,
+                requested: delay > attempts.max_delay(),
+            });
             if attempts
                 .or_cancel(tokio::time::sleep(delay))
                 .await
@@ -168,6 +202,25 @@ pub async fn send_within(
                 return Err(cancelled(attempts));
             }
             continue;
+        }
+        if let Some(after) = attempts.too_long(decision) {
+            let status = match &tried.outcome {
+                Outcome::Status { status, .. } => *status,
+                _ => 0,
+            };
+            return Err(Error {
+                method,
+                url,
+                attempts: attempt,
+                elapsed: attempts.elapsed(),
+                cause: Cause::RetryLater {
+                    status,
+                    after,
+                    at: clock_after(after),
+                },
+                status: Some(status),
+                body: String::new(),
+            });
         }
         let (cause, status, body) = match (tried.result, decision) {
             (Tried::Answer(resp), Decision::Done | Decision::Fail) => return Ok(resp),
@@ -193,6 +246,14 @@ pub async fn send_within(
             body: body.chars().take(300).collect(),
         });
     }
+}
+
+/// The UTC time `after` from now, as people read it (`2026-11-29 17:05 UTC`).
+pub fn clock_after(after: Duration) -> String {
+    let at = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::try_from(after).unwrap_or(jiff::SignedDuration::MAX))
+        .unwrap_or(jiff::Timestamp::MAX);
+    at.strftime("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// One attempt's result and how the retry policy sees it.

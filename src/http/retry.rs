@@ -32,6 +32,10 @@ pub struct RetryConfig {
     pub seed: Option<u64>,
     /// Ctrl-C or SIGTERM: cancels a request in flight and any backoff wait at once.
     pub cancel: Option<tokio_util::sync::CancellationToken>,
+    /// The longest wait a service may ask for (`Retry-After`, `overLimit.retryAt`) that is waited
+    /// out in full: longer than `max` (a daily limit, say) but within the step's deadline. Zero
+    /// caps every wait at `max`.
+    pub long_wait: Duration,
 }
 
 impl Default for RetryConfig {
@@ -43,6 +47,7 @@ impl Default for RetryConfig {
             max: Duration::from_secs(30),
             seed: None,
             cancel: None,
+            long_wait: Duration::ZERO,
         }
     }
 }
@@ -206,6 +211,8 @@ impl Backoff {
 #[derive(Debug)]
 pub struct Attempts {
     cancel: Option<tokio_util::sync::CancellationToken>,
+    max_delay: Duration,
+    long_wait: Duration,
     max_retries: u32,
     retry_timeout: Duration,
     backoff: Backoff,
@@ -217,6 +224,8 @@ impl Attempts {
     pub fn new(cfg: &RetryConfig) -> Self {
         Self {
             cancel: cfg.cancel.clone(),
+            max_delay: cfg.max,
+            long_wait: cfg.long_wait,
             max_retries: cfg.max_retries,
             retry_timeout: cfg.retry_timeout,
             backoff: Backoff::new(cfg),
@@ -242,6 +251,11 @@ impl Attempts {
         }
     }
 
+    /// The backoff cap: a longer delay is one the service asked for.
+    pub fn max_delay(&self) -> Duration {
+        self.max_delay
+    }
+
     pub fn made(&self) -> u32 {
         self.made
     }
@@ -251,12 +265,34 @@ impl Attempts {
     }
 
     /// The delay before the next attempt, when `decision` asks for one and the budget allows it.
+    /// A service's own wait longer than the backoff cap is honoured in full when it fits in
+    /// `long_wait` (it is the service's limit, not a failure to count against the budget).
     pub fn retry_after(&mut self, decision: Decision) -> Option<Duration> {
+        if self.too_long(decision).is_some() {
+            return None;
+        }
         match decision {
+            Decision::Retry(Some(hint)) if hint > self.max_delay && hint <= self.long_wait => {
+                Some(hint)
+            }
             Decision::Retry(hint)
                 if self.made <= self.max_retries && self.elapsed() < self.retry_timeout =>
             {
                 Some(self.backoff.next(hint))
+            }
+            _ => None,
+        }
+    }
+
+    /// The wait a service asked for that is longer than this request may wait, if that is why
+    /// `decision` will not be retried. Only where long waits are allowed at all (`long_wait` set):
+    /// elsewhere a long hint is capped at the backoff maximum, as before.
+    pub fn too_long(&self, decision: Decision) -> Option<Duration> {
+        match decision {
+            Decision::Retry(Some(hint))
+                if !self.long_wait.is_zero() && hint > self.max_delay && hint > self.long_wait =>
+            {
+                Some(hint)
             }
             _ => None,
         }

@@ -11,7 +11,7 @@ use super::state::{Entry, Migration, ObjectRef, Plan};
 use super::{Ctx, Error, steps};
 use crate::transfer::{self, ListingPolicy};
 use crate::units::{count, size};
-use crate::vhd::{self, Policy};
+use crate::vhd;
 
 /// What a dry run found, and what a real run would do.
 #[derive(Debug, Clone, Serialize)]
@@ -126,11 +126,11 @@ async fn check_source(
                 object: &object,
                 len: source.len,
             };
-            Ok(Some(preflight::validate(vhd, &Policy::default()).await?))
+            Ok(Some(preflight::validate(vhd, &plan.policy()).await?))
         }
         Entry::Vhd { path } => {
             let vhd = VhdSource::File(std::path::Path::new(path));
-            Ok(Some(preflight::validate(vhd, &Policy::default()).await?))
+            Ok(Some(preflight::validate(vhd, &plan.policy()).await?))
         }
     }
 }

@@ -49,6 +49,9 @@ pub enum Event {
         attempt: u32,
         delay_ms: u64,
         reason: String,
+        /// For a long wait the service asked for (over 30 s): when it ends, in UTC.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until: Option<String>,
     },
     /// An event of the transfer engine.
     Transfer {
@@ -83,12 +86,13 @@ pub fn discard() -> Sink {
 /// naming `what` was retried.
 pub fn retry_hook(sink: &Sink, what: &'static str) -> crate::http::RetryHook {
     let sink = Arc::clone(sink);
-    Arc::new(move |attempt, delay, why| {
+    Arc::new(move |r: &crate::http::Retry<'_>| {
         sink(Event::Retry {
             what: what.to_string(),
-            attempt,
-            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            reason: why.to_string(),
+            attempt: r.attempt,
+            delay_ms: u64::try_from(r.delay.as_millis()).unwrap_or(u64::MAX),
+            reason: r.reason.to_string(),
+            until: r.requested.then(|| crate::http::clock_after(r.delay)),
         });
     })
 }

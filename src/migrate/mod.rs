@@ -21,6 +21,7 @@
 //! - [`steps`]: one handler per state; [`settle`]: creating remote resources exactly once;
 //!   [`wait`]: polling with intervals, deadlines and Ctrl-C, and the status waits.
 //! - [`cleanup`]: deleting what imgferry created, never anything else.
+//! - [`import_code`]: reading a documented import code out of a task message, strictly;
 //! - [`report`]: the final report; [`event`]: what the engine reports while it works.
 //! - [`session`]: logging in, resolving regions, starting and resuming (what a front end calls).
 //! - [`preflight`]: validating a VHD source (local or exported) and the default image name;
@@ -29,6 +30,7 @@
 pub mod cleanup;
 pub mod dry_run;
 pub mod event;
+pub mod import_code;
 pub mod preflight;
 pub mod report;
 pub mod session;

@@ -127,6 +127,12 @@ impl Session {
         identity::check_transport(identity_url)?;
         let (auth, login) =
             Auth::login(&self.http, identity_url, self.creds.clone(), retry).await?;
+        // A service that asks for a long wait (a daily limit) is waited out while the step's
+        // deadline allows.
+        let retry = &RetryConfig {
+            long_wait: Duration::from_secs_f64(plan.polling.deadline_secs),
+            ..retry.clone()
+        };
         let region = |name: &str| {
             RegionApi::resolve(
                 &self.http,

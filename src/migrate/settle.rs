@@ -54,7 +54,8 @@ pub(super) fn ambiguous(e: &crate::api::Error) -> bool {
     match e {
         crate::api::Error::Service { status, .. } => *status >= 500 || *status == 408,
         // A transport failure, or an answer cut short or garbled after the service acted.
-        crate::api::Error::Http(_) | crate::api::Error::Unexpected { .. } => true,
+        crate::api::Error::Http(e) => !e.is_retry_later(),
+        crate::api::Error::Unexpected { .. } => true,
         crate::api::Error::NotFound { .. }
         | crate::api::Error::Conflict { .. }
         | crate::api::Error::Unauthorized { .. }
@@ -191,12 +192,24 @@ pub(super) async fn settle_task(
         ctx,
         m,
         &what,
-        async || {
-            Ok(region
-                .images
-                .find_task(kind, &intent.input)
-                .await?
-                .map(|t| t.id))
+        async || match region.images.find_task(kind, &intent.input).await {
+            Ok(task) => Ok(task.map(|t| t.id)),
+            // The task list itself is refused (a cloud stricter than upstream Glance). The caller
+            // already looked for what an export leaves behind; there is nothing else to ask.
+            Err(crate::api::Error::Service {
+                status: 400..=499,
+                message,
+                ..
+            }) if kind == "export" => {
+                ctx.emit(Event::Warning {
+                    message: format!(
+                        "the task list was refused ({message}) and no exported object exists \
+                         yet, so the export is requested"
+                    ),
+                });
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         },
         async || Ok(region.images.create_task(kind, &intent.input).await?.id),
     )

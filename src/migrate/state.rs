@@ -189,6 +189,27 @@ pub struct Plan {
     pub segment_size: u64,
     pub force: bool,
     pub polling: Polling,
+    /// The import limits the pre-flight checks against (files from before they were recorded
+    /// read as Rackspace's 160 GiB).
+    #[serde(default = "import_limit")]
+    pub max_virtual_size: u64,
+    #[serde(default = "import_limit")]
+    pub max_physical_size: u64,
+}
+
+fn import_limit() -> u64 {
+    crate::vhd::IMPORT_LIMIT
+}
+
+impl Plan {
+    /// The validation policy of this plan.
+    pub fn policy(&self) -> crate::vhd::Policy {
+        crate::vhd::Policy {
+            max_virtual_size: self.max_virtual_size,
+            max_physical_size: self.max_physical_size,
+            ..crate::vhd::Policy::default()
+        }
+    }
 }
 
 impl Plan {
@@ -209,6 +230,8 @@ impl Plan {
             segment_size: DEFAULT_SEGMENT_SIZE,
             force: false,
             polling: Polling::default(),
+            max_virtual_size: crate::vhd::IMPORT_LIMIT,
+            max_physical_size: crate::vhd::IMPORT_LIMIT,
         }
     }
 }
@@ -467,6 +490,8 @@ mod tests {
                 segment_size: 1 << 27,
                 force: false,
                 polling: Polling::default(),
+                max_virtual_size: crate::vhd::IMPORT_LIMIT,
+                max_physical_size: crate::vhd::IMPORT_LIMIT,
             },
         );
         for n in [

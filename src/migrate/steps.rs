@@ -18,7 +18,7 @@ use super::state::{Entry, Intent, Migration, ObjectRef, Plan, Step, TaskIntent};
 use super::wait::{wait_image_active, wait_server_active, wait_task};
 use super::{Ctx, Error, Event};
 use crate::transfer::{self, ListingPolicy, TransferState};
-use crate::vhd::{self, ImportCode, Policy};
+use crate::vhd;
 
 /// One line saying what the current state's handler is about to do.
 pub fn describe(m: &Migration) -> String {
@@ -162,7 +162,7 @@ async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         Entry::Vhd { path } => {
             let file = std::path::Path::new(&path);
             m.facts.local_file = Some(preflight::stamp(file).await?);
-            let report = preflight::validate(VhdSource::File(file), &Policy::default()).await?;
+            let report = preflight::validate(VhdSource::File(file), &m.plan.policy()).await?;
             record_validation(ctx, m, &report)?;
             let source = transfer::source::local_file(std::path::Path::new(&path))
                 .map_err(transfer::Error::from)?;
@@ -312,6 +312,9 @@ async fn image_active(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
 
 async fn exporting(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     let src = ctx.src()?;
+    if exported_already(ctx, m).await? {
+        return Ok(());
+    }
     let id = settle_task(ctx, src, m, "export").await?;
     match wait_task(ctx, src, m, "export", &id).await? {
         Ok(task) => {
@@ -346,6 +349,37 @@ async fn exporting(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     }
 }
 
+/// Settles an export whose task id was never learned by what it leaves behind: the export task
+/// writes its manifest object last, so the object means the export is complete. This needs no
+/// task list, which a cloud may refuse to filter or even to give.
+async fn exported_already(ctx: &Ctx, m: &mut Migration) -> Result<bool, Error> {
+    if m.facts.export_task.as_ref().is_none_or(|t| t.id.is_some()) {
+        return Ok(false);
+    }
+    let image = m
+        .facts
+        .source_image
+        .clone()
+        .ok_or(Error::Invariant("Exporting without an image"))?;
+    let export = ObjectRef {
+        container: m.plan.src_container.clone(),
+        object: format!("{image}.vhd"),
+    };
+    if ctx
+        .src()?
+        .files
+        .head(&export.container, &export.object)
+        .await?
+        .is_none()
+    {
+        return Ok(false);
+    }
+    m.facts.export = Some(export);
+    m.facts.exported_by_us = true;
+    m.step = Step::Exported;
+    Ok(true)
+}
+
 async fn exported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     let src = ctx.src()?;
     let export = m
@@ -367,7 +401,7 @@ async fn exported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         object: &export,
         len: source.len,
     };
-    let report = preflight::validate(object, &Policy::default()).await?;
+    let report = preflight::validate(object, &m.plan.policy()).await?;
     record_validation(ctx, m, &report)?;
     plan_transfer(m, source)?;
     m.step = Step::Inspected;
@@ -493,7 +527,7 @@ async fn importing(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             m.step = Step::Imported;
             Ok(())
         }
-        Err(message) => match import_code_in(&message) {
+        Err(message) => match super::import_code::find(&message) {
             Some(code) => {
                 m.facts.import_code = Some(code);
                 Err(Error::Rejected {
@@ -512,29 +546,6 @@ async fn importing(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             }
         },
     }
-}
-
-/// The first documented import code in a task message, as a whole number (`"413: …"`,
-/// `"Error 413 …"`); Rackspace documents the codes, not the wording around them.
-pub fn import_code_in(message: &str) -> Option<u16> {
-    let bytes = message.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i].is_ascii_digit() {
-            let start = i;
-            while i < bytes.len() && bytes[i].is_ascii_digit() {
-                i += 1;
-            }
-            if let Ok(n) = message[start..i].parse::<u16>()
-                && ImportCode::from_number(n).is_some()
-            {
-                return Some(n);
-            }
-        } else {
-            i += 1;
-        }
-    }
-    None
 }
 
 async fn imported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
@@ -594,21 +605,4 @@ async fn finish(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     super::cleanup::run(ctx, m).await?;
     m.step = Step::CleanedUp;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::import_code_in;
-
-    #[test]
-    fn import_codes_are_found_as_whole_numbers() {
-        assert_eq!(
-            import_code_in("413: The image cannot be imported."),
-            Some(413)
-        );
-        assert_eq!(import_code_in("Error code 721 - has a parent"), Some(721));
-        assert_eq!(import_code_in("failed after 4130 s"), None);
-        assert_eq!(import_code_in("Image not found for import"), None);
-        assert_eq!(import_code_in("task 12 failed: 609"), Some(609));
-    }
 }

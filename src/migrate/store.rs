@@ -324,6 +324,8 @@ mod tests {
                 segment_size: 1 << 20,
                 force: false,
                 polling: Polling::default(),
+                max_virtual_size: crate::vhd::IMPORT_LIMIT,
+                max_physical_size: crate::vhd::IMPORT_LIMIT,
             },
         )
     }

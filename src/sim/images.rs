@@ -162,6 +162,15 @@ fn task_schema() -> Value {
 
 fn list_tasks(shared: &Shared, region: &str, query: &[(String, String)]) -> Response {
     let kind = param(query, "type");
+    // Upstream Glance (glance/api/v2/tasks.py, `_get_filters`) refuses any type filter but
+    // `import`; Rackspace does not document lifting that, so neither does the simulator.
+    if let Some(k) = kind.filter(|k| *k != "import") {
+        return fault(
+            StatusCode::BAD_REQUEST,
+            "badRequest",
+            &format!("Invalid type value: {k}"),
+        );
+    }
     let status = param(query, "status");
     let mut tasks: Vec<(SystemTime, Value)> = shared.cloud.with(region, |r| {
         r.tasks

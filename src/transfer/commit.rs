@@ -58,12 +58,24 @@ pub(super) async fn commit(
         .store
         .head(&ctx.dest.container, &ctx.dest.name)
         .await?;
-    let len = meta.as_ref().map_or(0, |m| m.len);
+    // The manifest PUT's answer is not trusted alone: what is stored must have the full size and
+    // the ETag of ETags too (Rackspace documents the stored ETag, not the PUT's answer).
+    let (len, stored_etag) = meta.map_or((0, String::new()), |m| (m.len, m.etag));
     if len != state.source.len {
         return Err(Error::Integrity {
             what: format!("the size of {}/{}", ctx.dest.container, ctx.dest.name),
             found: len.to_string(),
             expected: state.source.len.to_string(),
+        });
+    }
+    if stored_etag != etag {
+        return Err(Error::Integrity {
+            what: format!(
+                "the stored ETag of {}/{}",
+                ctx.dest.container, ctx.dest.name
+            ),
+            found: stored_etag,
+            expected: etag,
         });
     }
     state.manifest_etag = Some(etag.clone());

@@ -64,8 +64,8 @@ impl ImportCode {
             Self::DiskType => "only fixed or dynamic disks may be imported",
             Self::HasParent => "the VHD has a parent disk; only stand-alone VHDs may be imported",
             Self::NullUuid => "the internal UUID of the VHD is all zeros",
-            Self::VirtualSize => "the virtual size of the disk exceeds the 40 GB limit",
-            Self::PhysicalSize => "the physical size of the disk exceeds the 40 GB limit",
+            Self::VirtualSize => "the virtual size of the disk exceeds the import limit",
+            Self::PhysicalSize => "the physical size of the disk exceeds the import limit",
             Self::Other => "unspecified problem: the VHD failed validation checks",
         }
     }
@@ -88,8 +88,9 @@ impl ImportCode {
                 "give the disk a unique id: rewriting it with `qemu-img convert -O vpc` generates a random one"
             }
             Self::VirtualSize => {
-                "shrink the file system and the disk below the limit; note that `qemu-img create -f vpc ... 40G` \
-                 rounds up to 42,951,106,560 bytes, just over 40 GiB"
+                "shrink the file system and the disk below the limit (160 GiB on Rackspace; see \
+                 --max-virtual-size for other clouds); note that `qemu-img create -f vpc` rounds a size \
+                 such as 160G up past it"
             }
             Self::PhysicalSize => {
                 "convert it to a dynamic VHD so unallocated blocks take no space, or shrink the disk"

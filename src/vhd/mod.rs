@@ -25,9 +25,10 @@ pub mod validate;
 pub use findings::{Finding, ImportCode, Problem, Verdict};
 pub use report::Report;
 pub use source::{ByteSource, FileSource, MemSource, SourceError};
-pub use validate::{Policy, validate};
+pub use validate::{IMPORT_LIMIT, Policy, validate};
 
-/// One GiB: the unit of the documented 40 GB limits (DESIGN §4 reads "40 GB" as 40 GiB).
+/// One GiB: the unit of the documented import limits (DESIGN §4 reads "40 GB" as 40 GiB, and the
+/// 160 GB limit of 2019 is read the same way).
 pub const GIB: u64 = 1 << 30;
 
 /// Failures to read the object being validated. A bad VHD is not an error: it is a [`Report`]

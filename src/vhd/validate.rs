@@ -23,12 +23,17 @@ use super::{Error, GIB};
 /// than the 2040 GiB the VHD format can hold, so only a broken or hostile header exceeds it.
 pub const MAX_BAT_ENTRIES: u32 = 1 << 20;
 
+/// Rackspace's import limit, virtual and physical: 160 GB since March 2019
+/// (rackerlabs/rackspace-how-to PRs #3219 and #3344: "the image import limit has been raised from
+/// 40GB to 160GB"), read as GiB like the 40 GB before it (171,798,691,840 bytes).
+pub const IMPORT_LIMIT: u64 = 160 * GIB;
+
 /// Limits and the clock the checks use.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    /// Largest accepted virtual size in bytes, inclusive (default 40 GiB).
+    /// Largest accepted virtual size in bytes, inclusive (default [`IMPORT_LIMIT`]).
     pub max_virtual_size: u64,
-    /// Largest accepted physical size in bytes, inclusive (default 40 GiB).
+    /// Largest accepted physical size in bytes, inclusive (default [`IMPORT_LIMIT`]).
     pub max_physical_size: u64,
     /// "Now", for the future-timestamp warning; injectable for tests.
     pub now: SystemTime,
@@ -37,8 +42,8 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Self {
-            max_virtual_size: 40 * GIB,
-            max_physical_size: 40 * GIB,
+            max_virtual_size: IMPORT_LIMIT,
+            max_physical_size: IMPORT_LIMIT,
             now: SystemTime::now(),
         }
     }

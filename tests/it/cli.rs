@@ -473,3 +473,33 @@ fn completions_and_the_man_page_come_from_the_command_definitions() {
     assert!(man.contains("poll\\-interval"), "{man}");
     assert!(man.contains("max\\-virtual\\-size"), "{man}");
 }
+
+#[test]
+fn the_default_import_limit_is_160_gib() {
+    // Rackspace raised the limit from 40 GB to 160 GB in 2019 (rackspace-how-to PRs #3219, #3344).
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, size: u64| {
+        let img = Builder::new(Kind::Dynamic, Style::Qemu, size)
+            .block(0, 7)
+            .build();
+        let path = dir.path().join(name);
+        std::fs::write(&path, &img.bytes).unwrap();
+        path.display().to_string()
+    };
+    let forty_one = write("41g.vhd", 41 << 30);
+    let at_limit = write("160g.vhd", 160 << 30);
+    let over = write("161g.vhd", 161 << 30);
+    assert_eq!(imgferry(&["validate", &forty_one]).status.code(), Some(0));
+    assert_eq!(imgferry(&["validate", &at_limit]).status.code(), Some(0));
+    let out = imgferry(&["validate", &over]);
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("413"), "{stdout}");
+    assert!(
+        stdout.contains("171798691840"),
+        "names the limit in force: {stdout}"
+    );
+    // Another cloud's limit, as before.
+    let out = imgferry(&["validate", "--max-virtual-size", "40GiB", &forty_one]);
+    assert_eq!(out.status.code(), Some(3));
+}

@@ -7,6 +7,7 @@ mod faults;
 mod hardening;
 mod migrate;
 mod real_clients;
+mod real_cloud;
 mod real_swift;
 mod resume;
 mod safety;

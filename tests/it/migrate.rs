@@ -151,7 +151,8 @@ fn doomed(code: u16) -> Vec<u8> {
     match code {
         396 => vec![0x5a; 3 * MIB as usize],
         413 => {
-            Builder::new(Kind::Dynamic, Style::Qemu, 41 << 30)
+            // Just over Rackspace's 160 GiB limit (sparse: a few KiB on disk).
+            Builder::new(Kind::Dynamic, Style::Qemu, 161 << 30)
                 .block(0, 1)
                 .build()
                 .bytes

@@ -844,3 +844,19 @@ async fn faults_load_from_json() {
     assert_eq!(plan.rules[2].nth, 1);
     assert_eq!(plan.rules[2].action, Action::FailImport { code: 609 });
 }
+
+#[tokio::test]
+async fn task_list_refuses_type_filters_other_than_import() {
+    // Upstream Glance (glance/api/v2/tasks.py, `_get_filters`) accepts only `type=import`.
+    let c = Cloud::start(SimConfig::default()).await;
+    let images = c.sim.images_url("DFW");
+    let (status, v) = c
+        .json(Method::GET, format!("{images}/tasks?type=export"), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(v.to_string().contains("Invalid type value: export"), "{v}");
+    for ok in ["tasks?type=import", "tasks", "tasks?status=success"] {
+        let (status, _) = c.json(Method::GET, format!("{images}/{ok}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{ok}");
+    }
+}

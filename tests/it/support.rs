@@ -11,11 +11,14 @@ use imgferry::vhd::{self, MemSource, Policy, Report};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// A fixed "now" (2026-11-27T00:00:00Z) so timestamp checks do not depend on the clock.
+/// A fixed "now" (2026-11-27T00:00:00Z) so timestamp checks do not depend on the clock, and the
+/// 40 GiB limits the case tables were written against (the semantics at the limit are the same
+/// for any limit; the 160 GiB default has its own tests).
 pub fn policy() -> Policy {
     Policy {
         now: UNIX_EPOCH + Duration::from_secs(1_795_737_600),
-        ..Policy::default()
+        max_virtual_size: 40 << 30,
+        max_physical_size: 40 << 30,
     }
 }
 

@@ -162,31 +162,31 @@ pub async fn send_within(
     loop {
         let attempt = attempts.start();
         let (client, request) = build().build_split();
-        let request = request.map_err(|e| Error {
-            method: String::new(),
-            url: String::new(),
-            attempts: attempt,
-            elapsed: attempts.elapsed(),
-            cause: Cause::Connect(root_cause(&e)),
-            status: None,
-            body: String::new(),
+        let request = request.map_err(|e| {
+            Failed {
+                method: String::new(),
+                url: String::new(),
+                attempt,
+            }
+            .error(
+                attempts,
+                Cause::Connect(root_cause(&e)),
+                None,
+                String::new(),
+            )
         })?;
-        let (method, url) = (request.method().to_string(), redact(request.url().as_str()));
-        let cancelled = |attempts: &Attempts| Error {
-            method: method.clone(),
-            url: url.clone(),
-            attempts: attempt,
-            elapsed: attempts.elapsed(),
-            cause: Cause::Cancelled,
-            status: None,
-            body: String::new(),
+        let failed = Failed {
+            method: request.method().to_string(),
+            url: redact(request.url().as_str()),
+            attempt,
         };
         let Some(tried) = attempts.or_cancel(try_once(&client, request)).await else {
-            return Err(cancelled(attempts));
+            return Err(failed.error(attempts, Cause::Cancelled, None, String::new()));
         };
         let decision = classify(&tried.outcome, kind);
         if let Some(delay) = attempts.retry_after(decision) {
             let why = tried.outcome.reason();
+            let (method, url) = (&failed.method, &failed.url);
             tracing::info!(%method, %url, attempt, delay_ms = delay.as_millis() as u64, %why, "retrying");
             on_retry(&Retry {
                 attempt,
@@ -199,7 +199,7 @@ pub async fn send_within(
                 .await
                 .is_none()
             {
-                return Err(cancelled(attempts));
+                return Err(failed.error(attempts, Cause::Cancelled, None, String::new()));
             }
             continue;
         }
@@ -208,43 +208,43 @@ pub async fn send_within(
                 Outcome::Status { status, .. } => *status,
                 _ => 0,
             };
-            return Err(Error {
-                method,
-                url,
-                attempts: attempt,
-                elapsed: attempts.elapsed(),
-                cause: Cause::RetryLater {
-                    status,
-                    after,
-                    at: clock_after(after),
-                },
-                status: Some(status),
-                body: String::new(),
-            });
+            let at = clock_after(after);
+            let cause = Cause::RetryLater { status, after, at };
+            return Err(failed.error(attempts, cause, Some(status), String::new()));
         }
         let (cause, status, body) = match (tried.result, decision) {
             (Tried::Answer(resp), Decision::Done | Decision::Fail) => return Ok(resp),
             (Tried::Answer(resp), Decision::Retry(_)) => {
                 let status = resp.status().as_u16();
-                (
-                    Cause::Status(status),
-                    Some(status),
-                    read_capped(resp, 64 * 1024).await,
-                )
+                let body = read_capped(resp, 64 * 1024).await;
+                (Cause::Status(status), Some(status), body)
             }
             (Tried::OverLimit(body), _) => (Cause::Status(413), Some(413), body),
             (Tried::Failed(e), _) if e.is_timeout() => (Cause::Timeout, None, String::new()),
             (Tried::Failed(e), _) => (Cause::Connect(root_cause(&e)), None, String::new()),
         };
-        return Err(Error {
-            method,
-            url,
-            attempts: attempt,
+        return Err(failed.error(attempts, cause, status, body));
+    }
+}
+
+/// What a final error says about the request that failed.
+struct Failed {
+    method: String,
+    url: String,
+    attempt: u32,
+}
+
+impl Failed {
+    fn error(&self, attempts: &Attempts, cause: Cause, status: Option<u16>, body: String) -> Error {
+        Error {
+            method: self.method.clone(),
+            url: self.url.clone(),
+            attempts: self.attempt,
             elapsed: attempts.elapsed(),
             cause,
             status,
             body: body.chars().take(300).collect(),
-        });
+        }
     }
 }
 

@@ -1,14 +1,14 @@
 //! `migrate --dry-run`: check that the source exists and the regions are in the catalog, validate
 //! what can be validated without creating anything (a local VHD, or an existing export by ranged
 //! reads), and list the steps a real run would take, each described by the same
-//! [`super::steps::describe`] a real run shows. It sends only GET and HEAD requests and writes no
+//! [`super::route::describe`] a real run shows. It sends only GET and HEAD requests and writes no
 //! state file.
 
 use serde::Serialize;
 
 use super::preflight::{self, VhdSource};
 use super::state::{Entry, Migration, ObjectRef, Plan};
-use super::{Ctx, Error, steps};
+use super::{Ctx, Error, route};
 use crate::transfer::{self, ListingPolicy};
 use crate::units::{count, size};
 use crate::vhd;
@@ -64,11 +64,11 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
     }
     // The same descriptions a real run shows, of a migration whose id is not known yet.
     let mut m = Migration::new("<id>".into(), String::new(), plan.clone());
-    let steps = steps::route(plan)
+    let steps = route::route(plan)
         .into_iter()
         .map(|step| {
             m.step = step;
-            format!("{}: {}", step.label(&plan.to), steps::describe(&m))
+            format!("{}: {}", step.label(&plan.to), route::describe(&m))
         })
         .collect();
     Ok(DryRun {

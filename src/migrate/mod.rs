@@ -18,7 +18,8 @@
 //!
 //! # Layout
 //! - [`state`]: the persisted record; [`store`]: the atomic, locked, versioned files.
-//! - [`steps`]: one handler per state; [`settle`]: creating remote resources exactly once;
+//! - [`steps`]: one handler per state; [`route`]: which states a plan visits, and each one's
+//!   description; [`settle`]: creating remote resources exactly once;
 //!   [`wait`]: polling with intervals, deadlines and Ctrl-C, and the status waits.
 //! - [`cleanup`]: deleting what imgferry created, never anything else.
 //! - [`import_code`]: reading a documented import code out of a task message, strictly;
@@ -33,6 +34,7 @@ pub mod event;
 pub mod import_code;
 pub mod preflight;
 pub mod report;
+pub mod route;
 pub mod session;
 pub mod settle;
 pub mod state;
@@ -283,7 +285,7 @@ async fn drive_steps(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         let started = Instant::now();
         ctx.emit(Event::StepStarted {
             step,
-            detail: steps::describe(m),
+            detail: route::describe(m),
         });
         let outcome = steps::advance(ctx, m).await;
         let seconds = started.elapsed().as_secs_f64();

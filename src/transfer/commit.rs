@@ -53,31 +53,7 @@ pub(super) async fn commit(
             expected,
         });
     }
-    let meta = ctx
-        .dest
-        .store
-        .head(&ctx.dest.container, &ctx.dest.name)
-        .await?;
-    // The manifest PUT's answer is not trusted alone: what is stored must have the full size and
-    // the ETag of ETags too (Rackspace documents the stored ETag, not the PUT's answer).
-    let (len, stored_etag) = meta.map_or((0, String::new()), |m| (m.len, m.etag));
-    if len != state.source.len {
-        return Err(Error::Integrity {
-            what: format!("the size of {}/{}", ctx.dest.container, ctx.dest.name),
-            found: len.to_string(),
-            expected: state.source.len.to_string(),
-        });
-    }
-    if stored_etag != etag {
-        return Err(Error::Integrity {
-            what: format!(
-                "the stored ETag of {}/{}",
-                ctx.dest.container, ctx.dest.name
-            ),
-            found: stored_etag,
-            expected: etag,
-        });
-    }
+    verify_stored(ctx, state.source.len, &etag).await?;
     state.manifest_etag = Some(etag.clone());
     state.sha256 = Some(sha256.clone());
     state.md5 = Some(md5.clone());
@@ -94,4 +70,31 @@ pub(super) async fn commit(
         sha256,
         md5,
     })
+}
+
+/// The manifest PUT's answer is not trusted alone: what is stored must have the full size and the
+/// ETag of ETags too (Rackspace documents the stored ETag, not the PUT's answer).
+async fn verify_stored(ctx: &Ctx, len: u64, etag: &str) -> Result<(), Error> {
+    let meta = ctx
+        .dest
+        .store
+        .head(&ctx.dest.container, &ctx.dest.name)
+        .await?;
+    let (stored_len, stored_etag) = meta.map_or((0, String::new()), |m| (m.len, m.etag));
+    let place = format!("{}/{}", ctx.dest.container, ctx.dest.name);
+    if stored_len != len {
+        return Err(Error::Integrity {
+            what: format!("the size of {place}"),
+            found: stored_len.to_string(),
+            expected: len.to_string(),
+        });
+    }
+    if stored_etag != etag {
+        return Err(Error::Integrity {
+            what: format!("the stored ETag of {place}"),
+            found: stored_etag,
+            expected: etag.to_string(),
+        });
+    }
+    Ok(())
 }

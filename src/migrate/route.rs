@@ -1,0 +1,71 @@
+//! The states a plan passes through, and what each state's handler does, in words: what progress
+//! shows as each step starts and what the dry run lists.
+
+use super::state::{Entry, Migration, Plan, Step};
+
+/// One line saying what the current state's handler is about to do.
+pub fn describe(m: &Migration) -> String {
+    let f = &m.facts;
+    let from = m.plan.from.as_deref().unwrap_or("-");
+    match m.step {
+        Step::Planned => format!("planning: {}", m.plan.entry.describe()),
+        Step::ServerCreating => format!("creating server {} in {from}", m.created_server_name()),
+        Step::ServerActive => "server is active; imaging it next".into(),
+        Step::Imaging => format!("imaging server into {}", m.snapshot_name()),
+        Step::ImageActive => format!(
+            "exporting image {} to Cloud Files in {from}",
+            f.source_image.as_deref().unwrap_or("?")
+        ),
+        Step::Exporting => format!("waiting for the export task in {from}"),
+        Step::Exported => format!(
+            "inspecting and validating {} by ranged reads",
+            f.export
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        ),
+        Step::Inspected => format!(
+            "preparing container {} in {}",
+            m.plan.dst_container, m.plan.to
+        ),
+        Step::Transferring => format!(
+            "copying the VHD to {}/{} in {}",
+            m.plan.dst_container,
+            m.upload_object(),
+            m.plan.to
+        ),
+        Step::Uploaded => format!("starting the import in {}", m.plan.to),
+        Step::Importing => format!("waiting for the import task in {}", m.plan.to),
+        Step::Imported => "image imported".into(),
+        Step::Booting => format!(
+            "booting {} (flavor {})",
+            m.boot_server_name(),
+            m.plan.boot.as_deref().unwrap_or("?")
+        ),
+        Step::Booted | Step::CleanedUp => "finishing".into(),
+        Step::Done => "done".into(),
+    }
+}
+
+/// The states a plan passes through, in order, from its first real step (the dry run lists what
+/// each would do with [`describe`]).
+pub fn route(plan: &Plan) -> Vec<Step> {
+    let first = match plan.entry {
+        Entry::CreateServer { .. } => Step::ServerCreating,
+        Entry::Server { .. } => Step::Imaging,
+        Entry::Image { .. } => Step::ImageActive,
+        Entry::Export { .. } => Step::Exported,
+        Entry::Vhd { .. } => Step::Inspected,
+    };
+    Step::ALL
+        .into_iter()
+        .filter(|s| *s >= first)
+        .filter(|s| match s {
+            // States that only record a result, with no work of their own to show.
+            Step::ServerActive | Step::Uploaded | Step::Booted | Step::Done => false,
+            Step::Booting => plan.boot.is_some(),
+            Step::CleanedUp => plan.cleanup != super::state::Cleanup::None,
+            _ => true,
+        })
+        .collect()
+}

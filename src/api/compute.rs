@@ -29,6 +29,28 @@ pub struct Server {
     pub addresses: Value,
     #[serde(rename = "accessIPv4", default)]
     pub access_ipv4: Option<String>,
+    /// `{"id": …}`, or `""` for a server that boots from a volume.
+    #[serde(default)]
+    pub image: Value,
+    /// `{"id": …}`.
+    #[serde(default)]
+    pub flavor: Value,
+}
+
+/// A flavor: what `--boot` asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Flavor {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    /// The local system disk in GB; 0 for flavors that must boot from a volume.
+    #[serde(default)]
+    pub disk: u64,
+}
+
+#[derive(Deserialize)]
+struct FlavorEnvelope {
+    flavor: Flavor,
 }
 
 /// The fault embedded in a server in ERROR.
@@ -41,6 +63,15 @@ pub struct Fault {
 }
 
 impl Server {
+    /// The image the server was built from; `None` when it boots from a volume.
+    pub fn image_id(&self) -> Option<&str> {
+        self.image["id"].as_str().filter(|s| !s.is_empty())
+    }
+
+    pub fn flavor_id(&self) -> Option<&str> {
+        self.flavor["id"].as_str()
+    }
+
     /// Every IP address, public first, for the final report.
     pub fn ip_addresses(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -105,6 +136,16 @@ impl Compute {
             .get::<ServerEnvelope>("server", &url)
             .await?
             .map(|e| e.server))
+    }
+
+    /// `GET /flavors/{id}`; `None` when the region has no such flavor.
+    pub async fn get_flavor(&self, id: &str) -> Result<Option<Flavor>, Error> {
+        let url = self.api.url(&format!("flavors/{}", super::segment(id)));
+        Ok(self
+            .api
+            .get::<FlavorEnvelope>("flavor", &url)
+            .await?
+            .map(|e| e.flavor))
     }
 
     /// Ids of the servers named exactly `name`. Nova's `?name=` is a pattern match, so the exact

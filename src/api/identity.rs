@@ -41,6 +41,8 @@ pub struct Session {
     pub token: String,
     pub expires: Option<SystemTime>,
     pub catalog: Vec<Service>,
+    /// The account's tenant id (`access.token.tenant.id`): the owner of its own images.
+    pub tenant: Option<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -148,6 +150,13 @@ struct Token {
     id: String,
     #[serde(default)]
     expires: Option<String>,
+    #[serde(default)]
+    tenant: Option<Tenant>,
+}
+
+#[derive(Deserialize)]
+struct Tenant {
+    id: String,
 }
 
 /// Authenticates and returns a session.
@@ -207,6 +216,7 @@ pub fn parse_session(text: &str) -> Result<Session, String> {
         .and_then(parse_expiry);
     crate::secrets::register(&parsed.access.token.id);
     Ok(Session {
+        tenant: parsed.access.token.tenant.map(|t| t.id),
         token: parsed.access.token.id,
         expires,
         catalog: parsed.access.catalog,
@@ -235,6 +245,7 @@ mod tests {
                 .collect(),
         };
         Session {
+            tenant: None,
             token: "t".into(),
             expires: None,
             catalog: vec![

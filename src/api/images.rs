@@ -25,6 +25,13 @@ pub struct Image {
     pub size: Option<u64>,
     #[serde(default)]
     pub min_disk: Option<u64>,
+    /// The tenant that owns it: only the owner may export an image.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// `com.rackspace__1__options`: "0" when the image may be exported; licensed images
+    /// (Windows, Red Hat) carry another value (Cloud Images FAQ).
+    #[serde(rename = "com.rackspace__1__options", default)]
+    pub options: Option<String>,
 }
 
 /// A task: an export or an import.

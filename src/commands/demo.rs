@@ -123,6 +123,7 @@ fn sim_config(disk_size: u64, allocated: f64, step_secs: f64) -> SimConfig {
                 allocated,
                 seed: 2026,
             },
+            variant: Default::default(),
         }],
         ..SimConfig::default()
     }

@@ -126,6 +126,7 @@ fn parse_server(spec: &str, region: &str, seed: u64) -> Option<SeedServer> {
             allocated,
             seed: 1000 + seed,
         },
+        variant: Default::default(),
     })
 }
 

@@ -43,6 +43,12 @@ impl DryRun {
 pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
     let mut checks = Vec::new();
     let report = check_source(ctx, plan, &mut checks).await?;
+    super::eligibility::check(ctx, plan).await?;
+    if let (Some(flavor), Some(r)) = (&plan.boot, &report) {
+        let needed = r.virtual_size.as_ref().map(|v| v.bytes);
+        super::eligibility::check_boot(ctx, flavor, needed).await?;
+    }
+    checks.push("the cloud's rules allow this export and boot (docs/real-cloud.md)".into());
     let predicted_code = report
         .as_ref()
         .and_then(|r| r.verdict.code)

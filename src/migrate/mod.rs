@@ -25,11 +25,14 @@
 //! - [`import_code`]: reading a documented import code out of a task message, strictly;
 //! - [`report`]: the final report; [`event`]: what the engine reports while it works.
 //! - [`session`]: logging in, resolving regions, starting and resuming (what a front end calls).
+//! - [`eligibility`]: what the cloud would refuse (unexportable images, volume-backed and
+//!   OnMetal servers, boot flavors), refused before anything is created;
 //! - [`preflight`]: validating a VHD source (local or exported) and the default image name;
 //!   [`dry_run`]: the checks and the plan of `migrate --dry-run`, creating nothing.
 
 pub mod cleanup;
 pub mod dry_run;
+pub mod eligibility;
 pub mod event;
 pub mod import_code;
 pub mod preflight;
@@ -72,6 +75,14 @@ pub enum Error {
     /// A problem no resume can get past: the source does not exist, the local file changed.
     #[error("{0}")]
     Final(String),
+    /// The cloud would refuse this migration (a rule of [`eligibility`]): said before anything
+    /// is created.
+    #[error("{rule}\n  rule from: {from}\n  what to do: {advice}")]
+    Refused {
+        rule: String,
+        from: &'static str,
+        advice: String,
+    },
     /// A fact the state machine guarantees is missing: a bug, or a state file edited by hand.
     #[error(
         "internal error: {0}; the state file is inconsistent (please report this with the output \
@@ -158,7 +169,7 @@ impl Error {
             Error::Store(e) => e.class(),
             Error::Api(e) => e.class(),
             Error::Transfer(e) => e.class(),
-            Error::Rejected { .. } => Class::Rejected,
+            Error::Rejected { .. } | Error::Refused { .. } => Class::Rejected,
             Error::Interrupted => Class::Interrupted,
             _ => Class::Failed,
         }
@@ -173,7 +184,7 @@ impl Error {
     pub fn resumable(&self) -> bool {
         !matches!(
             self,
-            Error::Rejected { .. } | Error::Invariant(_) | Error::Final(_)
+            Error::Rejected { .. } | Error::Refused { .. } | Error::Invariant(_) | Error::Final(_)
         )
     }
 }
@@ -227,6 +238,8 @@ pub struct Ctx {
     pub store: Store,
     pub events: Sink,
     pub cancel: CancellationToken,
+    /// The source account's tenant id: the owner of its own images.
+    pub tenant: Option<String>,
     /// The booted server's admin password: shown once, never persisted.
     pub admin_pass: Mutex<Option<String>>,
     /// After a creating request failed ambiguously, how long lookups continue before another POST:

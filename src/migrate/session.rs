@@ -154,6 +154,7 @@ impl Session {
             store: self.store.clone(),
             events: self.events.clone(),
             cancel: self.cancel.clone(),
+            tenant: login.tenant.clone(),
             admin_pass: Mutex::new(None),
             settle_secs: (2.0 * http_timeout.as_secs_f64()).max(2.0),
         })

@@ -56,6 +56,8 @@ pub async fn advance(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
 }
 
 async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    // What the cloud would refuse late is refused now, before anything is created.
+    super::eligibility::check(ctx, &m.plan).await?;
     match m.plan.entry.clone() {
         Entry::CreateServer { .. } => {
             m.facts.created_server = Some(Intent {
@@ -65,26 +67,10 @@ async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             m.step = Step::ServerCreating;
         }
         Entry::Server { id } => {
-            // A server that is not there never will be: say so now, as a final error, rather than
-            // fail at createImage with a resumable one.
-            let src = ctx.src()?;
-            if src.compute.get_server(&id).await?.is_none() {
-                return Err(Error::Final(format!(
-                    "server {id} is not in {} (check the id and --from); nothing was created",
-                    src.name
-                )));
-            }
             m.facts.source_server = Some(id);
             begin_imaging(m);
         }
         Entry::Image { id } => {
-            let src = ctx.src()?;
-            if src.images.get_image(&id).await?.is_none() {
-                return Err(Error::Final(format!(
-                    "image {id} is not in {} (check the id and --from); nothing was created",
-                    src.name
-                )));
-            }
             m.facts.source_image = Some(id);
             m.step = Step::ImageActive;
         }
@@ -97,6 +83,7 @@ async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             m.facts.local_file = Some(preflight::stamp(file).await?);
             let report = preflight::validate(VhdSource::File(file), &m.plan.policy()).await?;
             record_validation(ctx, m, &report)?;
+            boot_fits(ctx, m).await?;
             let source = transfer::source::local_file(std::path::Path::new(&path))
                 .map_err(transfer::Error::from)?;
             plan_transfer(m, source)?;
@@ -130,6 +117,15 @@ fn record_validation(ctx: &Ctx, m: &mut Migration, r: &vhd::Report) -> Result<()
             });
             Ok(())
         }
+        None => Ok(()),
+    }
+}
+
+/// With the VHD's virtual size known, the `--boot` flavor's disk must hold it.
+async fn boot_fits(ctx: &Ctx, m: &Migration) -> Result<(), Error> {
+    let needed = m.facts.vhd.as_ref().and_then(|v| v.virtual_size);
+    match &m.plan.boot {
+        Some(flavor) => super::eligibility::check_boot(ctx, flavor, needed).await,
         None => Ok(()),
     }
 }
@@ -270,6 +266,12 @@ async fn exporting(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             m.step = Step::Exported;
             Ok(())
         }
+        Err(message) if super::eligibility::export_refusal(&message) => Err(Error::Refused {
+            rule: format!("export task {id} was refused: {message}"),
+            from: "the export task (Cloud Images)",
+            advice: "this image can never be exported; see docs/real-cloud.md for what can be"
+                .into(),
+        }),
         Err(message) => {
             // The next run asks for a new export (or reuses the object if this one left it).
             m.facts.export_task = None;
@@ -336,6 +338,7 @@ async fn exported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     };
     let report = preflight::validate(object, &m.plan.policy()).await?;
     record_validation(ctx, m, &report)?;
+    boot_fits(ctx, m).await?;
     plan_transfer(m, source)?;
     m.step = Step::Inspected;
     Ok(())

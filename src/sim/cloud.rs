@@ -54,6 +54,8 @@ pub struct Server {
     pub name: String,
     pub image_id: String,
     pub flavor: String,
+    /// Boots from a Cloud Block Storage volume: `image` is empty in its JSON.
+    pub boot_from_volume: bool,
     pub created: SystemTime,
     pub ready_at: Instant,
     /// When the current createImage finishes, if one is running.
@@ -108,6 +110,15 @@ pub struct Image {
     pub instance_uuid: Option<String>,
     /// md5 of the VHD bytes (what an export of it would carry).
     pub checksum: Option<String>,
+    /// The tenant that owns it (Rackspace's base images are owned by Rackspace, not the account).
+    pub owner: String,
+    /// `com.rackspace__1__options`: "0" for exportable images; licensed images (Windows, Red Hat)
+    /// carry another value, and snapshots inherit it from the image their server was built from.
+    pub options: String,
+    /// A snapshot of a server that boots from a volume: it holds no system disk to export.
+    pub volume_backed: bool,
+    /// The disk's virtual size (what a server built from it needs).
+    pub virtual_size: u64,
 }
 
 impl Image {

@@ -28,6 +28,94 @@ fn not_found(what: &str) -> Response {
     )
 }
 
+/// createImage is "not available for OnMetal servers" (docs-cloud-servers, createImage); the exact
+/// answer is not documented, so the simulator refuses with a 400.
+const ONMETAL: &str = "createImage is not available for OnMetal servers";
+
+/// Rackspace's flavors and their system disks in GB (rackerlabs/mimic
+/// `mimic/model/flavor_objects.py`, Rackspace's own mock): Compute v1 and Memory v1 have no local
+/// disk ("must be booted from volume … image-based builds are not supported", docs-cloud-servers
+/// boot-from-volume page); OnMetal has a 32 GB disk.
+pub const FLAVORS: &[(&str, &str, u64)] = &[
+    ("2", "512MB Standard Instance", 20),
+    ("3", "1GB Standard Instance", 40),
+    ("4", "2GB Standard Instance", 80),
+    ("5", "4GB Standard Instance", 160),
+    ("6", "8GB Standard Instance", 320),
+    ("7", "15GB Standard Instance", 620),
+    ("8", "30GB Standard Instance", 1200),
+    ("general1-1", "1 GB General Purpose v1", 20),
+    ("general1-2", "2 GB General Purpose v1", 40),
+    ("general1-4", "4 GB General Purpose v1", 80),
+    ("general1-8", "8 GB General Purpose v1", 160),
+    ("io1-15", "15 GB I/O v1", 40),
+    ("io1-30", "30 GB I/O v1", 40),
+    ("io1-60", "60 GB I/O v1", 40),
+    ("io1-90", "90 GB I/O v1", 40),
+    ("io1-120", "120 GB I/O v1", 40),
+    ("compute1-4", "3.75 GB Compute v1", 0),
+    ("compute1-8", "7.5 GB Compute v1", 0),
+    ("compute1-15", "15 GB Compute v1", 0),
+    ("compute1-30", "30 GB Compute v1", 0),
+    ("compute1-60", "60 GB Compute v1", 0),
+    ("memory1-15", "15 GB Memory v1", 0),
+    ("memory1-30", "30 GB Memory v1", 0),
+    ("memory1-60", "60 GB Memory v1", 0),
+    ("memory1-120", "120 GB Memory v1", 0),
+    ("memory1-240", "240 GB Memory v1", 0),
+    ("onmetal-compute1", "OnMetal Compute v1", 32),
+    ("onmetal-io1", "OnMetal IO v1", 32),
+    ("onmetal-memory1", "OnMetal Memory v1", 32),
+];
+
+/// The flavor `id`'s name and disk in GB.
+pub fn flavor(id: &str) -> Option<(&'static str, u64)> {
+    FLAVORS
+        .iter()
+        .find(|(i, _, _)| *i == id)
+        .map(|(_, name, disk)| (*name, *disk))
+}
+
+/// Whether an image-based build of `image` fits `flavor`: the flavor must exist and have a
+/// local disk at least as large as the image's virtual size (Nova's
+/// `FlavorDiskSmallerThanImage`: "Flavor's disk is too small for requested image").
+fn flavor_fits(flavor_id: &str, image: &Image) -> Result<(), Box<Response>> {
+    let Some((_, disk_gb)) = flavor(flavor_id) else {
+        return Err(Box::new(fault(
+            StatusCode::BAD_REQUEST,
+            "badRequest",
+            &format!("Flavor {flavor_id} could not be found."),
+        )));
+    };
+    if disk_gb == 0 {
+        return Err(Box::new(fault(
+            StatusCode::BAD_REQUEST,
+            "badRequest",
+            "Compute and Memory flavors must be booted from a volume; image-based builds are not supported",
+        )));
+    }
+    let image_size = image.virtual_size;
+    if disk_gb << 30 < image_size {
+        return Err(Box::new(fault(
+            StatusCode::BAD_REQUEST,
+            "badRequest",
+            &format!(
+                "Flavor's disk is too small for requested image. Flavor disk is {} bytes, image is {image_size} bytes.",
+                disk_gb << 30
+            ),
+        )));
+    }
+    Ok(())
+}
+
+fn flavor_json(id: &str) -> Option<Value> {
+    let (name, disk) = flavor(id)?;
+    Some(
+        json!({"flavor": {"id": id, "name": name, "disk": disk, "ram": 0, "vcpus": 0,
+        "OS-FLV-EXT-DATA:ephemeral": 0}}),
+    )
+}
+
 /// Serves `/{region}/servers/v2/{tenant}/{rest}`.
 pub fn handle(
     shared: &Shared,
@@ -59,6 +147,9 @@ pub fn handle(
             }
         }
         (&Method::POST, ["servers", id, "action"]) => action(shared, region, id, body, &base),
+        (&Method::GET, ["flavors", id]) => {
+            flavor_json(id).map_or_else(|| not_found("Flavor"), |v| axum::Json(v).into_response())
+        }
         _ => not_found("Resource"),
     }
 }
@@ -81,7 +172,9 @@ fn server_json(s: &Server, base: &str, detail: bool) -> Value {
         "OS-EXT-STS:task_state": s.task_state(),
         "OS-EXT-STS:power_state": if status == "ACTIVE" { 1 } else { 0 },
         "OS-DCF:diskConfig": "MANUAL",
-        "image": {"id": s.image_id}, "flavor": {"id": s.flavor},
+        // A server booted from a volume shows an empty image (Nova's API for volume-backed servers).
+        "image": if s.boot_from_volume { json!("") } else { json!({"id": s.image_id}) },
+        "flavor": {"id": s.flavor},
         "addresses": addresses, "accessIPv4": if status == "ACTIVE" { "203.0.113.10" } else { "" },
         "created": timestamp(s.created), "updated": timestamp(SystemTime::now()),
         "tenant_id": super::TENANT, "user_id": "10001", "links": links,
@@ -139,12 +232,16 @@ fn create(shared: &Shared, region: &str, body: &[u8], base: &str) -> Response {
             &format!("Image {image_ref} could not be found."),
         );
     };
+    if let Err(refusal) = flavor_fits(flavor, &image) {
+        return *refusal;
+    }
     let id = new_id();
     let server = Server {
         id: id.clone(),
         name: name.to_string(),
         image_id: image.id,
         flavor: flavor.to_string(),
+        boot_from_volume: false,
         created: SystemTime::now(),
         ready_at: Instant::now() + shared.timing.build,
         imaging_until: None,
@@ -195,8 +292,14 @@ fn action(shared: &Shared, region: &str, id: &str, body: &[u8], base: &str) -> R
                 "Cannot 'createImage' instance {id} while it is in task_state {state}"
             )));
         }
+        if server.flavor.starts_with("onmetal") {
+            return Err(Some(ONMETAL.to_string()));
+        }
         let until = now + shared.timing.imaging;
         server.imaging_until = Some((now, until));
+        let base = r.images.get(&server.image_id);
+        let options = base.map_or_else(|| "0".to_string(), |b| b.options.clone());
+        let virtual_size = base.map_or_else(|| server.disk.len(), |b| b.virtual_size);
         let image = Image {
             id: new_id(),
             name: name.to_string(),
@@ -207,6 +310,11 @@ fn action(shared: &Shared, region: &str, id: &str, body: &[u8], base: &str) -> R
             origin: Origin::Snapshot,
             instance_uuid: Some(id.to_string()),
             checksum: None,
+            // A snapshot belongs to the account that took it.
+            owner: super::TENANT.to_string(),
+            options,
+            volume_backed: server.boot_from_volume,
+            virtual_size,
         };
         let image_id = image.id.clone();
         r.images.insert(image_id.clone(), image);
@@ -214,6 +322,7 @@ fn action(shared: &Shared, region: &str, id: &str, body: &[u8], base: &str) -> R
     });
     match outcome {
         Err(None) => not_found("Instance"),
+        Err(Some(m)) if m == ONMETAL => fault(StatusCode::BAD_REQUEST, "badRequest", ONMETAL),
         Err(Some(busy)) => fault(StatusCode::CONFLICT, "conflictingRequest", &busy),
         Ok(image_id) => {
             shared.stats.created("snapshot", format!("{region}/{name}"));

@@ -74,7 +74,8 @@ fn image_json(i: &Image) -> Value {
         "tags": [], "created_at": timestamp(i.created), "updated_at": timestamp(SystemTime::now()),
         "file": format!("/v2/images/{}/file", i.id), "self": format!("/v2/images/{}", i.id),
         "schema": "/v2/schemas/image", "container_format": "ovf", "disk_format": "vhd",
-        "size": i.disk.len(), "min_disk": 0, "min_ram": 0, "owner": super::TENANT,
+        "size": i.disk.len(), "min_disk": 0, "min_ram": 0, "owner": i.owner,
+        "com.rackspace__1__options": i.options,
         "image_type": match i.origin { Origin::Base => "base", Origin::Snapshot => "snapshot", Origin::Imported => "import" },
     });
     if let Some(server) = &i.instance_uuid {
@@ -277,6 +278,27 @@ async fn run_task(shared: Arc<Shared>, region: String, id: String) {
 }
 
 /// Writes the image's VHD as a DLO (`<uuid>.vhd` over `<uuid>.vhd-00001…`) in the container.
+/// Rackspace's refusals of an export, in the words of its own tests (openstack-archive/cloudcafe
+/// `cloudcafe/glance/common/constants.py`): only the owner may export, and not an image whose
+/// `com.rackspace__1__options` is not "0" (licensed: Windows, Red Hat; Cloud Images FAQ). A
+/// volume-backed snapshot holds no disk; no source says what the task then answers, so it fails.
+fn export_allowed(image: &Image) -> Result<(), String> {
+    if image.owner != super::TENANT {
+        return Err("An image may only be exported by the image owner.".into());
+    }
+    if image.options != "0" {
+        return Err(format!(
+            "Image cannot be exported due to licensing or billing restrictions \
+             (com.rackspace__1__options: '{}')",
+            image.options
+        ));
+    }
+    if image.volume_backed {
+        return Err("Image has no disk to export: its server boots from a volume".into());
+    }
+    Ok(())
+}
+
 async fn export(shared: &Shared, region: &str, input: &Value) -> Result<Value, String> {
     let (Some(image_id), Some(container)) = (
         input["image_uuid"].as_str(),
@@ -287,15 +309,17 @@ async fn export(shared: &Shared, region: &str, input: &Value) -> Result<Value, S
     if container.contains(['/', '?', '.']) {
         return Err(format!("Invalid container name: {container}"));
     }
-    let disk = shared
+    let image = shared
         .cloud
         .with(region, |r| {
             r.images
                 .get(image_id)
                 .filter(|i| i.status() == "active")
-                .map(|i| i.disk.clone())
+                .cloned()
         })
         .ok_or_else(|| format!("Requested image for export was not found: {image_id}"))?;
+    export_allowed(&image)?;
+    let disk = image.disk;
     let files = shared.files(region);
     if !files.container_exists(region, container).await? {
         return Err(format!("Swift container '{container}' was not found"));
@@ -391,6 +415,10 @@ async fn import(shared: &Shared, region: &str, input: &Value) -> Result<Value, S
         origin: Origin::Imported,
         instance_uuid: None,
         checksum: Some(md5),
+        owner: super::TENANT.to_string(),
+        options: "0".into(),
+        volume_backed: false,
+        virtual_size: report.virtual_size.as_ref().map_or(len, |v| v.bytes),
     };
     shared
         .cloud

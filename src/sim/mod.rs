@@ -59,6 +59,22 @@ pub struct SeedServer {
     pub region: String,
     pub name: String,
     pub disk: DiskSpec,
+    /// Flavor, boot source and the base image's ownership and license.
+    pub variant: Variant,
+}
+
+/// How a seeded server differs from an ordinary one (a `general1-2` built from an image the
+/// account may export).
+#[derive(Debug, Clone, Default)]
+pub struct Variant {
+    /// The flavor id [default: general1-2].
+    pub flavor: Option<String>,
+    /// Boots from a volume: its JSON shows an empty image, and a snapshot of it has no disk.
+    pub boot_from_volume: bool,
+    /// The base image's `com.rackspace__1__options` [default: "0", exportable].
+    pub image_options: Option<String>,
+    /// The base image's owner [default: the account's tenant].
+    pub image_owner: Option<String>,
 }
 
 /// How to run the simulated cloud.
@@ -347,12 +363,29 @@ fn seed(shared: &Shared, servers: &[SeedServer]) {
             origin: cloud::Origin::Base,
             instance_uuid: None,
             checksum: None,
+            owner: s
+                .variant
+                .image_owner
+                .clone()
+                .unwrap_or_else(|| TENANT.into()),
+            options: s
+                .variant
+                .image_options
+                .clone()
+                .unwrap_or_else(|| "0".into()),
+            volume_backed: false,
+            virtual_size: s.disk.virtual_size,
         };
         let server = cloud::Server {
             id: cloud::new_id(),
             name: s.name.clone(),
             image_id: image.id.clone(),
-            flavor: "general1-2".into(),
+            flavor: s
+                .variant
+                .flavor
+                .clone()
+                .unwrap_or_else(|| "general1-2".into()),
+            boot_from_volume: s.variant.boot_from_volume,
             created: SystemTime::now(),
             ready_at: now,
             imaging_until: None,

@@ -109,6 +109,7 @@ async fn setup() -> Option<(SimHandle, Clients)> {
                 allocated: 0.5,
                 seed: 3,
             },
+            variant: Default::default(),
         }],
         ..SimConfig::default()
     })

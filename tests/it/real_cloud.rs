@@ -89,3 +89,178 @@ async fn a_wait_longer_than_the_step_may_take_is_a_resumable_failure_that_says_w
     assert!(error.contains("resume after that"), "{error}");
     assert!(run.event("error").unwrap()["resume"].is_string());
 }
+
+/// A world whose one server has `variant`.
+async fn world_with(variant: imgferry::sim::Variant) -> World {
+    let mut config = seeded();
+    config.servers[0].variant = variant;
+    World::start(config).await
+}
+
+/// Runs `args` as a migration and as its dry run: both must stop with exit 3 naming `rule`,
+/// before anything is created.
+async fn refused_up_front(w: &World, args: &[&str], rule: &str) {
+    for dry in [true, false] {
+        let mut all = args.to_vec();
+        if dry {
+            all.push("--dry-run");
+        }
+        let run = w.migrate(&all).await;
+        assert_eq!(run.code, 3, "dry run {dry}: {:#?}", run.events);
+        let error = run.error();
+        assert!(error.contains(rule), "dry run {dry}: {error}");
+        assert!(
+            error.contains("rule from:") && error.contains("what to do:"),
+            "{error}"
+        );
+        assert!(
+            run.event("error").unwrap()["resume"].is_null(),
+            "a refusal is final"
+        );
+    }
+    for kind in ["snapshot", "export_task", "server", "import_task"] {
+        assert_eq!(w.created(kind), 0, "{kind} created");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_cloud_would_refuse_is_refused_before_anything_is_created() {
+    use imgferry::sim::Variant;
+    // A server built from a licensed image (Windows, Red Hat).
+    let w = world_with(Variant {
+        image_options: Some("1".into()),
+        ..Variant::default()
+    })
+    .await;
+    let server = w.server();
+    refused_up_front(&w, &["--server", &server], "licensed or billed").await;
+    // The base image itself, owned by Rackspace rather than the account.
+    let w = world_with(Variant {
+        image_owner: Some("rackspace".into()),
+        ..Variant::default()
+    })
+    .await;
+    let image = w.base_image();
+    refused_up_front(&w, &["--image", &image], "only its owner may export it").await;
+    // A server that boots from a volume, and an OnMetal server.
+    let w = world_with(Variant {
+        boot_from_volume: true,
+        ..Variant::default()
+    })
+    .await;
+    let server = w.server();
+    refused_up_front(&w, &["--server", &server], "boots from a volume").await;
+    let w = world_with(Variant {
+        flavor: Some("onmetal-io1".into()),
+        ..Variant::default()
+    })
+    .await;
+    let server = w.server();
+    refused_up_front(&w, &["--server", &server], "OnMetal").await;
+    // Boot flavors: no local disk, unknown, or a disk smaller than the source's.
+    let w = world_with(Variant {
+        flavor: Some("general1-4".into()),
+        ..Variant::default()
+    })
+    .await;
+    let server = w.server();
+    refused_up_front(
+        &w,
+        &["--server", &server, "--boot", "compute1-4"],
+        "no local disk",
+    )
+    .await;
+    refused_up_front(
+        &w,
+        &["--server", &server, "--boot", "memory1-30"],
+        "no local disk",
+    )
+    .await;
+    refused_up_front(
+        &w,
+        &["--server", &server, "--boot", "2 GB General"],
+        "not offered",
+    )
+    .await;
+    refused_up_front(
+        &w,
+        &["--server", &server, "--boot", "general1-1"],
+        "smaller than",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_refuses_what_the_services_refuse() {
+    use imgferry::sim::Variant;
+    // Without imgferry's own checks: the export task and the boot refuse as Rackspace does.
+    let w = world_with(Variant {
+        image_options: Some("1".into()),
+        ..Variant::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let token = w.sim.issue_token();
+    let images = w.sim.images_url("DFW");
+    let image = w.base_image();
+    let put = http
+        .put(format!("{}/exports", w.sim.object_store_url("DFW")))
+        .header("X-Auth-Token", &token)
+        .header("Content-Length", "0")
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let task: serde_json::Value = http
+        .post(format!("{images}/tasks"))
+        .header("X-Auth-Token", &token)
+        .json(&serde_json::json!({"type": "export", "input": {"image_uuid": image, "receiving_swift_container": "exports"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = format!("{images}/tasks/{}", task["id"].as_str().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let done = loop {
+        let t: serde_json::Value = http
+            .get(&url)
+            .header("X-Auth-Token", &token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if t["status"] == "failure" || t["status"] == "success" {
+            break t;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["status"], "failure");
+    assert!(
+        done["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be exported due to licensing or billing restrictions"),
+        "{done}"
+    );
+    let compute = w.sim.compute_url("DFW");
+    for (flavor, refusal) in [
+        ("compute1-4", "must be booted from a volume"),
+        ("nope", "could not be found"),
+    ] {
+        let r = http
+            .post(format!("{compute}/servers"))
+            .header("X-Auth-Token", &token)
+            .json(&serde_json::json!({"server": {"name": "x", "imageRef": image, "flavorRef": flavor}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST, "{flavor}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(refusal), "{flavor}: {body}");
+    }
+}

@@ -60,6 +60,7 @@ async fn export_to_real_swift_then_import_from_it() {
                 allocated: 0.5,
                 seed: 11,
             },
+            variant: Default::default(),
         }],
         object_stores: [
             ("DFW".to_string(), dfw.clone()),

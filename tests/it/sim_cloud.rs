@@ -28,6 +28,7 @@ fn seeded(config: SimConfig) -> SimConfig {
                 allocated: 0.5,
                 seed: 7,
             },
+            variant: Default::default(),
         }],
         ..config
     }

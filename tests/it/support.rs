@@ -159,6 +159,7 @@ pub fn seeded() -> SimConfig {
                 allocated: 0.5,
                 seed: 11,
             },
+            variant: Default::default(),
         }],
         export_segment_size: 2 * MIB,
         ..SimConfig::default()

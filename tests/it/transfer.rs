@@ -50,6 +50,7 @@ impl World {
                     allocated: 0.7,
                     seed: 5,
                 },
+                variant: Default::default(),
             }],
             export_segment_size: export_segment,
             ..SimConfig::default()

@@ -171,6 +171,10 @@ pub struct MigrateArgs {
     /// [default: 160GiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub max_physical_size: Option<u64>,
+    /// Reach Cloud Files over ServiceNet (the catalog's internalURL) on these sides: no bandwidth
+    /// charge, but it only works when imgferry runs on a server inside that region.
+    #[arg(long, value_enum, default_value_t = ServiceNet::None, value_name = "SIDES")]
+    pub servicenet: ServiceNet,
     /// Give up waiting for any one step after this many hours.
     #[arg(long, value_name = "HOURS", default_value_t = 12.0)]
     pub step_deadline_hours: f64,
@@ -208,6 +212,14 @@ pub struct DemoArgs {
     /// Seconds each simulated build, imaging or task takes.
     #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
     pub step_seconds: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServiceNet {
+    None,
+    Source,
+    Destination,
+    Both,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

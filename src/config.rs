@@ -13,7 +13,7 @@ use crate::api::identity;
 use crate::cli::{self, GlobalOpts, MigrateArgs, OutputFormat};
 use crate::http::RetryConfig;
 use crate::migrate::session::Link;
-use crate::migrate::state::{Cleanup, Entry, ObjectRef, Plan};
+use crate::migrate::state::{Cleanup, Entry, ObjectRef, Plan, ServiceNet};
 use crate::migrate::{Store, store};
 use crate::progress::Format;
 use crate::transfer::plan::{MAX_PIECE, MIN_SEGMENT};
@@ -168,6 +168,12 @@ pub fn migrate_request(args: &MigrateArgs) -> Result<MigrateRequest, Error> {
         cli::Cleanup::None => Cleanup::None,
         cli::Cleanup::Staging => Cleanup::Staging,
         cli::Cleanup::All => Cleanup::All,
+    };
+    plan.servicenet = match args.servicenet {
+        cli::ServiceNet::None => ServiceNet::None,
+        cli::ServiceNet::Source => ServiceNet::Source,
+        cli::ServiceNet::Destination => ServiceNet::Destination,
+        cli::ServiceNet::Both => ServiceNet::Both,
     };
     plan.concurrency = concurrency(args.concurrency)?;
     plan.segment_size = segment_size(args.segment_size)?;

@@ -23,6 +23,9 @@ pub struct Endpoint {
     pub region: Option<String>,
     #[serde(rename = "publicURL")]
     pub public_url: String,
+    /// ServiceNet: reachable only from inside the region, and not billed for bandwidth.
+    #[serde(rename = "internalURL", default)]
+    pub internal_url: Option<String>,
     #[serde(rename = "tenantId", default)]
     pub tenant_id: Option<String>,
 }
@@ -67,6 +70,11 @@ pub enum CatalogError {
     },
     #[error("{url} is not https; plain http is allowed only for loopback addresses")]
     Insecure { url: String },
+    #[error(
+        "the catalog has no ServiceNet (internalURL) endpoint for {kind} in {region}; run without \
+         --servicenet"
+    )]
+    NoInternalUrl { kind: String, region: String },
 }
 
 /// Refuses plain http to anything but loopback.
@@ -94,6 +102,20 @@ pub fn check_transport(url: &str) -> Result<(), CatalogError> {
 impl Session {
     /// The public URL of service `kind` (`compute`, `image`, `object-store`) in `region`.
     pub fn endpoint(&self, kind: &str, region: &str) -> Result<String, CatalogError> {
+        self.endpoint_of(kind, region, false)
+    }
+
+    /// The service's ServiceNet URL (`internalURL`) in `region`.
+    pub fn internal_endpoint(&self, kind: &str, region: &str) -> Result<String, CatalogError> {
+        self.endpoint_of(kind, region, true)
+    }
+
+    fn endpoint_of(
+        &self,
+        kind: &str,
+        region: &str,
+        internal: bool,
+    ) -> Result<String, CatalogError> {
         // First-generation `cloudServers` entries are skipped, as pyrax does.
         let services: Vec<&Service> = self
             .catalog
@@ -112,8 +134,18 @@ impl Session {
         });
         match found {
             Some(e) => {
-                check_transport(&e.public_url)?;
-                Ok(e.public_url.trim_end_matches('/').to_string())
+                let url = if internal {
+                    e.internal_url
+                        .as_deref()
+                        .ok_or_else(|| CatalogError::NoInternalUrl {
+                            kind: kind.to_string(),
+                            region: region.to_string(),
+                        })?
+                } else {
+                    &e.public_url
+                };
+                check_transport(url)?;
+                Ok(url.trim_end_matches('/').to_string())
             }
             None => {
                 let mut available: Vec<String> = services
@@ -240,6 +272,7 @@ mod tests {
                 .map(|(r, u)| Endpoint {
                     region: Some(r.to_string()),
                     public_url: u.to_string(),
+                    internal_url: None,
                     tenant_id: None,
                 })
                 .collect(),

@@ -189,6 +189,16 @@ impl Error {
     }
 }
 
+/// How a region's clients reach it: the retry policy, the read timeout, whether Cloud Files is
+/// reached over ServiceNet, and where retries are reported.
+#[derive(Clone, Copy)]
+pub struct Reach<'a> {
+    pub retry: &'a RetryConfig,
+    pub read_timeout: std::time::Duration,
+    pub servicenet: bool,
+    pub events: &'a Sink,
+}
+
 /// One region's services.
 #[derive(Debug, Clone)]
 pub struct RegionApi {
@@ -206,10 +216,14 @@ impl RegionApi {
         login: &Login,
         auth: &Auth,
         region: &str,
-        retry: &RetryConfig,
-        read_timeout: std::time::Duration,
-        events: &Sink,
+        how: &Reach<'_>,
     ) -> Result<Self, Error> {
+        let Reach {
+            retry,
+            read_timeout,
+            servicenet,
+            events,
+        } = *how;
         let service = |kind: &str, what: &'static str| -> Result<JsonService, Error> {
             let url = login.endpoint(kind, region)?;
             Ok(
@@ -217,7 +231,11 @@ impl RegionApi {
                     .with_retry_hook(event::retry_hook(events, what)),
             )
         };
-        let files_url = login.endpoint("object-store", region)?;
+        let files_url = if servicenet {
+            login.internal_endpoint("object-store", region)?
+        } else {
+            login.endpoint("object-store", region)?
+        };
         let files = ObjectStore::new(http.clone(), &files_url, auth.clone(), retry.clone())
             .with_retry_hook(event::retry_hook(events, "Cloud Files request"))
             .with_read_timeout(read_timeout);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::state::{Entry, Plan, Step};
-use super::{Ctx, Error, Event, Migration, RegionApi, Report, Sink, Store};
+use super::{Ctx, Error, Event, Migration, Reach, RegionApi, Report, Sink, Store};
 use crate::api::auth::Auth;
 use crate::api::identity;
 use crate::credentials::Credentials;
@@ -133,24 +133,24 @@ impl Session {
             long_wait: Duration::from_secs_f64(plan.polling.deadline_secs),
             ..retry.clone()
         };
-        let region = |name: &str| {
-            RegionApi::resolve(
-                &self.http,
-                &login,
-                &auth,
-                name,
+        let region = |name: &str, servicenet: bool| {
+            let how = Reach {
                 retry,
-                *http_timeout,
-                &self.events,
-            )
+                read_timeout: *http_timeout,
+                servicenet,
+                events: &self.events,
+            };
+            RegionApi::resolve(&self.http, &login, &auth, name, &how)
         };
         let src = match &plan.from {
-            Some(r) if !matches!(plan.entry, Entry::Vhd { .. }) => Some(region(r)?),
+            Some(r) if !matches!(plan.entry, Entry::Vhd { .. }) => {
+                Some(region(r, plan.servicenet.source())?)
+            }
             _ => None,
         };
         Ok(Ctx {
             src,
-            dst: region(&plan.to)?,
+            dst: region(&plan.to, plan.servicenet.destination())?,
             store: self.store.clone(),
             events: self.events.clone(),
             cancel: self.cancel.clone(),
@@ -308,13 +308,11 @@ pub async fn connect_region(
     let http = crate::http::client_with_timeout(link.http_timeout).map_err(Error::Client)?;
     identity::check_transport(&link.identity_url)?;
     let (auth, login) = Auth::login(&http, &link.identity_url, creds, &link.retry).await?;
-    RegionApi::resolve(
-        &http,
-        &login,
-        &auth,
-        region,
-        &link.retry,
-        link.http_timeout,
+    let how = Reach {
+        retry: &link.retry,
+        read_timeout: link.http_timeout,
+        servicenet: false,
         events,
-    )
+    };
+    RegionApi::resolve(&http, &login, &auth, region, &how)
 }

@@ -195,6 +195,31 @@ pub struct Plan {
     pub max_virtual_size: u64,
     #[serde(default = "import_limit")]
     pub max_physical_size: u64,
+    /// Which sides reach Cloud Files over ServiceNet (`internalURL`).
+    #[serde(default)]
+    pub servicenet: ServiceNet,
+}
+
+/// Which regions' Cloud Files is reached over ServiceNet: free of bandwidth charges, but only from
+/// a machine inside that region.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceNet {
+    #[default]
+    None,
+    Source,
+    Destination,
+    Both,
+}
+
+impl ServiceNet {
+    pub fn source(self) -> bool {
+        matches!(self, ServiceNet::Source | ServiceNet::Both)
+    }
+
+    pub fn destination(self) -> bool {
+        matches!(self, ServiceNet::Destination | ServiceNet::Both)
+    }
 }
 
 fn import_limit() -> u64 {
@@ -232,6 +257,7 @@ impl Plan {
             polling: Polling::default(),
             max_virtual_size: crate::vhd::IMPORT_LIMIT,
             max_physical_size: crate::vhd::IMPORT_LIMIT,
+            servicenet: ServiceNet::None,
         }
     }
 }
@@ -492,6 +518,7 @@ mod tests {
                 polling: Polling::default(),
                 max_virtual_size: crate::vhd::IMPORT_LIMIT,
                 max_physical_size: crate::vhd::IMPORT_LIMIT,
+                servicenet: Default::default(),
             },
         );
         for n in [

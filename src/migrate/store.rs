@@ -326,6 +326,7 @@ mod tests {
                 polling: Polling::default(),
                 max_virtual_size: crate::vhd::IMPORT_LIMIT,
                 max_physical_size: crate::vhd::IMPORT_LIMIT,
+                servicenet: Default::default(),
             },
         )
     }

@@ -99,6 +99,24 @@ pub struct Catalog<'a> {
     pub compute_url: &'a dyn Fn(&str) -> String,
     pub images_url: &'a dyn Fn(&str) -> String,
     pub files_url: &'a dyn Fn(&str) -> String,
+    /// Cloud Files over ServiceNet, where the region has it.
+    pub files_internal_url: &'a dyn Fn(&str) -> Option<String>,
+}
+
+/// Cloud Files' endpoints: `publicURL`, and `internalURL` (ServiceNet) where the region has one.
+fn files_endpoints(catalog: &Catalog<'_>, tenant: &str) -> Vec<Value> {
+    catalog
+        .regions
+        .iter()
+        .map(|r| {
+            let mut e =
+                json!({"region": r, "tenantId": tenant, "publicURL": (catalog.files_url)(r)});
+            if let Some(internal) = (catalog.files_internal_url)(r) {
+                e["internalURL"] = json!(internal);
+            }
+            e
+        })
+        .collect()
 }
 
 fn fault(status: StatusCode, name: &str, message: &str) -> Response {
@@ -180,7 +198,7 @@ pub fn authenticate(
         "serviceCatalog": [
             {"name": "cloudServersOpenStack", "type": "compute", "endpoints": endpoints(catalog.compute_url, catalog.tenant)},
             {"name": "cloudImages", "type": "image", "endpoints": endpoints(catalog.images_url, catalog.tenant)},
-            {"name": "cloudFiles", "type": "object-store", "endpoints": endpoints(catalog.files_url, &files_tenant)},
+            {"name": "cloudFiles", "type": "object-store", "endpoints": files_endpoints(catalog, &files_tenant)},
         ],
     }});
     axum::Json(body).into_response()

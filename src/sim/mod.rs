@@ -164,6 +164,18 @@ impl Shared {
         }
     }
 
+    /// Cloud Files over ServiceNet: the same service on another host name (`localhost` for
+    /// `127.0.0.1`), as Rackspace's `snet-` hosts are; none for a region backed by an external Swift.
+    fn files_internal_url(&self, region: &str) -> Option<String> {
+        if self.object_stores.contains_key(&region.to_uppercase()) {
+            return None;
+        }
+        let public = self.files_url(region);
+        public
+            .contains("://127.0.0.1:")
+            .then(|| public.replacen("://127.0.0.1:", "://localhost:", 1))
+    }
+
     /// The region's Cloud Files as the image service reaches it.
     fn files(&self, region: &str) -> files_backend::Backend<'_> {
         match self.object_stores.get(region) {

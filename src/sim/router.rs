@@ -58,6 +58,7 @@ async fn tokens(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         compute_url: &compute,
         images_url: &images,
         files_url: &files,
+        files_internal_url: &|r: &str| shared.files_internal_url(r),
     };
     identity::authenticate(
         &body,
@@ -219,6 +220,14 @@ async fn files(
         Ok(r) => r,
         Err(denied) => return denied.into_response(),
     };
+    // ServiceNet requests arrive on the internal host name.
+    if headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| h.starts_with("localhost"))
+    {
+        shared.stats.servicenet(&region);
+    }
     let req = object_store::Request {
         region: &region,
         method: &method,

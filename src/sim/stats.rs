@@ -18,6 +18,8 @@ pub struct Snapshot {
     pub requests: BTreeMap<String, u64>,
     /// Resources created by kind (`"object"`, `"container"`, …), each with the names created.
     pub created: BTreeMap<String, Vec<String>>,
+    /// Cloud Files requests that came over ServiceNet (the `internalURL`), per region.
+    pub servicenet: BTreeMap<String, u64>,
 }
 
 /// Shared, thread-safe counters. The lock is never held across an await.
@@ -47,6 +49,10 @@ impl Stats {
 
     pub fn created(&self, kind: &str, name: String) {
         self.with(|s| s.created.entry(kind.to_string()).or_default().push(name));
+    }
+
+    pub fn servicenet(&self, region: &str) {
+        self.with(|s| *s.servicenet.entry(region.to_string()).or_default() += 1);
     }
 
     pub fn snapshot(&self) -> Snapshot {

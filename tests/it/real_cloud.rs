@@ -264,3 +264,30 @@ async fn the_simulator_refuses_what_the_services_refuse() {
         assert!(body.contains(refusal), "{flavor}: {body}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servicenet_reaches_cloud_files_by_the_catalogs_internal_urls() {
+    for (sides, dfw, iad) in [
+        ("none", false, false),
+        ("source", true, false),
+        ("destination", false, true),
+        ("both", true, true),
+    ] {
+        let w = World::start(seeded()).await;
+        let server = w.server();
+        let run = w
+            .migrate(&[
+                "--server",
+                &server,
+                "--boot",
+                "general1-2",
+                "--servicenet",
+                sides,
+            ])
+            .await;
+        w.assert_migrated(&run, &w.source_sha256());
+        let snet = w.sim.stats().servicenet;
+        assert_eq!(snet.contains_key("DFW"), dfw, "{sides}: {snet:?}");
+        assert_eq!(snet.contains_key("IAD"), iad, "{sides}: {snet:?}");
+    }
+}

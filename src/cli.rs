@@ -171,6 +171,10 @@ pub struct MigrateArgs {
     /// [default: 160GiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub max_physical_size: Option<u64>,
+    /// Do not copy the source image's properties (os_distro, org.openstack__1__*, your own keys)
+    /// onto the imported image.
+    #[arg(long)]
+    pub no_restore_properties: bool,
     /// Reach Cloud Files over ServiceNet (the catalog's internalURL) on these sides: no bandwidth
     /// charge, but it only works when imgferry runs on a server inside that region.
     #[arg(long, value_enum, default_value_t = ServiceNet::None, value_name = "SIDES")]

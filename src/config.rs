@@ -175,6 +175,7 @@ pub fn migrate_request(args: &MigrateArgs) -> Result<MigrateRequest, Error> {
         cli::ServiceNet::Destination => ServiceNet::Destination,
         cli::ServiceNet::Both => ServiceNet::Both,
     };
+    plan.restore_properties = !args.no_restore_properties;
     plan.concurrency = concurrency(args.concurrency)?;
     plan.segment_size = segment_size(args.segment_size)?;
     plan.force = args.force;

@@ -169,6 +169,33 @@ impl JsonService {
         .await
     }
 
+    /// Sends `body` with its own content type (a JSON patch, say).
+    pub async fn send_body(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        content_type: &str,
+        body: bytes::Bytes,
+        kind: Idempotency,
+    ) -> Result<reqwest::Response, Error> {
+        let mut attempts = crate::http::Attempts::new(&self.retry);
+        auth::send(
+            &self.auth,
+            &mut attempts,
+            kind,
+            |token| {
+                self.http
+                    .request(method.clone(), url)
+                    .header("X-Auth-Token", token)
+                    .header("Accept", "application/json")
+                    .header("Content-Type", content_type)
+                    .body(body.clone())
+            },
+            &*self.on_retry,
+        )
+        .await
+    }
+
     /// POSTs a request that creates something (never retried where the service may have acted;
     /// the migration settles such failures by lookup). A failure status becomes an error.
     pub async fn create(

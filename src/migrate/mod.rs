@@ -27,6 +27,7 @@
 //! - [`session`]: logging in, resolving regions, starting and resuming (what a front end calls).
 //! - [`eligibility`]: what the cloud would refuse (unexportable images, volume-backed and
 //!   OnMetal servers, boot flavors), refused before anything is created;
+//! - [`properties`]: the source image's properties copied onto the imported one;
 //! - [`preflight`]: validating a VHD source (local or exported) and the default image name;
 //!   [`dry_run`]: the checks and the plan of `migrate --dry-run`, creating nothing.
 
@@ -36,6 +37,7 @@ pub mod eligibility;
 pub mod event;
 pub mod import_code;
 pub mod preflight;
+pub mod properties;
 pub mod report;
 pub mod route;
 pub mod session;

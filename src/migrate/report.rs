@@ -38,6 +38,9 @@ pub struct Report {
     pub import_verdict: &'static str,
     pub import_code: Option<u16>,
     pub cleaned: Vec<String>,
+    /// Properties copied onto the imported image, and those the service refused.
+    pub restored_properties: Vec<String>,
+    pub refused_properties: Vec<String>,
     pub timings: Vec<StepTime>,
     pub total_seconds: f64,
 }
@@ -75,6 +78,8 @@ impl Report {
             },
             import_code: f.import_code,
             cleaned: f.cleaned.clone(),
+            restored_properties: f.restored_properties.clone(),
+            refused_properties: f.refused_properties.clone(),
             timings: m.timings.clone(),
             total_seconds: m.timings.iter().map(|t| t.seconds).sum(),
         }
@@ -171,6 +176,15 @@ impl Report {
         line("import", format!("predicted {predicted}, actual {actual}"));
         for c in &self.cleaned {
             line("deleted", c.clone());
+        }
+        if !self.restored_properties.is_empty() {
+            line("properties", self.restored_properties.join(", "));
+        }
+        if !self.refused_properties.is_empty() {
+            line(
+                "refused",
+                format!("{} (warnings above)", self.refused_properties.join(", ")),
+            );
         }
     }
 }

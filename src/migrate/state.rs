@@ -198,6 +198,13 @@ pub struct Plan {
     /// Which sides reach Cloud Files over ServiceNet (`internalURL`).
     #[serde(default)]
     pub servicenet: ServiceNet,
+    /// Copy the source image's properties onto the imported one (off: `--no-restore-properties`).
+    #[serde(default = "yes")]
+    pub restore_properties: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Which regions' Cloud Files is reached over ServiceNet: free of bandwidth charges, but only from
@@ -258,6 +265,7 @@ impl Plan {
             max_virtual_size: crate::vhd::IMPORT_LIMIT,
             max_physical_size: crate::vhd::IMPORT_LIMIT,
             servicenet: ServiceNet::None,
+            restore_properties: true,
         }
     }
 }
@@ -349,6 +357,12 @@ pub struct Facts {
     pub boot_addresses: Vec<String>,
     /// What cleanup deleted.
     pub cleaned: Vec<String>,
+    /// Properties copied onto the imported image (or found already there).
+    #[serde(default)]
+    pub restored_properties: Vec<String>,
+    /// Properties the image service refused to set.
+    #[serde(default)]
+    pub refused_properties: Vec<String>,
 }
 
 /// What identifies one version of a local file: a rewrite changes the modification time (and a
@@ -519,6 +533,7 @@ mod tests {
                 max_virtual_size: crate::vhd::IMPORT_LIMIT,
                 max_physical_size: crate::vhd::IMPORT_LIMIT,
                 servicenet: Default::default(),
+                restore_properties: true,
             },
         );
         for n in [

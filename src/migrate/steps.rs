@@ -491,6 +491,9 @@ async fn imported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         .clone()
         .ok_or(Error::Invariant("Imported without an image"))?;
     wait_image_active(ctx, &ctx.dst, m, &image).await?;
+    if m.plan.restore_properties {
+        super::properties::restore(ctx, m).await?;
+    }
     if m.plan.boot.is_some() {
         m.facts.boot_server = Some(Intent {
             name: m.boot_server_name(),

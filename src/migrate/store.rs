@@ -327,6 +327,7 @@ mod tests {
                 max_virtual_size: crate::vhd::IMPORT_LIMIT,
                 max_physical_size: crate::vhd::IMPORT_LIMIT,
                 servicenet: Default::default(),
+                restore_properties: true,
             },
         )
     }

@@ -300,6 +300,8 @@ fn action(shared: &Shared, region: &str, id: &str, body: &[u8], base: &str) -> R
         let base = r.images.get(&server.image_id);
         let options = base.map_or_else(|| "0".to_string(), |b| b.options.clone());
         let virtual_size = base.map_or_else(|| server.disk.len(), |b| b.virtual_size);
+        // Nova copies the base image's properties into a snapshot.
+        let properties = base.map(|b| b.properties.clone()).unwrap_or_default();
         let image = Image {
             id: new_id(),
             name: name.to_string(),
@@ -315,6 +317,7 @@ fn action(shared: &Shared, region: &str, id: &str, body: &[u8], base: &str) -> R
             options,
             volume_backed: server.boot_from_volume,
             virtual_size,
+            properties,
         };
         let image_id = image.id.clone();
         r.images.insert(image_id.clone(), image);

@@ -84,7 +84,131 @@ fn image_json(i: &Image) -> Value {
     if let Some(sum) = &i.checksum {
         v["checksum"] = json!(sum);
     }
+    for (k, val) in &i.properties {
+        v[k.as_str()] = json!(val);
+    }
     v
+}
+
+/// Attributes Glance manages itself: a JSON patch that touches one is refused with 403.
+const READ_ONLY: &[&str] = &[
+    "id",
+    "status",
+    "owner",
+    "visibility",
+    "protected",
+    "created_at",
+    "updated_at",
+    "file",
+    "self",
+    "schema",
+    "size",
+    "virtual_size",
+    "checksum",
+    "container_format",
+    "disk_format",
+    "min_disk",
+    "min_ram",
+    "locations",
+    "direct_url",
+    "tags",
+    "image_type",
+    "instance_uuid",
+];
+
+/// `PATCH /v2/images/{id}` with `application/openstack-images-v2.1-json-patch` (Glance v2):
+/// `add` of an existing property is 409, `replace` or `remove` of a missing one is 409, a
+/// read-only attribute or a protected `com.rackspace*` property is 403.
+pub fn patch(
+    shared: &Arc<Shared>,
+    region: &str,
+    rest: &[&str],
+    content_type: &str,
+    body: &[u8],
+) -> Response {
+    let ["images", id] = rest else {
+        return not_found("Resource");
+    };
+    if !content_type.starts_with("application/openstack-images-v2.1-json-patch") {
+        return fault(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupportedMediaType",
+            "Unsupported Content-Type",
+        );
+    }
+    let Ok(ops) = serde_json::from_slice::<Vec<Value>>(body) else {
+        return fault(
+            StatusCode::BAD_REQUEST,
+            "badRequest",
+            "Malformed JSON patch",
+        );
+    };
+    let outcome = shared.cloud.with(region, |r| {
+        let image = r
+            .images
+            .get_mut(*id)
+            .ok_or((StatusCode::NOT_FOUND, "Image not found".to_string()))?;
+        let mut props = image.properties.clone();
+        for op in &ops {
+            apply_op(&mut props, op)?;
+        }
+        image.properties = props;
+        Ok(image_json(image))
+    });
+    match outcome {
+        Ok(v) => axum::Json(v).into_response(),
+        Err((status, message)) => fault(status, "error", &message),
+    }
+}
+
+fn apply_op(
+    props: &mut std::collections::BTreeMap<String, String>,
+    op: &Value,
+) -> Result<(), (StatusCode, String)> {
+    let path = op["path"].as_str().unwrap_or("");
+    let key = path.trim_start_matches('/').to_string();
+    if key.is_empty() || key.contains('/') {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!("Invalid JSON pointer: {path}"),
+        ));
+    }
+    if READ_ONLY.contains(&key.as_str()) || key == "name" && op["op"] == "remove" {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("Attribute '{key}' is read-only."),
+        ));
+    }
+    if key.starts_with("com.rackspace") {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("Property '{key}' is protected"),
+        ));
+    }
+    let value = op["value"].as_str().map(str::to_string);
+    match (op["op"].as_str(), value) {
+        (Some("add"), Some(v)) if !props.contains_key(&key) => {
+            props.insert(key, v);
+        }
+        (Some("add"), Some(_)) => {
+            return Err((
+                StatusCode::CONFLICT,
+                format!("Property {key} already present."),
+            ));
+        }
+        (Some("replace"), Some(v)) if props.contains_key(&key) => {
+            props.insert(key, v);
+        }
+        (Some("remove"), _) if props.remove(&key).is_some() => {}
+        (Some("replace" | "remove"), _) => {
+            return Err((
+                StatusCode::CONFLICT,
+                format!("Property {key} does not exist."),
+            ));
+        }
+        _ => return Err((StatusCode::BAD_REQUEST, "Invalid operation".to_string())),
+    }
+    Ok(())
 }
 
 fn param<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -419,6 +543,8 @@ async fn import(shared: &Shared, region: &str, input: &Value) -> Result<Value, S
         options: "0".into(),
         volume_backed: false,
         virtual_size: report.virtual_size.as_ref().map_or(len, |v| v.bytes),
+        // An import keeps only the name it was given.
+        properties: Default::default(),
     };
     shared
         .cloud

@@ -359,6 +359,23 @@ pub async fn spawn_on(config: SimConfig, listen: &str) -> Result<SimHandle, Erro
     })
 }
 
+/// What a Rackspace base image carries besides its core attributes (the Cloud Images FAQ and
+/// cloud-image-transfer.sh name these), plus one key a user set.
+fn base_properties() -> BTreeMap<String, String> {
+    [
+        ("os_distro", "ubuntu"),
+        ("os_version", "22.04"),
+        ("org.openstack__1__os_distro", "org.ubuntu"),
+        ("org.openstack__1__os_version", "22.04"),
+        ("com.rackspace__1__visible_core", "1"),
+        ("auto_disk_config", "True"),
+        ("team", "web"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// Creates the configured servers, each with the base image it was built from.
 fn seed(shared: &Shared, servers: &[SeedServer]) {
     let now = Instant::now();
@@ -387,6 +404,7 @@ fn seed(shared: &Shared, servers: &[SeedServer]) {
                 .unwrap_or_else(|| "0".into()),
             volume_backed: false,
             virtual_size: s.disk.virtual_size,
+            properties: base_properties(),
         };
         let server = cloud::Server {
             id: cloud::new_id(),

@@ -162,6 +162,13 @@ async fn images_route(
     shared
         .stats
         .request(method.as_str(), &route_label("images", &rest));
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if method == Method::PATCH {
+        return images::patch(&shared, &region, &rest, content_type, &body);
+    }
     images::handle(&shared, &region, &method, &rest, &query, &body)
 }
 

@@ -291,3 +291,103 @@ async fn servicenet_reaches_cloud_files_by_the_catalogs_internal_urls() {
         assert_eq!(snet.contains_key("IAD"), iad, "{sides}: {snet:?}");
     }
 }
+
+/// The imported image as the destination's image service shows it.
+async fn imported_image(w: &World, id: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{}/images/{id}", w.sim.images_url("IAD")))
+        .header("X-Auth-Token", w.sim.issue_token())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_imported_image_carries_the_sources_properties_and_imgferrys_two() {
+    let w = World::start(seeded()).await;
+    let server = w.server();
+    // The second property PATCH fails once with a 500: the step fails, and the resumed run must
+    // finish without adding anything twice (an `add` of an existing property is a 409).
+    w.sim.set_faults(Plan::with_rules(vec![
+        Rule::new(
+            Service::Images,
+            "PATCH",
+            Action::Fail {
+                status: 500,
+                retry_after_secs: None,
+            },
+        )
+        .in_region("IAD")
+        .firing(2, 1),
+    ]));
+    let first = w
+        .migrate(&["--server", &server, "--boot", "general1-2"])
+        .await;
+    assert_eq!(first.code, 1, "{}", first.error());
+    w.sim.set_faults(Plan::default());
+    let run = w.resume(&first.id()).await;
+    w.assert_migrated(&run, &w.source_sha256());
+    let report = run.report();
+    let image = imported_image(&w, report["imported_image"].as_str().unwrap()).await;
+    for (key, value) in [
+        ("os_distro", "ubuntu"),
+        ("org.openstack__1__os_distro", "org.ubuntu"),
+        ("auto_disk_config", "True"),
+        ("team", "web"),
+    ] {
+        assert_eq!(image[key], value, "{key}: {image:#}");
+    }
+    let source = report["source_image"].as_str().unwrap();
+    assert_eq!(image["imgferry_source"], format!("DFW/{source}"));
+    assert_eq!(image["imgferry_migration"], first.id());
+    // Rackspace's protected properties are not copied.
+    assert!(
+        image.get("com.rackspace__1__visible_core").is_none(),
+        "{image:#}"
+    );
+    let restored = report["restored_properties"].as_array().unwrap();
+    assert!(restored.iter().any(|k| k == "os_distro"), "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_property_is_a_warning_and_the_option_turns_restoring_off() {
+    let w = World::start(seeded()).await;
+    let server = w.server();
+    w.sim.set_faults(Plan::with_rules(vec![
+        Rule::new(
+            Service::Images,
+            "PATCH",
+            Action::Fail {
+                status: 403,
+                retry_after_secs: None,
+            },
+        )
+        .in_region("IAD")
+        .firing(1, 1),
+    ]));
+    let run = w
+        .migrate(&["--server", &server, "--boot", "general1-2"])
+        .await;
+    w.assert_migrated(&run, &w.source_sha256());
+    assert_eq!(
+        run.report()["refused_properties"].as_array().unwrap().len(),
+        1
+    );
+    assert!(run.events.iter().any(|e| {
+        e["event"] == "warning"
+            && e["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("refused property")
+    }));
+    w.sim.set_faults(Plan::default());
+    let off = w
+        .migrate(&["--server", &server, "--no-restore-properties", "--new"])
+        .await;
+    assert_eq!(off.code, 0, "{}", off.error());
+    let image = imported_image(&w, off.report()["imported_image"].as_str().unwrap()).await;
+    assert!(image.get("os_distro").is_none() && image.get("imgferry_migration").is_none());
+}

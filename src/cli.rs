@@ -60,9 +60,18 @@ pub struct GlobalOpts {
         default_value_t = 30.0
     )]
     pub max_backoff: f64,
-    /// Identity v2.0 endpoint [default: https://identity.api.rackspacecloud.com/v2.0].
+    /// Identity v2.0 endpoint, or `us` / `uk` for Rackspace's (UK accounts authenticate at
+    /// https://lon.identity.api.rackspacecloud.com/v2.0) [default: us].
     #[arg(long, global = true, env = "RAX_IDENTITY_URL", value_name = "URL")]
     pub identity_url: Option<String>,
+    /// Take credentials (and the default --from region) from this profile of the `rack` CLI
+    /// (~/.rack/config) [default: its [default] section, if any]. The environment wins over it.
+    #[arg(long, global = true, value_name = "NAME", conflicts_with = "os_cloud")]
+    pub profile: Option<String>,
+    /// Take credentials (and the default --from region) from this cloud of an OpenStack
+    /// clouds.yaml (also OS_CLOUD). The environment wins over it.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub os_cloud: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -120,8 +129,9 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Source region (a catalog region code such as DFW; case-insensitive).
-    #[arg(long, value_name = "REGION", required_unless_present = "vhd")]
+    /// Source region (a catalog region code such as DFW; case-insensitive) [default: the
+    /// profile's region].
+    #[arg(long, value_name = "REGION")]
     pub from: Option<String>,
     /// Destination region (such as IAD).
     #[arg(long, value_name = "REGION")]

@@ -47,6 +47,8 @@ pub enum Error {
     #[error(transparent)]
     Credentials(#[from] crate::credentials::Error),
     #[error(transparent)]
+    Profile(#[from] crate::profiles::Error),
+    #[error(transparent)]
     Store(#[from] store::Error),
 }
 
@@ -77,8 +79,12 @@ pub struct RunConfig {
     pub retry: RetryConfig,
     /// `--state-dir` or `IMGFERRY_STATE_DIR`; `None` means the default ([`store::default_dir`]).
     pub state_dir: Option<PathBuf>,
-    /// From `--identity-url` or `RAX_IDENTITY_URL`; `None` means the saved one, else the default.
+    /// From `--identity-url` or `RAX_IDENTITY_URL`; `None` means the profile's, else the saved
+    /// one, else the default.
     pub identity_url: Option<String>,
+    /// `--profile` and `--os-cloud`: where credentials come from besides the environment.
+    pub profile: Option<String>,
+    pub os_cloud: Option<String>,
 }
 
 impl RunConfig {
@@ -107,8 +113,28 @@ impl RunConfig {
                 ..RetryConfig::default()
             },
             state_dir: g.state_dir.clone(),
-            identity_url: g.identity_url.clone(),
+            identity_url: g.identity_url.as_deref().map(named_identity),
+            profile: g.profile.clone(),
+            os_cloud: g.os_cloud.clone(),
         })
+    }
+
+    /// The credentials, from the environment and then the chosen profile
+    /// ([`crate::profiles`]); the profile's identity endpoint is used unless a flag or the
+    /// environment names one.
+    pub fn credentials(&mut self) -> Result<crate::profiles::Found, Error> {
+        let env = |k: &str| std::env::var(k).ok();
+        let found = crate::profiles::resolve(&crate::profiles::Lookup {
+            profile: self.profile.as_deref(),
+            os_cloud: self.os_cloud.as_deref(),
+            env: &env,
+            home: std::env::var_os("HOME").map(PathBuf::from),
+            cwd: std::env::current_dir().unwrap_or_default(),
+        })?;
+        if self.identity_url.is_none() {
+            self.identity_url = found.identity_url.as_deref().map(named_identity);
+        }
+        Ok(found)
     }
 
     /// How to reach the cloud: the flag or environment wins, then `saved` (a resumed migration's
@@ -131,6 +157,15 @@ impl RunConfig {
     }
 }
 
+/// `us` and `uk` name Rackspace's two identity endpoints; anything else is a URL.
+fn named_identity(v: &str) -> String {
+    match v.to_ascii_lowercase().as_str() {
+        "us" => identity::DEFAULT_URL.to_string(),
+        "uk" | "lon" => crate::profiles::UK_IDENTITY_URL.to_string(),
+        _ => v.to_string(),
+    }
+}
+
 /// A validated `migrate` command line.
 #[derive(Debug, Clone)]
 pub struct MigrateRequest {
@@ -142,15 +177,21 @@ pub struct MigrateRequest {
     pub new: bool,
 }
 
-/// Checks `migrate`'s flags and builds the plan.
-pub fn migrate_request(args: &MigrateArgs) -> Result<MigrateRequest, Error> {
+/// Checks `migrate`'s flags and builds the plan; `default_from` is the profile's region.
+pub fn migrate_request(
+    args: &MigrateArgs,
+    default_from: Option<&str>,
+) -> Result<MigrateRequest, Error> {
     let entry = entry(&args.source)?;
     let from = match entry {
         Entry::Vhd { .. } => None,
         _ => Some(
             args.from
                 .as_deref()
-                .ok_or(Error::Missing("--from REGION is required"))?
+                .or(default_from)
+                .ok_or(Error::Missing(
+                    "--from REGION is required (or a profile with a region)",
+                ))?
                 .to_uppercase(),
         ),
     };
@@ -350,6 +391,16 @@ mod tests {
         assert_eq!(finite_in("--poll-interval", 0.5, POLL_SECS).unwrap(), 0.5);
         assert!(poll_interval(Some(f64::NAN)).is_err());
         assert_eq!(poll_interval(None).unwrap(), None);
+    }
+
+    #[test]
+    fn us_and_uk_name_rackspaces_identity_endpoints() {
+        assert_eq!(named_identity("uk"), crate::profiles::UK_IDENTITY_URL);
+        assert_eq!(named_identity("US"), identity::DEFAULT_URL);
+        assert_eq!(
+            named_identity("http://127.0.0.1:5000/v2.0"),
+            "http://127.0.0.1:5000/v2.0"
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub mod exit_code;
 pub mod fsutil;
 pub mod http;
 pub mod migrate;
+pub mod profiles;
 pub mod progress;
 pub mod secrets;
 pub mod signals;

@@ -14,9 +14,11 @@ pub async fn run_migrate(
     args: &crate::cli::MigrateArgs,
     cfg: &RunConfig,
 ) -> Result<Outcome, Error> {
-    let request = config::migrate_request(args)?;
+    let mut cfg = cfg.clone();
+    let found = cfg.credentials()?;
+    let request = config::migrate_request(args, found.region.as_deref())?;
     let reporter = Arc::new(Reporter::new(cfg.format));
-    let session = session(cfg, None, cfg.store()?, &reporter)?;
+    let session = session(&cfg, found.creds, None, cfg.store()?, &reporter)?;
     if request.dry_run {
         let plan = session.dry_run(request.plan, request.name).await?;
         let rejected = plan.would_be_rejected();
@@ -40,22 +42,30 @@ pub async fn run_resume(
     changes: crate::migrate::session::Changes,
     cfg: &RunConfig,
 ) -> Result<Outcome, Error> {
+    let mut cfg = cfg.clone();
+    let found = cfg.credentials()?;
     let store = cfg.store()?;
     let saved = store.load(id)?;
     let reporter = Arc::new(Reporter::new(cfg.format));
-    let session = session(cfg, Some(&saved.identity_url), store, &reporter)?;
+    let session = session(
+        &cfg,
+        found.creds,
+        Some(&saved.identity_url),
+        store,
+        &reporter,
+    )?;
     let finished = session.resume(id, changes).await?;
     render(&reporter, cfg.format, finished)
 }
 
-/// A session with the environment's credentials, reporting to `reporter`.
+/// A session with `creds`, reporting to `reporter`.
 fn session(
     cfg: &RunConfig,
+    creds: Credentials,
     saved_identity: Option<&str>,
     store: Store,
     reporter: &Arc<Reporter>,
 ) -> Result<Session, Error> {
-    let creds = Credentials::from_env().map_err(config::Error::from)?;
     Ok(Session::new(
         cfg.link(saved_identity),
         creds,

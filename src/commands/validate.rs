@@ -10,8 +10,7 @@ use serde::Serialize;
 
 use super::{Error as CommandError, Outcome};
 use crate::cli::ValidateArgs;
-use crate::config::{self, RunConfig};
-use crate::credentials::Credentials;
+use crate::config::RunConfig;
 use crate::exit_code::Class;
 use crate::migrate;
 use crate::migrate::preflight::{self, VhdSource};
@@ -100,7 +99,8 @@ async fn run_remote(
     let object: ObjectRef = location
         .parse()
         .map_err(|_| Error::Location(location.clone()))?;
-    let creds = Credentials::from_env().map_err(config::Error::from)?;
+    let mut cfg = cfg.clone();
+    let creds = cfg.credentials()?.creds;
     let events = migrate::event::discard();
     let files = connect_region(&cfg.link(None), creds, region, &events)
         .await?

@@ -391,3 +391,76 @@ async fn a_refused_property_is_a_warning_and_the_option_turns_restoring_off() {
     let image = imported_image(&w, off.report()["imported_image"].as_str().unwrap()).await;
     assert!(image.get("os_distro").is_none() && image.get("imgferry_migration").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_come_from_a_rack_profile_or_clouds_yaml_and_never_show() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = World::start(seeded()).await;
+    let server = w.server();
+    let account = w.sim.account().clone();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join(".rack")).unwrap();
+    let rack = home.path().join(".rack/config");
+    std::fs::write(
+        &rack,
+        format!(
+            "[default]\nusername = nobody\napi-key = wrong\n\n[prod]\nusername = {}\napi-key = {}\nregion = dfw\n",
+            account.username, account.api_key
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&rack, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let run = |extra: &[&str], cwd: &std::path::Path| {
+        // No --from: the profile's region is the default.
+        let mut args = vec!["-v", "migrate", "--to", "IAD", "--server", &server, "--new"];
+        args.extend_from_slice(&["--poll-interval", "0.02", "--segment-size", "1MiB"]);
+        let mut c = w.command_as("human", &args);
+        c.args(extra)
+            .env("HOME", home.path())
+            .env_remove("RAX_USERNAME")
+            .env_remove("RAX_API_KEY")
+            .current_dir(cwd);
+        c
+    };
+    let out = run(&["--profile", "prod"], home.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(".rack/config [prod]"),
+        "says where: {stderr}"
+    );
+    assert!(stderr.contains("readable by other users"), "{stderr}");
+    assert!(!stderr.contains(&account.api_key), "{stderr}");
+    // clouds.yaml in the working directory, as openstacksdk finds it.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("clouds.yaml"),
+        format!(
+            "clouds:\n  rax:\n    auth:\n      username: {}\n      api_key: {}\n    region_name: DFW\n",
+            account.username, account.api_key
+        ),
+    )
+    .unwrap();
+    let out = run(&["--os-cloud", "rax"], dir.path())
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("clouds.yaml (cloud rax)"), "{stderr}");
+    assert!(!stderr.contains(&account.api_key), "{stderr}");
+    // Without --profile the [default] section is used (its key is wrong: a refused login) ...
+    let out = run(&["--from", "DFW"], home.path()).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    // ... and the environment wins over it, field by field.
+    let out = run(&["--from", "DFW"], home.path())
+        .env("RAX_USERNAME", &account.username)
+        .env("RAX_API_KEY", &account.api_key)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}

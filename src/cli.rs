@@ -185,6 +185,11 @@ pub struct MigrateArgs {
     /// onto the imported image.
     #[arg(long)]
     pub no_restore_properties: bool,
+    /// The destination is in another account: its identity endpoint (a URL, or `us` / `uk`), with
+    /// RAX_DST_USERNAME and RAX_DST_API_KEY (or RAX_DST_PASSWORD); without them the source
+    /// credentials log in there.
+    #[arg(long, env = "RAX_DST_IDENTITY_URL", value_name = "URL")]
+    pub to_identity_url: Option<String>,
     /// Reach Cloud Files over ServiceNet (the catalog's internalURL) on these sides: no bandwidth
     /// charge, but it only works when imgferry runs on a server inside that region.
     #[arg(long, value_enum, default_value_t = ServiceNet::None, value_name = "SIDES")]

@@ -119,6 +119,14 @@ impl RunConfig {
         })
     }
 
+    /// The destination account's credentials (`RAX_DST_*`), if they are set.
+    pub fn destination_credentials(
+        &self,
+    ) -> Result<Option<crate::credentials::Credentials>, Error> {
+        let env = |k: &str| std::env::var(k).ok();
+        Ok(crate::profiles::destination(&env)?)
+    }
+
     /// The credentials, from the environment and then the chosen profile
     /// ([`crate::profiles`]); the profile's identity endpoint is used unless a flag or the
     /// environment names one.
@@ -175,6 +183,8 @@ pub struct MigrateRequest {
     pub dry_run: bool,
     /// `--new`: start even when an unfinished migration of the same source and route exists.
     pub new: bool,
+    /// `--to-identity-url`: the destination account's identity endpoint.
+    pub to_identity_url: Option<String>,
 }
 
 /// Checks `migrate`'s flags and builds the plan; `default_from` is the profile's region.
@@ -241,6 +251,7 @@ pub fn migrate_request(
         name: args.name.clone(),
         dry_run: args.dry_run,
         new: args.new,
+        to_identity_url: args.to_identity_url.as_deref().map(named_identity),
     })
 }
 

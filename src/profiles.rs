@@ -88,6 +88,28 @@ pub struct Found {
     pub identity_url: Option<String>,
 }
 
+/// The destination account's credentials, when they differ from the source's:
+/// `RAX_DST_USERNAME` with `RAX_DST_API_KEY` or `RAX_DST_PASSWORD` (and `RAX_DST_TENANT`).
+pub fn destination(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Credentials>, Error> {
+    let var = |k: &str| env(k).filter(|v| !v.is_empty());
+    let Some(username) = var("RAX_DST_USERNAME") else {
+        return Ok(None);
+    };
+    let secret = match (var("RAX_DST_API_KEY"), var("RAX_DST_PASSWORD")) {
+        (Some(k), _) => Secret::ApiKey(k),
+        (None, Some(p)) => Secret::Password(p),
+        (None, None) => return Err(Error::NoSecret(username)),
+    };
+    tracing::info!("destination credentials: user {username} from RAX_DST_*");
+    let creds = Credentials {
+        username,
+        secret,
+        tenant: var("RAX_DST_TENANT"),
+    };
+    creds.register_secret();
+    Ok(Some(creds))
+}
+
 /// Resolves the credentials, field by field: environment first, then the profile.
 pub fn resolve(l: &Lookup<'_>) -> Result<Found, Error> {
     let profile = load_profile(l)?.unwrap_or_default();

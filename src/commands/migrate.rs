@@ -18,7 +18,15 @@ pub async fn run_migrate(
     let found = cfg.credentials()?;
     let request = config::migrate_request(args, found.region.as_deref())?;
     let reporter = Arc::new(Reporter::new(cfg.format));
-    let session = session(&cfg, found.creds, None, cfg.store()?, &reporter)?;
+    let mut session = session(&cfg, found.creds.clone(), None, cfg.store()?, &reporter)?;
+    let dst_creds = cfg.destination_credentials()?;
+    if request.to_identity_url.is_some() || dst_creds.is_some() {
+        let url = request
+            .to_identity_url
+            .clone()
+            .unwrap_or_else(|| cfg.link(None).identity_url);
+        session = session.with_destination(url, dst_creds.unwrap_or(found.creds));
+    }
     if request.dry_run {
         let plan = session.dry_run(request.plan, request.name).await?;
         let rejected = plan.would_be_rejected();
@@ -43,17 +51,22 @@ pub async fn run_resume(
     cfg: &RunConfig,
 ) -> Result<Outcome, Error> {
     let mut cfg = cfg.clone();
-    let found = cfg.credentials()?;
+    // The migration first: an unknown id is the clearer error.
     let store = cfg.store()?;
     let saved = store.load(id)?;
+    let found = cfg.credentials()?;
     let reporter = Arc::new(Reporter::new(cfg.format));
-    let session = session(
+    let mut session = session(
         &cfg,
-        found.creds,
+        found.creds.clone(),
         Some(&saved.identity_url),
         store,
         &reporter,
     )?;
+    if let Some(url) = saved.dst_identity_url.clone() {
+        let dst_creds = cfg.destination_credentials()?.unwrap_or(found.creds);
+        session = session.with_destination(url, dst_creds);
+    }
     let finished = session.resume(id, changes).await?;
     render(&reporter, cfg.format, finished)
 }

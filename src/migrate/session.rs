@@ -31,6 +31,8 @@ pub struct Session {
     link: Link,
     http: reqwest::Client,
     creds: Credentials,
+    /// The destination account's identity endpoint and credentials, when it is another account.
+    dst: Option<(String, Credentials)>,
     store: Store,
     events: Sink,
     cancel: CancellationToken,
@@ -107,10 +109,18 @@ impl Session {
             link,
             http,
             creds,
+            dst: None,
             store,
             events,
             cancel,
         })
+    }
+
+    /// The destination is in another account: log in there at `identity_url` with `creds`.
+    pub fn with_destination(mut self, identity_url: String, creds: Credentials) -> Self {
+        creds.register_secret();
+        self.dst = Some((identity_url, creds));
+        self
     }
 
     pub fn store(&self) -> &Store {
@@ -148,9 +158,25 @@ impl Session {
             }
             _ => None,
         };
+        let dst = match &self.dst {
+            Some((url, creds))
+                if *url != *identity_url || creds.username != self.creds.username =>
+            {
+                identity::check_transport(url)?;
+                let (auth, login) = Auth::login(&self.http, url, creds.clone(), retry).await?;
+                let how = Reach {
+                    retry,
+                    read_timeout: *http_timeout,
+                    servicenet: plan.servicenet.destination(),
+                    events: &self.events,
+                };
+                RegionApi::resolve(&self.http, &login, &auth, &plan.to, &how)?
+            }
+            _ => region(&plan.to, plan.servicenet.destination())?,
+        };
         Ok(Ctx {
             src,
-            dst: region(&plan.to, plan.servicenet.destination())?,
+            dst,
             store: self.store.clone(),
             events: self.events.clone(),
             cancel: self.cancel.clone(),
@@ -198,6 +224,10 @@ impl Session {
         let mut m = Migration::new(new_id(), self.link.identity_url.clone(), plan);
         m.username = Some(self.creds.username.clone());
         m.tenant = self.creds.tenant.clone();
+        if let Some((url, creds)) = &self.dst {
+            m.dst_identity_url = Some(url.clone());
+            m.dst_username = Some(creds.username.clone());
+        }
         let _lock = self.store.lock(&m.id)?;
         self.store.persist(&m).await?;
         Ok(self.run(&ctx, &mut m, false).await)
@@ -239,11 +269,19 @@ impl Session {
                 m.id, m.identity_url, self.link.identity_url
             )));
         }
-        match &m.username {
-            Some(saved) if *saved != self.creds.username => Err(Error::Usage(format!(
+        if let Some(saved) = m.username.as_ref().filter(|u| **u != self.creds.username) {
+            return Err(Error::Usage(format!(
                 "migration {} was started by user {saved}, but RAX_USERNAME is {}; resume it \
                  with the credentials that started it",
                 m.id, self.creds.username
+            )));
+        }
+        let dst_user = self.dst.as_ref().map(|(_, c)| c.username.as_str());
+        match (&m.dst_username, dst_user) {
+            (Some(saved), Some(now)) if saved != now => Err(Error::Usage(format!(
+                "migration {} moves into the account of user {saved}, but RAX_DST_USERNAME is \
+                 {now}; resume it with the destination credentials that started it",
+                m.id
             ))),
             _ => Ok(()),
         }

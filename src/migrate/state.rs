@@ -428,6 +428,11 @@ pub struct Migration {
     pub username: Option<String>,
     #[serde(default)]
     pub tenant: Option<String>,
+    /// The destination account's identity endpoint and user, when it is another account.
+    #[serde(default)]
+    pub dst_identity_url: Option<String>,
+    #[serde(default)]
+    pub dst_username: Option<String>,
     pub plan: Plan,
     pub step: Step,
     pub facts: Facts,
@@ -446,6 +451,8 @@ impl Migration {
             identity_url,
             username: None,
             tenant: None,
+            dst_identity_url: None,
+            dst_username: None,
             plan,
             step: Step::Planned,
             facts: Facts::default(),

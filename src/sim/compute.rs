@@ -133,7 +133,9 @@ pub fn handle(
         (&Method::GET, ["servers", id]) => shared
             .cloud
             .with(region, |r| {
-                r.servers.get(*id).map(|s| server_json(s, &base, true))
+                r.servers
+                    .get(*id)
+                    .map(|s| server_json(s, &base, true, shared.tenant_of(region)))
             })
             .map_or_else(
                 || not_found("Instance"),
@@ -154,7 +156,7 @@ pub fn handle(
     }
 }
 
-fn server_json(s: &Server, base: &str, detail: bool) -> Value {
+fn server_json(s: &Server, base: &str, detail: bool, tenant: &str) -> Value {
     let links = json!([{"href": format!("{base}/servers/{}", s.id), "rel": "self"}]);
     if !detail {
         return json!({"id": s.id, "name": s.name, "links": links});
@@ -177,7 +179,7 @@ fn server_json(s: &Server, base: &str, detail: bool) -> Value {
         "flavor": {"id": s.flavor},
         "addresses": addresses, "accessIPv4": if status == "ACTIVE" { "203.0.113.10" } else { "" },
         "created": timestamp(s.created), "updated": timestamp(SystemTime::now()),
-        "tenant_id": super::TENANT, "user_id": "10001", "links": links,
+        "tenant_id": tenant, "user_id": "10001", "links": links,
     })
 }
 
@@ -196,7 +198,7 @@ fn list(
         r.servers
             .values()
             .filter(|s| name.is_none_or(|n| s.name.contains(n)))
-            .map(|s| server_json(s, base, detail))
+            .map(|s| server_json(s, base, detail, shared.tenant_of(region)))
             .collect()
     });
     axum::Json(json!({ "servers": servers })).into_response()
@@ -264,6 +266,7 @@ fn create(shared: &Shared, region: &str, body: &[u8], base: &str) -> Response {
 }
 
 fn action(shared: &Shared, region: &str, id: &str, body: &[u8], base: &str) -> Response {
+    let owner = shared.tenant_of(region);
     let Ok(req) = serde_json::from_slice::<Value>(body) else {
         return fault(
             StatusCode::BAD_REQUEST,
@@ -313,7 +316,7 @@ fn action(shared: &Shared, region: &str, id: &str, body: &[u8], base: &str) -> R
             instance_uuid: Some(id.to_string()),
             checksum: None,
             // A snapshot belongs to the account that took it.
-            owner: super::TENANT.to_string(),
+            owner: owner.to_string(),
             options,
             volume_backed: server.boot_from_volume,
             virtual_size,

@@ -53,29 +53,42 @@ impl Default for Account {
 /// Issued tokens and when each expires.
 #[derive(Debug, Default)]
 pub struct Tokens {
-    issued: Mutex<HashMap<String, SystemTime>>,
+    /// Each token's expiry and the tenant it was issued for.
+    issued: Mutex<HashMap<String, (SystemTime, String)>>,
 }
 
 impl Tokens {
-    fn issued(&self) -> std::sync::MutexGuard<'_, HashMap<String, SystemTime>> {
+    fn issued(&self) -> std::sync::MutexGuard<'_, HashMap<String, (SystemTime, String)>> {
         self.issued.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Issues a new token valid for `ttl`.
+    /// Issues a new token for the first account, valid for `ttl`.
     pub fn issue(&self, ttl: Duration) -> (String, SystemTime) {
+        self.issue_for(ttl, super::TENANT)
+    }
+
+    /// Issues a new token for `tenant`, valid for `ttl`.
+    pub fn issue_for(&self, ttl: Duration, tenant: &str) -> (String, SystemTime) {
         let mut issued = self.issued();
         let seed = format!("{:?}-{}-{:p}", SystemTime::now(), issued.len(), &issued);
         let token = hex::encode(Md5::digest(seed.as_bytes()));
         let expires = SystemTime::now() + ttl;
-        issued.insert(token.clone(), expires);
+        issued.insert(token.clone(), (expires, tenant.to_string()));
         (token, expires)
+    }
+
+    /// Whether `token` was issued for `tenant` and has not expired.
+    pub fn valid_for(&self, token: &str, tenant: &str) -> bool {
+        self.issued()
+            .get(token)
+            .is_some_and(|(exp, t)| *exp > SystemTime::now() && t == tenant)
     }
 
     /// Whether `token` was issued and has not expired.
     pub fn valid(&self, token: &str) -> bool {
         self.issued()
             .get(token)
-            .is_some_and(|exp| *exp > SystemTime::now())
+            .is_some_and(|(exp, _)| *exp > SystemTime::now())
     }
 
     /// Every token issued so far (tests scan output for them).
@@ -86,7 +99,7 @@ impl Tokens {
     /// Expires every token now, as a fault.
     pub fn expire_all(&self) {
         let now = SystemTime::now();
-        for exp in self.issued().values_mut() {
+        for (exp, _) in self.issued().values_mut() {
             *exp = now;
         }
     }
@@ -172,7 +185,7 @@ pub fn authenticate(
             "Unable to authenticate user with credentials provided.",
         );
     }
-    let (token, expires) = tokens.issue(ttl);
+    let (token, expires) = tokens.issue_for(ttl, catalog.tenant);
     let files_tenant = format!("MossoCloudFS_{}", catalog.tenant);
     let endpoints = |url: &dyn Fn(&str) -> String, tenant: &str| -> Vec<Value> {
         catalog

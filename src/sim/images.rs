@@ -406,8 +406,8 @@ async fn run_task(shared: Arc<Shared>, region: String, id: String) {
 /// `cloudcafe/glance/common/constants.py`): only the owner may export, and not an image whose
 /// `com.rackspace__1__options` is not "0" (licensed: Windows, Red Hat; Cloud Images FAQ). A
 /// volume-backed snapshot holds no disk; no source says what the task then answers, so it fails.
-fn export_allowed(image: &Image) -> Result<(), String> {
-    if image.owner != super::TENANT {
+fn export_allowed(image: &Image, tenant: &str) -> Result<(), String> {
+    if image.owner != tenant {
         return Err("An image may only be exported by the image owner.".into());
     }
     if image.options != "0" {
@@ -442,7 +442,7 @@ async fn export(shared: &Shared, region: &str, input: &Value) -> Result<Value, S
                 .cloned()
         })
         .ok_or_else(|| format!("Requested image for export was not found: {image_id}"))?;
-    export_allowed(&image)?;
+    export_allowed(&image, shared.tenant_of(region))?;
     let disk = image.disk;
     let files = shared.files(region);
     if !files.container_exists(region, container).await? {
@@ -539,7 +539,7 @@ async fn import(shared: &Shared, region: &str, input: &Value) -> Result<Value, S
         origin: Origin::Imported,
         instance_uuid: None,
         checksum: Some(md5),
-        owner: super::TENANT.to_string(),
+        owner: shared.tenant_of(region).to_string(),
         options: "0".into(),
         volume_backed: false,
         virtual_size: report.virtual_size.as_ref().map_or(len, |v| v.bytes),

@@ -95,7 +95,22 @@ pub struct SimConfig {
     /// Servers that exist at start (each also gets a base image it was "built" from).
     pub servers: Vec<SeedServer>,
     pub faults: Plan,
+    /// A second account (a UK account, say) with its own identity endpoint, tenant, catalog and
+    /// Cloud Files account, and regions only it can see.
+    pub second: Option<SecondAccount>,
 }
+
+/// A second account of the simulated cloud: it authenticates at `/identity-uk/v2.0`, its tenant
+/// is [`SECOND_TENANT`], and its catalog lists only `regions` (which the first account's does
+/// not): as Rackspace's UK realm is separate from the US one.
+#[derive(Debug, Clone)]
+pub struct SecondAccount {
+    pub account: Account,
+    pub regions: Vec<String>,
+}
+
+/// The second account's tenant id.
+pub const SECOND_TENANT: &str = "200200";
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -109,6 +124,7 @@ impl Default for SimConfig {
             object_stores: BTreeMap::new(),
             servers: Vec::new(),
             faults: Plan::default(),
+            second: None,
         }
     }
 }
@@ -138,14 +154,33 @@ pub struct Shared {
     export_segment_size: u64,
     object_stores: BTreeMap<String, String>,
     http: reqwest::Client,
+    second: Option<SecondAccount>,
 }
 
 impl Shared {
+    /// The tenant that owns `region`: the second account's for its regions, else the first's.
+    fn tenant_of(&self, region: &str) -> &'static str {
+        match &self.second {
+            Some(s) if s.regions.iter().any(|r| r.eq_ignore_ascii_case(region)) => SECOND_TENANT,
+            _ => TENANT,
+        }
+    }
+
+    /// The regions in `tenant`'s catalog.
+    fn regions_of(&self, tenant: &str) -> Vec<String> {
+        self.regions
+            .iter()
+            .filter(|r| self.tenant_of(r) == tenant)
+            .cloned()
+            .collect()
+    }
+
     fn compute_url(&self, region: &str) -> String {
         format!(
-            "{}/{}/servers/v2/{TENANT}",
+            "{}/{}/servers/v2/{}",
             self.base_url,
-            region.to_lowercase()
+            region.to_lowercase(),
+            self.tenant_of(region)
         )
     }
 
@@ -157,9 +192,10 @@ impl Shared {
         match self.object_stores.get(&region.to_uppercase()) {
             Some(url) => url.clone(),
             None => format!(
-                "{}/{}/v1/MossoCloudFS_{TENANT}",
+                "{}/{}/v1/MossoCloudFS_{}",
                 self.base_url,
-                region.to_lowercase()
+                region.to_lowercase(),
+                self.tenant_of(region)
             ),
         }
     }
@@ -205,6 +241,11 @@ impl SimHandle {
     /// The Identity v2.0 endpoint, to pass as `--identity-url`.
     pub fn identity_url(&self) -> String {
         format!("{}/identity/v2.0", self.shared.base_url)
+    }
+
+    /// The second account's identity endpoint (see [`SecondAccount`]).
+    pub fn second_identity_url(&self) -> String {
+        format!("{}/identity-uk/v2.0", self.shared.base_url)
     }
 
     /// The Cloud Files account URL of `region`, as the catalog advertises it.
@@ -323,7 +364,16 @@ pub async fn spawn_on(config: SimConfig, listen: &str) -> Result<SimHandle, Erro
     let stats = Arc::new(Stats::default());
     let shared = Arc::new(Shared {
         base_url: format!("http://{addr}"),
-        regions: config.regions.iter().map(|r| r.to_uppercase()).collect(),
+        regions: config
+            .regions
+            .iter()
+            .chain(config.second.iter().flat_map(|s| s.regions.iter()))
+            .map(|r| r.to_uppercase())
+            .collect(),
+        second: config.second.clone().map(|mut s| {
+            s.regions = s.regions.iter().map(|r| r.to_uppercase()).collect();
+            s
+        }),
         account: config.account.clone(),
         tokens: identity::Tokens::default(),
         store: object_store::Store::new(root, config.max_object_size, Arc::clone(&stats)),
@@ -396,7 +446,7 @@ fn seed(shared: &Shared, servers: &[SeedServer]) {
                 .variant
                 .image_owner
                 .clone()
-                .unwrap_or_else(|| TENANT.into()),
+                .unwrap_or_else(|| shared.tenant_of(&region).into()),
             options: s
                 .variant
                 .image_options

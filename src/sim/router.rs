@@ -9,6 +9,7 @@ pub(super) fn router(shared: &Arc<Shared>) -> Router {
         .route("/_sim/stats", get(stats_endpoint))
         .route("/info", get(swift_info))
         .route("/identity/v2.0/tokens", post(tokens))
+        .route("/identity-uk/v2.0/tokens", post(second_tokens))
         .route("/{region}/servers/v2/{tenant}/{*rest}", any(compute_route))
         .route("/{region}/images/versions", get(image_versions))
         .route("/{region}/images/v2/{*rest}", any(images_route))
@@ -48,34 +49,49 @@ impl Shared {
 }
 
 async fn tokens(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    login(&shared, &body, &shared.account, TENANT)
+}
+
+/// The second account's identity endpoint.
+async fn second_tokens(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+    match &shared.second {
+        Some(s) => login(&shared, &body, &s.account, SECOND_TENANT),
+        None => compute::fault(StatusCode::NOT_FOUND, "itemNotFound", "No such endpoint"),
+    }
+}
+
+/// A login of `account`, whose catalog lists `tenant`'s regions only.
+fn login(shared: &Shared, body: &[u8], account: &Account, tenant: &'static str) -> Response {
     shared.stats.request("POST", "identity:tokens");
     let compute = |r: &str| shared.compute_url(r);
     let images = |r: &str| shared.images_url(r);
     let files = |r: &str| shared.files_url(r);
+    let regions = shared.regions_of(tenant);
     let catalog = identity::Catalog {
-        regions: &shared.regions,
-        tenant: TENANT,
+        regions: &regions,
+        tenant,
         compute_url: &compute,
         images_url: &images,
         files_url: &files,
         files_internal_url: &|r: &str| shared.files_internal_url(r),
     };
     identity::authenticate(
-        &body,
-        &shared.account,
+        body,
+        account,
         &shared.tokens,
         shared.timing.token_ttl,
         &catalog,
     )
 }
 
-/// Checks the token (and for compute the tenant) before a service sees the request.
-fn authorised(shared: &Shared, headers: &HeaderMap) -> bool {
+/// Checks the token before a service sees the request: it must be valid and issued for the
+/// account that owns `region` (one account's token opens nothing of another's).
+fn authorised(shared: &Shared, headers: &HeaderMap, region: &str) -> bool {
     let token = headers
         .get("x-auth-token")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    shared.tokens.valid(token)
+    shared.tokens.valid_for(token, shared.tenant_of(region))
 }
 
 fn region_known(shared: &Shared, region: &str) -> Option<String> {
@@ -106,14 +122,15 @@ async fn compute_route(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(region) = region_known(&shared, &region).filter(|_| tenant == TENANT) else {
+    let Some(region) = region_known(&shared, &region).filter(|r| tenant == shared.tenant_of(r))
+    else {
         return compute::fault(
             StatusCode::NOT_FOUND,
             "itemNotFound",
             "Resource could not be found",
         );
     };
-    if !authorised(&shared, &headers) {
+    if !authorised(&shared, &headers, &region) {
         return compute::fault(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -151,7 +168,7 @@ async fn images_route(
         )
             .into_response();
     };
-    if !authorised(&shared, &headers) {
+    if !authorised(&shared, &headers, &region) {
         return (
             StatusCode::UNAUTHORIZED,
             "401 Unauthorized\n\nThis server could not verify that you are authorized.",
@@ -204,10 +221,10 @@ fn admit(
     headers: &HeaderMap,
 ) -> Result<String, Denied> {
     let code = region_known(shared, region).ok_or(Denied::UnknownEndpoint)?;
-    if account != format!("MossoCloudFS_{TENANT}") {
+    if account != format!("MossoCloudFS_{}", shared.tenant_of(&code)) {
         return Err(Denied::UnknownEndpoint);
     }
-    if !authorised(shared, headers) {
+    if !authorised(shared, headers, &code) {
         return Err(Denied::Unauthorized);
     }
     Ok(code)

@@ -464,3 +464,172 @@ async fn credentials_come_from_a_rack_profile_or_clouds_yaml_and_never_show() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_into_a_region_only_another_account_sees_completes_and_keeps_both_secrets() {
+    use imgferry::sim::{Account, SecondAccount};
+    const US_KEY: &str = "USKEY0000imgferry0000two0000accounts";
+    const UK_KEY: &str = "UKKEY0000imgferry0000two0000accounts";
+    let mut config = seeded();
+    config.account = Account {
+        username: "us-user".into(),
+        api_key: US_KEY.into(),
+        password: "us-password-unused".into(),
+    };
+    config.second = Some(SecondAccount {
+        account: Account {
+            username: "uk-user".into(),
+            api_key: UK_KEY.into(),
+            password: "uk-password-unused".into(),
+        },
+        regions: vec!["LON".into()],
+    });
+    let w = World::start(config).await;
+    let server = w.server();
+    let args = [
+        "-vvv",
+        "migrate",
+        "--from",
+        "DFW",
+        "--to",
+        "LON",
+        "--server",
+        &server,
+        "--boot",
+        "general1-2",
+        "--poll-interval",
+        "0.02",
+        "--segment-size",
+        "1MiB",
+    ];
+    // The source account's catalog has no LON.
+    let out = w.command(&args).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("region LON is not in the catalog"));
+    // With the destination account: its own login, catalog, tenant and Cloud Files.
+    let uk = w.sim.second_identity_url();
+    let mut c = w.command(&args);
+    c.args(["--to-identity-url", &uk])
+        .env("RAX_DST_USERNAME", "uk-user")
+        .env("RAX_DST_API_KEY", UK_KEY)
+        .env("RUST_LOG", "trace");
+    let out = c.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "report")
+        .expect("a report")["report"]
+        .clone();
+    let image = report["imported_image"].as_str().unwrap();
+    let imported = crate::support::sha256_disk(w.sim.image_disk("LON", image).unwrap());
+    assert_eq!(imported, w.source_sha256(), "the bytes arrived in LON");
+    // Neither account's secret nor any token appears anywhere.
+    let mut texts = vec![
+        ("stdout".to_string(), stdout),
+        ("stderr".to_string(), stderr),
+    ];
+    for entry in std::fs::read_dir(w.state.path()).unwrap().flatten() {
+        if entry.path().is_file() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            texts.push((entry.path().display().to_string(), text));
+        }
+    }
+    let tokens = w.sim.issued_tokens();
+    for (place, text) in &texts {
+        for secret in [US_KEY, UK_KEY] {
+            assert!(!text.contains(secret), "a key is in {place}");
+        }
+        for t in &tokens {
+            assert!(!text.contains(t.as_str()), "a token is in {place}");
+        }
+    }
+    // The state file says which identity each side uses.
+    let state = texts
+        .iter()
+        .find(|(p, _)| p.ends_with(".json"))
+        .map(|(_, t)| t.clone())
+        .unwrap();
+    assert!(state.contains(&uk) && state.contains("uk-user"), "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_account_migration_resumes_with_the_destination_login_it_started_with() {
+    use imgferry::sim::{Account, SecondAccount};
+    let mut config = seeded();
+    config.second = Some(SecondAccount {
+        account: Account {
+            username: "uk-user".into(),
+            api_key: "UKKEY-resume-0000000000000000".into(),
+            password: "unused".into(),
+        },
+        regions: vec!["LON".into()],
+    });
+    let w = World::start(config).await;
+    let server = w.server();
+    // The first property PATCH in LON fails: the run stops after the import, resumably.
+    w.sim.set_faults(Plan::with_rules(vec![
+        Rule::new(
+            Service::Images,
+            "PATCH",
+            Action::Fail {
+                status: 500,
+                retry_after_secs: None,
+            },
+        )
+        .in_region("LON")
+        .firing(1, 1),
+    ]));
+    let uk = w.sim.second_identity_url();
+    let args = [
+        "migrate",
+        "--from",
+        "DFW",
+        "--to",
+        "LON",
+        "--server",
+        &server,
+        "--to-identity-url",
+        &uk,
+        "--poll-interval",
+        "0.02",
+    ];
+    let dst = |c: &mut tokio::process::Command, user: &str| {
+        c.env("RAX_DST_USERNAME", user)
+            .env("RAX_DST_API_KEY", "UKKEY-resume-0000000000000000");
+    };
+    let mut c = w.command(&args);
+    dst(&mut c, "uk-user");
+    let out = c.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let id = std::fs::read_dir(w.state.path())
+        .unwrap()
+        .flatten()
+        .find_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .unwrap();
+    w.sim.set_faults(Plan::default());
+    let mut c = w.command(&["resume", &id, "--poll-interval", "0.02"]);
+    dst(&mut c, "someone-else");
+    let out = c.output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "another destination user is refused"
+    );
+    let mut c = w.command(&["resume", &id, "--poll-interval", "0.02"]);
+    dst(&mut c, "uk-user");
+    let out = c.output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

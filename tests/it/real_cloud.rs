@@ -633,3 +633,50 @@ async fn a_two_account_migration_resumes_with_the_destination_login_it_started_w
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_the_service_refuses_is_final_and_resume_says_why() {
+    use imgferry::sim::Variant;
+    // A licensed base image whose record cannot be read up front (one 404): imgferry's own check
+    // cannot see the license, so it is the export task that refuses.
+    let w = world_with(Variant {
+        image_options: Some("1".into()),
+        ..Variant::default()
+    })
+    .await;
+    w.sim.set_faults(Plan::with_rules(vec![
+        Rule::new(
+            Service::Images,
+            "GET",
+            Action::Fail {
+                status: 404,
+                retry_after_secs: None,
+            },
+        )
+        .in_region("DFW")
+        .path("/images/")
+        .firing(1, 1),
+    ]));
+    let server = w.server();
+    let run = w.migrate(&["--server", &server]).await;
+    assert_eq!(run.code, 3, "{}", run.error());
+    assert!(
+        run.error().contains("licensing or billing restrictions"),
+        "{}",
+        run.error()
+    );
+    assert!(run.event("error").unwrap()["resume"].is_null());
+    w.sim.set_faults(Plan::default());
+    let again = w.resume(&run.id()).await;
+    assert_eq!(again.code, 2);
+    assert!(
+        again.error().contains("stopped for good"),
+        "{}",
+        again.error()
+    );
+    assert_eq!(
+        w.created("export_task"),
+        1,
+        "the export was not asked for again"
+    );
+}

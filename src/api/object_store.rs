@@ -69,6 +69,17 @@ fn encode(s: &str) -> String {
     super::segment(s)
 }
 
+/// The unquoted ETag a successful PUT answered; the service's error otherwise.
+async fn stored_etag(what: &str, resp: reqwest::Response) -> Result<String, Error> {
+    if !resp.status().is_success() {
+        return Err(Error::from_response(what, resp).await);
+    }
+    Ok(header(&resp, "etag")
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_string())
+}
+
 fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
     resp.headers()
         .get(name)
@@ -334,13 +345,7 @@ impl ObjectStore {
                     .body(body.to_reqwest())
             })
             .await?;
-        if !resp.status().is_success() {
-            return Err(Error::from_response("object", resp).await);
-        }
-        Ok(header(&resp, "etag")
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_string())
+        stored_etag("object", resp).await
     }
 
     /// PUTs a one-shot streamed body with `ETag: md5` and `Content-Length`: a single attempt, since
@@ -368,13 +373,7 @@ impl ObjectStore {
                 url: http::redact(&url),
                 detail: http::root_cause(&e),
             })?;
-        if !resp.status().is_success() {
-            return Err(Error::from_response("object", resp).await);
-        }
-        Ok(header(&resp, "etag")
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_string())
+        stored_etag("object", resp).await
     }
 
     /// Creates a container (idempotent).
@@ -410,13 +409,7 @@ impl ObjectStore {
                     .body(body.to_reqwest())
             })
             .await?;
-        if !resp.status().is_success() {
-            return Err(Error::from_response("SLO manifest", resp).await);
-        }
-        Ok(header(&resp, "etag")
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_string())
+        stored_etag("SLO manifest", resp).await
     }
 
     pub async fn delete(&self, container: &str, name: &str) -> Result<(), Error> {

@@ -93,16 +93,14 @@ pub fn render(reporter: &Reporter, format: Format, finished: Finished) -> Result
     let Finished { migration, result } = finished;
     match result {
         Ok(report) => {
-            if format == Format::Human {
-                println!(
-                    "Migration {} is done.\n{}",
-                    migration.id,
-                    report.render_human()
-                );
-            }
+            // The event first: it closes the last step's progress line before the report prints.
+            let text = (format == Format::Human).then(|| report.render_human());
             reporter.emit(Event::Report {
                 report: Box::new(report),
             });
+            if let Some(text) = text {
+                println!("Migration {} is done.\n{text}", migration.id);
+            }
             Ok(Outcome::Done)
         }
         Err(error) => Err(Error::Stopped(Box::new(Stopped {

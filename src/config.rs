@@ -45,8 +45,6 @@ pub enum Error {
     #[error("{0}")]
     Missing(&'static str),
     #[error(transparent)]
-    Credentials(#[from] crate::credentials::Error),
-    #[error(transparent)]
     Profile(#[from] crate::profiles::Error),
     #[error(transparent)]
     Store(#[from] store::Error),

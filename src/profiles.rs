@@ -329,6 +329,36 @@ mod tests {
     }
 
     #[test]
+    fn environment_rules() {
+        let home = tempfile::tempdir().unwrap();
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let run = |e: &dyn Fn(&str) -> Option<String>| resolve(&lookup(e, home.path(), None, None));
+        assert!(matches!(run(&env(&[])), Err(Error::NoUsername)));
+        assert!(matches!(
+            run(&env(&[("RAX_USERNAME", "u")])),
+            Err(Error::NoSecret(_))
+        ));
+        let c = run(&env(&[
+            ("RAX_USERNAME", "u"),
+            ("RAX_PASSWORD", "pw-0001"),
+            ("RAX_API_KEY", "key-0001"),
+        ]))
+        .unwrap()
+        .creds;
+        assert!(
+            c.secret == Secret::ApiKey("key-0001".into()),
+            "the API key wins"
+        );
+    }
+
+    #[test]
     fn clouds_yaml_entries() {
         let home = tempfile::tempdir().unwrap();
         std::fs::write(

@@ -96,26 +96,11 @@ impl Reporter {
         Arc::new(move |e| me.emit(e))
     }
 
-    pub fn is_json(&self) -> bool {
-        matches!(self.mode, Mode::Json(_))
-    }
-
     pub fn emit(&self, event: Event) {
         match &self.mode {
             Mode::Json(s) => json(&mut lock(s), &event),
             Mode::Plain(s) => plain(&mut lock(s), &scrubbed(event)),
             Mode::Tty(s) => tty(&mut lock(s), &scrubbed(event)),
-        }
-    }
-
-    /// Prints a line for people (stderr), above any bars; nothing in JSON mode.
-    pub fn note(&self, line: &str) {
-        match &self.mode {
-            Mode::Json(_) => {}
-            Mode::Plain(_) => eprintln!("{line}"),
-            Mode::Tty(s) => {
-                let _ = lock(s).multi.println(line);
-            }
         }
     }
 }

@@ -127,11 +127,12 @@ impl JsonService {
         self
     }
 
+    /// One attempt's request; `body` is its content type and bytes.
     fn build(
         &self,
         method: &reqwest::Method,
         url: &str,
-        body: Option<&serde_json::Value>,
+        body: Option<(&str, &bytes::Bytes)>,
         token: &str,
     ) -> reqwest::RequestBuilder {
         let mut r = self
@@ -139,10 +140,30 @@ impl JsonService {
             .request(method.clone(), url)
             .header("X-Auth-Token", token)
             .header("Accept", "application/json");
-        if let Some(b) = body {
-            r = r.json(b);
+        if let Some((content_type, bytes)) = body {
+            r = r.header("Content-Type", content_type).body(bytes.clone());
         }
         r
+    }
+
+    /// Sends `method url`, with `body` (content type, bytes) when given, through the retry path.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        body: Option<(&str, bytes::Bytes)>,
+        kind: Idempotency,
+    ) -> Result<reqwest::Response, Error> {
+        let mut attempts = crate::http::Attempts::new(&self.retry);
+        let body = body.as_ref().map(|(t, b)| (*t, b));
+        auth::send(
+            &self.auth,
+            &mut attempts,
+            kind,
+            |token| self.build(&method, url, body, token),
+            &*self.on_retry,
+        )
+        .await
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -158,15 +179,13 @@ impl JsonService {
         body: Option<&serde_json::Value>,
         kind: Idempotency,
     ) -> Result<reqwest::Response, Error> {
-        let mut attempts = crate::http::Attempts::new(&self.retry);
-        auth::send(
-            &self.auth,
-            &mut attempts,
-            kind,
-            |token| self.build(&method, url, body, token),
-            &*self.on_retry,
-        )
-        .await
+        let json = body.map(|b| {
+            (
+                "application/json",
+                serde_json::to_vec(b).unwrap_or_default().into(),
+            )
+        });
+        self.send(method, url, json, kind).await
     }
 
     /// Sends `body` with its own content type (a JSON patch, say).
@@ -178,22 +197,8 @@ impl JsonService {
         body: bytes::Bytes,
         kind: Idempotency,
     ) -> Result<reqwest::Response, Error> {
-        let mut attempts = crate::http::Attempts::new(&self.retry);
-        auth::send(
-            &self.auth,
-            &mut attempts,
-            kind,
-            |token| {
-                self.http
-                    .request(method.clone(), url)
-                    .header("X-Auth-Token", token)
-                    .header("Accept", "application/json")
-                    .header("Content-Type", content_type)
-                    .body(body.clone())
-            },
-            &*self.on_retry,
-        )
-        .await
+        self.send(method, url, Some((content_type, body)), kind)
+            .await
     }
 
     /// POSTs a request that creates something (never retried where the service may have acted;

@@ -42,8 +42,9 @@ impl DryRun {
 /// Runs the checks of a dry run for `plan`.
 pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
     let mut checks = Vec::new();
-    let report = check_source(ctx, plan, &mut checks).await?;
-    super::eligibility::check(ctx, plan).await?;
+    // The same checks a real run makes before imaging; they also say what the source is.
+    checks.extend(super::eligibility::check(ctx, plan).await?);
+    let report = check_vhd(ctx, plan, &mut checks).await?;
     if let (Some(flavor), Some(r)) = (&plan.boot, &report) {
         let needed = r.virtual_size.as_ref().map(|v| v.bytes);
         super::eligibility::check_boot(ctx, flavor, needed).await?;
@@ -90,29 +91,14 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
     })
 }
 
-/// Checks the source exists; validates it when it is a VHD already. Records what it saw.
-async fn check_source(
+/// Validates the source when it is a VHD already (an export, a local file). Records what it saw.
+async fn check_vhd(
     ctx: &Ctx,
     plan: &Plan,
     checks: &mut Vec<String>,
 ) -> Result<Option<vhd::Report>, Error> {
-    let from = plan.from.as_deref().unwrap_or("-");
-    let missing =
-        |what: String| Error::Usage(format!("{what} is not in {from} (check the id and --from)"));
     match &plan.entry {
-        Entry::Server { id } => {
-            let s = ctx.src()?.compute.get_server(id).await?;
-            let s = s.ok_or_else(|| missing(format!("server {id}")))?;
-            checks.push(format!("server {id} ({}) is {}", s.name, s.status));
-            Ok(None)
-        }
-        Entry::Image { id } | Entry::CreateServer { image: id, .. } => {
-            let i = ctx.src()?.images.get_image(id).await?;
-            let i = i.ok_or_else(|| missing(format!("image {id}")))?;
-            let name = i.name.unwrap_or_default();
-            checks.push(format!("image {id} ({name}) is {}", i.status));
-            Ok(None)
-        }
+        Entry::Server { .. } | Entry::Image { .. } | Entry::CreateServer { .. } => Ok(None),
         Entry::Export { container, object } => {
             let files = &ctx.src()?.files;
             let source = transfer::inspect(files, container, object, ListingPolicy::default())

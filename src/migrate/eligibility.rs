@@ -31,26 +31,37 @@ fn refused(rule: String, source: &'static str, advice: &str) -> Error {
     }
 }
 
-/// Checks the source and the boot flavor of `plan` against the rules above.
-pub async fn check(ctx: &Ctx, plan: &Plan) -> Result<(), Error> {
-    let needed_gb = match &plan.entry {
-        Entry::Server { id } => check_server(ctx, id).await?,
-        Entry::Image { id } => image(ctx, id, true).await?.min_disk.filter(|d| *d > 0),
-        Entry::CreateServer { image: id, .. } => {
-            image(ctx, id, false).await?;
-            None
+/// Checks the source and the boot flavor of `plan` against the rules above. Returns what it saw
+/// of the source ("server … (web-1) is ACTIVE"), for the dry run to show.
+pub async fn check(ctx: &Ctx, plan: &Plan) -> Result<Option<String>, Error> {
+    let (seen, needed_gb) = match &plan.entry {
+        Entry::Server { id } => {
+            let (seen, disk) = check_server(ctx, id).await?;
+            (Some(seen), disk)
         }
-        Entry::Export { .. } | Entry::Vhd { .. } => None,
+        Entry::Image { id } | Entry::CreateServer { image: id, .. } => {
+            // Only an image exported as it is must be the account's own.
+            let owned = matches!(plan.entry, Entry::Image { .. });
+            let i = image(ctx, id, owned).await?;
+            let seen = format!(
+                "image {id} ({}) is {}",
+                i.name.as_deref().unwrap_or_default(),
+                i.status
+            );
+            (Some(seen), i.min_disk.filter(|d| *d > 0 && owned))
+        }
+        Entry::Export { .. } | Entry::Vhd { .. } => (None, None),
     };
     if let Some(flavor) = &plan.boot {
         check_boot(ctx, flavor, needed_gb.map(|gb| gb << 30)).await?;
     }
-    Ok(())
+    Ok(seen)
 }
 
 /// The source server: it exists, has its system disk in its image, is not OnMetal, and was built
-/// from an image that may be exported. Returns its flavor's disk in GB (what its image needs).
-async fn check_server(ctx: &Ctx, id: &str) -> Result<Option<u64>, Error> {
+/// from an image that may be exported. Returns what was seen, and its flavor's disk in GB (what
+/// its image needs).
+async fn check_server(ctx: &Ctx, id: &str) -> Result<(String, Option<u64>), Error> {
     let src = ctx.src()?;
     let server = src.compute.get_server(id).await?.ok_or_else(|| {
         Error::Final(format!(
@@ -82,7 +93,8 @@ async fn check_server(ctx: &Ctx, id: &str) -> Result<Option<u64>, Error> {
         exportable(&base, None)?;
     }
     let disk = src.compute.get_flavor(&flavor).await?.map(|f| f.disk);
-    Ok(disk.filter(|d| *d > 0))
+    let seen = format!("server {id} ({}) is {}", server.name, server.status);
+    Ok((seen, disk.filter(|d| *d > 0)))
 }
 
 /// The image `id` exists and may be exported (by its owner, when `owned` is asked for).

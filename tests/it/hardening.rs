@@ -7,24 +7,9 @@ use std::time::{Duration, Instant};
 use imgferry::sim::{Account, Action, Plan, Rule, Service, SimConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::{World, seeded, signal};
+use crate::support::{World, files_under, seeded, signal};
 
 const KEY: &str = "ECHOEDKEY0000imgferry0000scrub0000check";
-
-/// Every file under `dir`, as text.
-fn files_under(dir: &std::path::Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned();
-            out.push((p.display().to_string(), text));
-        }
-    }
-    out
-}
 
 /// A loopback peer that reads each request's head and then does `answer` with the connection.
 async fn peer<F, Fut>(answer: F) -> String

@@ -465,25 +465,32 @@ async fn credentials_come_from_a_rack_profile_or_clouds_yaml_and_never_show() {
     assert_eq!(out.status.code(), Some(0));
 }
 
+/// The seeded world with a second account, `uk-user` with `key`, that alone sees LON.
+fn two_accounts(key: &str) -> imgferry::sim::SimConfig {
+    use imgferry::sim::{Account, SecondAccount};
+    let mut config = seeded();
+    config.second = Some(SecondAccount {
+        account: Account {
+            username: "uk-user".into(),
+            api_key: key.into(),
+            password: "uk-password-unused".into(),
+        },
+        regions: vec!["LON".into()],
+    });
+    config
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_into_a_region_only_another_account_sees_completes_and_keeps_both_secrets() {
-    use imgferry::sim::{Account, SecondAccount};
+    use imgferry::sim::Account;
     const US_KEY: &str = "USKEY0000imgferry0000two0000accounts";
     const UK_KEY: &str = "UKKEY0000imgferry0000two0000accounts";
-    let mut config = seeded();
+    let mut config = two_accounts(UK_KEY);
     config.account = Account {
         username: "us-user".into(),
         api_key: US_KEY.into(),
         password: "us-password-unused".into(),
     };
-    config.second = Some(SecondAccount {
-        account: Account {
-            username: "uk-user".into(),
-            api_key: UK_KEY.into(),
-            password: "uk-password-unused".into(),
-        },
-        regions: vec!["LON".into()],
-    });
     let w = World::start(config).await;
     let server = w.server();
     let args = [
@@ -557,17 +564,7 @@ async fn a_migration_into_a_region_only_another_account_sees_completes_and_keeps
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_account_migration_resumes_with_the_destination_login_it_started_with() {
-    use imgferry::sim::{Account, SecondAccount};
-    let mut config = seeded();
-    config.second = Some(SecondAccount {
-        account: Account {
-            username: "uk-user".into(),
-            api_key: "UKKEY-resume-0000000000000000".into(),
-            password: "unused".into(),
-        },
-        regions: vec!["LON".into()],
-    });
-    let w = World::start(config).await;
+    let w = World::start(two_accounts("UKKEY-resume-0000000000000000")).await;
     let server = w.server();
     // The first property PATCH in LON fails: the run stops after the import, resumably.
     w.sim.set_faults(Plan::with_rules(vec![

@@ -7,7 +7,7 @@ use std::process::Stdio;
 
 use imgferry::sim::{Account, SimConfig};
 
-use crate::support::{World, good_vhd, seeded};
+use crate::support::{World, files_under, good_vhd, seeded};
 
 const KEY: &str = "SECRETKEY0000imgferry0000leak0000check";
 const PASSWORD: &str = "SECRETPASSWORD-imgferry-leak-check";
@@ -21,24 +21,6 @@ fn secret_world_config() -> SimConfig {
         },
         ..seeded()
     }
-}
-
-/// Every file under `dir`, as text.
-fn files_under(dir: &std::path::Path) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = entry.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            let bytes = std::fs::read(&p).unwrap_or_default();
-            out.push((
-                p.display().to_string(),
-                String::from_utf8_lossy(&bytes).into_owned(),
-            ));
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

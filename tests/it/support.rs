@@ -351,3 +351,18 @@ pub fn good_vhd() -> Vec<u8> {
     }
     b.build().bytes
 }
+
+/// Every file under `dir`, as text.
+pub fn files_under(dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned();
+            out.push((p.display().to_string(), text));
+        }
+    }
+    out
+}

@@ -84,9 +84,9 @@ pub enum OutputFormat {
 pub enum Command {
     /// Move an image to another region: image, export, transfer, import and optionally boot.
     Migrate(Box<MigrateArgs>),
-    /// Continue an interrupted migration.
+    /// Continue an interrupted migration, or every unfinished member of a fleet.
     Resume {
-        /// The migration id printed when it started (see `imgferry status`).
+        /// The migration id (m-…) or fleet id (f-…) printed when it started (see `imgferry status`).
         id: String,
         /// Seconds between status checks, overriding the saved plan's intervals.
         #[arg(long, value_name = "SECS")]
@@ -98,9 +98,9 @@ pub enum Command {
         #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
         segment_size: Option<u64>,
     },
-    /// Show one migration in detail, or a table of all known ones.
+    /// Show one migration in detail, a fleet's members, or a table of all known migrations.
     Status {
-        /// A migration id; without it, every known migration is listed.
+        /// A migration id (m-…) or fleet id (f-…); without it, every known migration is listed.
         id: Option<String>,
     },
     /// Check VHD files and predict whether Cloud Images would import them, and with which code.
@@ -197,15 +197,42 @@ pub struct MigrateArgs {
     /// Give up waiting for any one step after this many hours.
     #[arg(long, value_name = "HOURS", default_value_t = 12.0)]
     pub step_deadline_hours: f64,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+/// How a fleet (several servers) runs.
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// With --all-servers: only servers whose name matches this regular expression.
+    #[arg(long = "match", value_name = "REGEX", requires = "all_servers")]
+    pub matching: Option<String>,
+    /// Members of a fleet migrated at once; --concurrency is then the transfer connections of the
+    /// whole fleet, handed to members as they need them.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub parallel: usize,
+    /// Take only the K-th of N parts of the fleet (by a stable hash of each server id), to spread
+    /// one fleet over N machines: docs/fleets.md.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
 }
 
 /// Where the image comes from: exactly one of these.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct MigrateSource {
-    /// Image an existing server (the usual case).
-    #[arg(long, value_name = "ID")]
-    pub server: Option<String>,
+    /// Image an existing server (the usual case), by id or name. Repeat it to move several
+    /// servers as one fleet.
+    #[arg(long, value_name = "ID|NAME")]
+    pub server: Vec<String>,
+    /// Move the servers listed in FILE (one id or name per line; `#` starts a comment) as one
+    /// fleet.
+    #[arg(long, value_name = "FILE")]
+    pub servers_file: Option<PathBuf>,
+    /// Move every server of the source region as one fleet (with --match, only those whose name
+    /// matches). Servers imgferry itself created are never included.
+    #[arg(long)]
+    pub all_servers: bool,
     /// Start from an existing image in the source region.
     #[arg(long, value_name = "ID")]
     pub image: Option<String>,

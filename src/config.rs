@@ -13,6 +13,7 @@ use crate::api::identity;
 use crate::cli::{self, GlobalOpts, MigrateArgs, OutputFormat};
 use crate::http::RetryConfig;
 use crate::migrate::session::Link;
+use crate::migrate::fleet::{Selection, Shard};
 use crate::migrate::state::{Cleanup, Entry, ObjectRef, Plan, ServiceNet};
 use crate::migrate::{Store, store};
 use crate::progress::Format;
@@ -183,14 +184,31 @@ pub struct MigrateRequest {
     pub new: bool,
     /// `--to-identity-url`: the destination account's identity endpoint.
     pub to_identity_url: Option<String>,
+    /// Several servers: the plan is each member's template (its entry is replaced per member).
+    pub fleet: Option<FleetSpec>,
 }
+
+/// How a fleet is chosen and run.
+#[derive(Debug, Clone)]
+pub struct FleetSpec {
+    pub selection: Selection,
+    pub parallel: usize,
+    pub shard: Option<Shard>,
+}
+
+/// The most members of a fleet run at once.
+pub const MAX_PARALLEL: usize = 64;
 
 /// Checks `migrate`'s flags and builds the plan; `default_from` is the profile's region.
 pub fn migrate_request(
     args: &MigrateArgs,
     default_from: Option<&str>,
 ) -> Result<MigrateRequest, Error> {
-    let entry = entry(&args.source)?;
+    let fleet = fleet_spec(args)?;
+    let entry = match &fleet {
+        Some(_) => Entry::Server { id: String::new() },
+        None => entry(&args.source)?,
+    };
     let from = match entry {
         Entry::Vhd { .. } => None,
         _ => Some(
@@ -250,7 +268,82 @@ pub fn migrate_request(
         dry_run: args.dry_run,
         new: args.new,
         to_identity_url: args.to_identity_url.as_deref().map(named_identity),
+        fleet,
     })
+}
+
+/// The fleet the flags describe: several `--server`s, `--servers-file` or `--all-servers`; `None`
+/// for a single migration.
+fn fleet_spec(args: &MigrateArgs) -> Result<Option<FleetSpec>, Error> {
+    let s = &args.source;
+    let shard = args.fleet.shard.as_deref().map(shard).transpose()?;
+    let selection = if s.all_servers {
+        let matching = args
+            .fleet
+            .matching
+            .as_deref()
+            .map(|r| regex::Regex::new(r).map_err(|e| flag("--match", r, e)))
+            .transpose()?;
+        Selection::All { matching }
+    } else if let Some(path) = &s.servers_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| flag("--servers-file", path.display(), format!("cannot read it ({e})")))?;
+        let names = crate::migrate::fleet::select::parse_servers_file(&text);
+        if names.is_empty() {
+            return Err(flag("--servers-file", path.display(), "lists no server"));
+        }
+        for n in &names {
+            id("--servers-file", n)?;
+        }
+        Selection::Named(names)
+    } else if s.server.len() > 1 {
+        for n in &s.server {
+            id("--server", n)?;
+        }
+        Selection::Named(s.server.clone())
+    } else {
+        if shard.is_some() {
+            return Err(flag(
+                "--shard",
+                args.fleet.shard.as_deref().unwrap_or_default(),
+                "only a fleet is sharded (several --server, --servers-file or --all-servers)",
+            ));
+        }
+        return Ok(None);
+    };
+    if let Some(name) = &args.name {
+        return Err(flag(
+            "--name",
+            name,
+            "a fleet names each image after its server; drop --name",
+        ));
+    }
+    let parallel = args.fleet.parallel;
+    if !(1..=MAX_PARALLEL).contains(&parallel) {
+        return Err(flag("--parallel", parallel, format!("use 1 to {MAX_PARALLEL}")));
+    }
+    Ok(Some(FleetSpec {
+        selection,
+        parallel,
+        shard,
+    }))
+}
+
+/// `--shard K/N`: 1 ≤ K ≤ N ≤ 10000.
+fn shard(v: &str) -> Result<Shard, Error> {
+    let parsed = v
+        .split_once('/')
+        .and_then(|(k, n)| Some((k.trim().parse::<u32>().ok()?, n.trim().parse::<u32>().ok()?)));
+    match parsed {
+        Some((index, count)) if (1..=10_000).contains(&count) && (1..=count).contains(&index) => {
+            Ok(Shard { index, count })
+        }
+        _ => Err(flag(
+            "--shard",
+            v,
+            "expected K/N with 1 <= K <= N <= 10000 (the K-th of N parts)",
+        )),
+    }
 }
 
 /// What `resume` may change in a saved plan.
@@ -353,7 +446,7 @@ fn vhd_file(path: &std::path::Path) -> Result<String, Error> {
 }
 
 fn entry(s: &cli::MigrateSource) -> Result<Entry, Error> {
-    if let Some(server) = &s.server {
+    if let Some(server) = s.server.first() {
         Ok(Entry::Server {
             id: id("--server", server)?,
         })
@@ -380,7 +473,8 @@ fn entry(s: &cli::MigrateSource) -> Result<Entry, Error> {
         })
     } else {
         Err(Error::Missing(
-            "say where the image comes from: --server, --image, --export, --vhd or --create-server",
+            "say where the image comes from: --server, --servers-file, --all-servers, --image, \
+             --export, --vhd or --create-server",
         ))
     }
 }
@@ -410,6 +504,14 @@ mod tests {
             named_identity("http://127.0.0.1:5000/v2.0"),
             "http://127.0.0.1:5000/v2.0"
         );
+    }
+
+    #[test]
+    fn shards_parse_strictly() {
+        assert_eq!(shard("2/5").unwrap(), Shard { index: 2, count: 5 });
+        for bad in ["0/5", "6/5", "5", "a/b", "1/0", "1/10001", ""] {
+            assert!(shard(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -115,6 +115,9 @@ struct ServerEnvelope {
 #[derive(Deserialize)]
 struct ServerList {
     servers: Vec<ServerRef>,
+    /// Nova's pagination: a `next` link when more servers follow.
+    #[serde(default)]
+    servers_links: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +173,43 @@ impl Compute {
             .filter(|s| s.name == name)
             .map(|s| s.id)
             .collect())
+    }
+
+    /// Every server of the region as (id, name), following Nova's pagination (`limit` and
+    /// `marker`, a page at most `osapi_max_limit` long, a `servers_links` "next" link while more
+    /// follow).
+    pub async fn list_servers(&self) -> Result<Vec<(String, String)>, Error> {
+        let base = self.api.url("servers");
+        let mut out: Vec<(String, String)> = Vec::new();
+        loop {
+            let mut params = vec![("limit", "1000".to_string())];
+            if let Some((last, _)) = out.last() {
+                params.push(("marker", last.clone()));
+            }
+            let url = reqwest::Url::parse_with_params(&base, &params).map_err(|e| {
+                Error::Unexpected {
+                    url: base.clone(),
+                    detail: e.to_string(),
+                }
+            })?;
+            let page: ServerList = self
+                .api
+                .get("server list", url.as_str())
+                .await?
+                .ok_or_else(|| Error::NotFound {
+                    what: "the server list".into(),
+                    url: base.clone(),
+                })?;
+            let more = page
+                .servers_links
+                .iter()
+                .any(|l| l["rel"].as_str() == Some("next"));
+            let empty = page.servers.is_empty();
+            out.extend(page.servers.into_iter().map(|s| (s.id, s.name)));
+            if !more || empty {
+                return Ok(out);
+            }
+        }
     }
 
     /// POST /servers. Not retried on timeout: the caller persisted an intent with `name` first.

@@ -27,6 +27,9 @@ pub async fn run_migrate(
             .unwrap_or_else(|| cfg.link(None).identity_url);
         session = session.with_destination(url, dst_creds.unwrap_or(found.creds));
     }
+    if let Some(spec) = request.fleet.clone() {
+        return super::fleet::run_new(session, request, spec, &reporter, cfg.format).await;
+    }
     if request.dry_run {
         let plan = session.dry_run(request.plan, request.name).await?;
         let rejected = plan.would_be_rejected();
@@ -51,6 +54,9 @@ pub async fn run_resume(
     cfg: &RunConfig,
 ) -> Result<Outcome, Error> {
     let mut cfg = cfg.clone();
+    if crate::migrate::fleet::state::is_fleet_id(id) {
+        return resume_fleet(id, changes, &mut cfg).await;
+    }
     // The migration first: an unknown id is the clearer error.
     let store = cfg.store()?;
     let saved = store.load(id)?;
@@ -69,6 +75,30 @@ pub async fn run_resume(
     }
     let finished = session.resume(id, changes).await?;
     render(&reporter, cfg.format, finished)
+}
+
+/// `imgferry resume FLEET_ID`: every unfinished member, in one session.
+async fn resume_fleet(
+    id: &str,
+    changes: crate::migrate::session::Changes,
+    cfg: &mut RunConfig,
+) -> Result<Outcome, Error> {
+    let store = cfg.store()?;
+    let saved = crate::migrate::fleet::state::load(&store, id)?;
+    let found = cfg.credentials()?;
+    let reporter = Arc::new(Reporter::new(cfg.format));
+    let mut session = session(
+        cfg,
+        found.creds.clone(),
+        Some(&saved.identity_url),
+        store,
+        &reporter,
+    )?;
+    if let Some(url) = saved.dst_identity_url.clone() {
+        let dst_creds = cfg.destination_credentials()?.unwrap_or(found.creds);
+        session = session.with_destination(url, dst_creds);
+    }
+    super::fleet::resume(session, id, changes.concurrency, cfg.format).await
 }
 
 /// A session with `creds`, reporting to `reporter`.

@@ -4,6 +4,7 @@
 
 pub mod completions;
 pub mod demo;
+pub mod fleet;
 pub mod migrate;
 pub mod sim_serve;
 pub mod status;
@@ -45,6 +46,9 @@ pub enum Error {
     Store(#[from] engine::store::Error),
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
+    /// A fleet whose members did not all finish.
+    #[error(transparent)]
+    Fleet(fleet::Stopped),
 }
 
 /// A migration run that stopped, with where its state is. It reads as its error: the id and step
@@ -80,6 +84,7 @@ impl Error {
             Error::Demo(_) => Class::Failed,
             Error::Store(e) => e.class(),
             Error::Output(_) => Class::Failed,
+            Error::Fleet(f) => f.class,
         }
     }
 
@@ -94,6 +99,7 @@ impl Error {
             Error::Stopped(s) if s.error.resumable() && s.error.class() != Class::Usage => {
                 Some(format!("imgferry resume {}", s.id))
             }
+            Error::Fleet(f) if f.resumable => Some(format!("imgferry resume {}", f.fleet)),
             Error::Transfer(transfer::Error::Resumable(r)) => Some(format!(
                 "run the same command again; the transfer state is saved in {}",
                 r.state
@@ -110,6 +116,9 @@ impl Error {
                 "state saved at step {}; details: imgferry status {}",
                 s.step, s.id
             ));
+        }
+        if let Error::Fleet(f) = self {
+            out.push(format!("each member: imgferry status {}", f.fleet));
         }
         if let Some(cmd) = self.resume_command() {
             out.push(format!("to continue: {cmd}"));

@@ -16,6 +16,9 @@ use crate::units::size;
 pub fn run(id: Option<&str>, cfg: &RunConfig) -> Result<Outcome, Error> {
     let store = cfg.store()?;
     match id {
+        Some(id) if migrate::fleet::state::is_fleet_id(id) => {
+            return super::fleet::status(&store, id, cfg.format);
+        }
         Some(id) => show_one(&store.load(id)?, cfg.format),
         None => {
             let (all, bad) = store.list();

@@ -147,6 +147,7 @@ pub async fn run(args: &TransferArgs, cfg: &RunConfig) -> Result<Outcome, Comman
         concurrency,
         work_dir,
         integrity_retries: 3,
+        budget: None,
     };
     let events: transfer::Events = Arc::new(move |e| sink(Event::Transfer { detail: e }));
     let outcome = transfer::run(access, dest, &mut state, opts, events, &mut persist)

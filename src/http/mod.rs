@@ -7,11 +7,13 @@
 //! re-read an answer cut short, both drawing on the same [`Attempts`] budget.
 
 pub mod body;
+pub mod gate;
 pub mod retry;
 
 use std::time::Duration;
 
 pub use body::Body;
+pub use gate::Gate;
 pub use retry::{Attempts, Backoff, Decision, Idempotency, Outcome, RetryConfig, classify};
 
 /// The slowest average rate a bulk transfer (a segment GET or PUT) may have before it counts as
@@ -160,6 +162,15 @@ pub async fn send_within(
     on_retry: &crate::http::OnRetry,
 ) -> Result<reqwest::Response, Error> {
     loop {
+        // A rate limit another request of the fleet met holds this one too.
+        if attempts.or_cancel(attempts.pass_gate()).await.is_none() {
+            return Err(Failed {
+                method: String::new(),
+                url: String::new(),
+                attempt: attempts.made(),
+            }
+            .error(attempts, Cause::Cancelled, None, String::new()));
+        }
         let attempt = attempts.start();
         let (client, request) = build().build_split();
         let request = request.map_err(|e| {
@@ -185,6 +196,11 @@ pub async fn send_within(
         };
         let decision = classify(&tried.outcome, kind);
         if let Some(delay) = attempts.retry_after(decision) {
+            if let Outcome::Status { status, .. } = tried.outcome
+                && gate::is_rate_limit(status)
+            {
+                attempts.close_gate(delay);
+            }
             let why = tried.outcome.reason();
             let (method, url) = (&failed.method, &failed.url);
             tracing::info!(%method, %url, attempt, delay_ms = delay.as_millis() as u64, %why, "retrying");

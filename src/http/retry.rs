@@ -36,6 +36,9 @@ pub struct RetryConfig {
     /// out in full: longer than `max` (a daily limit, say) but within the step's deadline. Zero
     /// caps every wait at `max`.
     pub long_wait: Duration,
+    /// A rate-limit gate shared with other requests (a fleet's API clients): a rate limit one of
+    /// them meets delays all of them.
+    pub gate: Option<std::sync::Arc<super::Gate>>,
 }
 
 impl Default for RetryConfig {
@@ -48,6 +51,7 @@ impl Default for RetryConfig {
             seed: None,
             cancel: None,
             long_wait: Duration::ZERO,
+            gate: None,
         }
     }
 }
@@ -218,6 +222,7 @@ pub struct Attempts {
     backoff: Backoff,
     made: u32,
     started: Instant,
+    gate: Option<std::sync::Arc<super::Gate>>,
 }
 
 impl Attempts {
@@ -231,6 +236,21 @@ impl Attempts {
             backoff: Backoff::new(cfg),
             made: 0,
             started: Instant::now(),
+            gate: cfg.gate.clone(),
+        }
+    }
+
+    /// Waits while the shared rate-limit gate is closed.
+    pub async fn pass_gate(&self) {
+        if let Some(g) = &self.gate {
+            g.pass().await;
+        }
+    }
+
+    /// Closes the shared gate (if any) for `wait`: the service asked this request to slow down.
+    pub fn close_gate(&self, wait: Duration) {
+        if let Some(g) = &self.gate {
+            g.close_for(wait);
         }
     }
 

@@ -66,6 +66,28 @@ pub enum Event {
     Report {
         report: Box<Report>,
     },
+    /// A fleet run begins (docs/fleets.md).
+    FleetStarted {
+        fleet: String,
+        from: String,
+        to: String,
+        members: usize,
+        parallel: usize,
+        concurrency: usize,
+        state_file: String,
+        resumed: bool,
+    },
+    /// An event of one member of a fleet: in JSON, the member's event with `member` (its
+    /// migration id) and `server` added.
+    Member {
+        member: String,
+        server: String,
+        detail: Box<Event>,
+    },
+    /// The fleet's final table.
+    FleetReport {
+        report: Box<super::fleet::Summary>,
+    },
     /// The run stopped; `resume` is the command that continues it, when it can be continued.
     Error {
         message: String,

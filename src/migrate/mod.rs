@@ -25,6 +25,7 @@
 //! - [`import_code`]: reading a documented import code out of a task message, strictly;
 //! - [`report`]: the final report; [`event`]: what the engine reports while it works.
 //! - [`session`]: logging in, resolving regions, starting and resuming (what a front end calls).
+//! - [`fleet`]: many migrations as one fleet (shared budget, rate-limit gate, one table).
 //! - [`eligibility`]: what the cloud would refuse (unexportable images, volume-backed and
 //!   OnMetal servers, boot flavors), refused before anything is created;
 //! - [`properties`]: the source image's properties copied onto the imported one;
@@ -35,6 +36,7 @@ pub mod cleanup;
 pub mod dry_run;
 pub mod eligibility;
 pub mod event;
+pub mod fleet;
 pub mod import_code;
 pub mod preflight;
 pub mod properties;
@@ -238,7 +240,13 @@ impl RegionApi {
         } else {
             login.endpoint("object-store", region)?
         };
-        let files = ObjectStore::new(http.clone(), &files_url, auth.clone(), retry.clone())
+        // The rate-limit gate is for the APIs (createImage, servers, tasks); Cloud Files traffic
+        // is bounded by the transfer budget instead.
+        let files_retry = RetryConfig {
+            gate: None,
+            ..retry.clone()
+        };
+        let files = ObjectStore::new(http.clone(), &files_url, auth.clone(), files_retry)
             .with_retry_hook(event::retry_hook(events, "Cloud Files request"))
             .with_read_timeout(read_timeout);
         Ok(Self {
@@ -265,6 +273,8 @@ pub struct Ctx {
     /// After a creating request failed ambiguously, how long lookups continue before another POST:
     /// twice the HTTP timeout, since a timed-out request can still be carried out.
     pub settle_secs: f64,
+    /// Transfer connections shared with the other members of a fleet.
+    pub budget: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 impl Ctx {

@@ -4,9 +4,10 @@
 //! [`Sink`], and the outcome is returned.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::state::{Entry, Plan, Step};
@@ -36,6 +37,13 @@ pub struct Session {
     store: Store,
     events: Sink,
     cancel: CancellationToken,
+    /// The source account's login, made once and shared by every migration of the session (a
+    /// fleet logs in once, not once per member); the token refreshes itself.
+    login: tokio::sync::OnceCell<(Auth, identity::Session)>,
+    /// The destination account's login, when it is another account.
+    dst_login: tokio::sync::OnceCell<(Auth, identity::Session)>,
+    /// Transfer connections shared by every migration of the session (a fleet's --concurrency).
+    budget: Option<Arc<Semaphore>>,
 }
 
 /// What a resumed run may change in the saved plan.
@@ -113,7 +121,46 @@ impl Session {
             store,
             events,
             cancel,
+            login: tokio::sync::OnceCell::new(),
+            dst_login: tokio::sync::OnceCell::new(),
+            budget: None,
         })
+    }
+
+    /// Every migration of this session shares `permits` transfer connections, and one
+    /// rate-limit gate for the services' APIs (a fleet).
+    pub fn shared(mut self, permits: usize) -> Self {
+        self.budget = Some(Arc::new(Semaphore::new(permits.max(1))));
+        self.link.retry.gate = Some(Arc::new(crate::http::Gate::new()));
+        self
+    }
+
+    /// The rate-limit gate shared by this session's API requests, if it is a fleet's.
+    pub fn gate(&self) -> Option<&Arc<crate::http::Gate>> {
+        self.link.retry.gate.as_ref()
+    }
+
+    /// The identity endpoint this session logs in at.
+    pub fn identity_url(&self) -> &str {
+        &self.link.identity_url
+    }
+
+    /// The destination account's identity endpoint, when it is another account.
+    pub fn destination_url(&self) -> Option<&str> {
+        self.dst.as_ref().map(|(url, _)| url.as_str())
+    }
+
+    /// The source account's user name.
+    pub fn username(&self) -> &str {
+        &self.creds.username
+    }
+
+    pub fn events(&self) -> &Sink {
+        &self.events
+    }
+
+    pub fn cancel(&self) -> &CancellationToken {
+        &self.cancel
     }
 
     /// The destination is in another account: log in there at `identity_url` with `creds`.
@@ -129,60 +176,79 @@ impl Session {
 
     /// Logs in and resolves the plan's regions.
     pub async fn connect(&self, plan: &Plan) -> Result<Ctx, Error> {
+        self.connect_with(plan, &self.events).await
+    }
+
+    /// [`Session::connect`] reporting to `events` (a fleet member's own sink).
+    pub async fn connect_with(&self, plan: &Plan, events: &Sink) -> Result<Ctx, Error> {
         let Link {
             identity_url,
             http_timeout,
             retry,
         } = &self.link;
-        identity::check_transport(identity_url)?;
-        let (auth, login) =
-            Auth::login(&self.http, identity_url, self.creds.clone(), retry).await?;
+        let (auth, login) = self
+            .login
+            .get_or_try_init(|| async {
+                identity::check_transport(identity_url)?;
+                Auth::login(&self.http, identity_url, self.creds.clone(), retry)
+                    .await
+                    .map_err(Error::from)
+            })
+            .await?;
         // A service that asks for a long wait (a daily limit) is waited out while the step's
         // deadline allows.
         let retry = &RetryConfig {
             long_wait: Duration::from_secs_f64(plan.polling.deadline_secs),
             ..retry.clone()
         };
-        let region = |name: &str, servicenet: bool| {
-            let how = Reach {
-                retry,
-                read_timeout: *http_timeout,
-                servicenet,
-                events: &self.events,
-            };
-            RegionApi::resolve(&self.http, &login, &auth, name, &how)
+        let how = |servicenet: bool| Reach {
+            retry,
+            read_timeout: *http_timeout,
+            servicenet,
+            events,
         };
         let src = match &plan.from {
-            Some(r) if !matches!(plan.entry, Entry::Vhd { .. }) => {
-                Some(region(r, plan.servicenet.source())?)
-            }
+            Some(r) if !matches!(plan.entry, Entry::Vhd { .. }) => Some(RegionApi::resolve(
+                &self.http,
+                login,
+                auth,
+                r,
+                &how(plan.servicenet.source()),
+            )?),
             _ => None,
         };
-        let dst = match &self.dst {
+        let dst_account: &(Auth, identity::Session) = match &self.dst {
             Some((url, creds))
                 if *url != *identity_url || creds.username != self.creds.username =>
             {
-                identity::check_transport(url)?;
-                let (auth, login) = Auth::login(&self.http, url, creds.clone(), retry).await?;
-                let how = Reach {
-                    retry,
-                    read_timeout: *http_timeout,
-                    servicenet: plan.servicenet.destination(),
-                    events: &self.events,
-                };
-                RegionApi::resolve(&self.http, &login, &auth, &plan.to, &how)?
+                self.dst_login
+                    .get_or_try_init(|| async {
+                        identity::check_transport(url)?;
+                        Auth::login(&self.http, url, creds.clone(), retry)
+                            .await
+                            .map_err(Error::from)
+                    })
+                    .await?
             }
-            _ => region(&plan.to, plan.servicenet.destination())?,
+            _ => self.login.get().ok_or(Error::Invariant("no login"))?,
         };
+        let dst = RegionApi::resolve(
+            &self.http,
+            &dst_account.1,
+            &dst_account.0,
+            &plan.to,
+            &how(plan.servicenet.destination()),
+        )?;
         Ok(Ctx {
             src,
             dst,
             store: self.store.clone(),
-            events: self.events.clone(),
+            events: events.clone(),
             cancel: self.cancel.clone(),
             tenant: login.tenant.clone(),
             admin_pass: Mutex::new(None),
             settle_secs: (2.0 * http_timeout.as_secs_f64()).max(2.0),
+            budget: self.budget.clone(),
         })
     }
 
@@ -215,13 +281,25 @@ impl Session {
 
     /// Starts a new migration with `plan`. Without a `name`, the imported image is named after its
     /// source ([`super::preflight::default_name`]).
-    pub async fn start(&self, mut plan: Plan, name: Option<String>) -> Result<Finished, Error> {
-        let ctx = self.connect(&plan).await?;
+    pub async fn start(&self, plan: Plan, name: Option<String>) -> Result<Finished, Error> {
+        self.start_as(new_id(), plan, name, &self.events).await
+    }
+
+    /// [`Session::start`] with the migration id chosen by the caller (a fleet records its
+    /// members' ids before any of them starts), reporting to `events`.
+    pub async fn start_as(
+        &self,
+        id: String,
+        mut plan: Plan,
+        name: Option<String>,
+        events: &Sink,
+    ) -> Result<Finished, Error> {
+        let ctx = self.connect_with(&plan, events).await?;
         plan.name = match name {
             Some(n) => n,
             None => super::preflight::default_name(ctx.src.as_ref(), &plan).await,
         };
-        let mut m = Migration::new(new_id(), self.link.identity_url.clone(), plan);
+        let mut m = Migration::new(id, self.link.identity_url.clone(), plan);
         m.username = Some(self.creds.username.clone());
         m.tenant = self.creds.tenant.clone();
         if let Some((url, creds)) = &self.dst {
@@ -235,6 +313,16 @@ impl Session {
 
     /// Continues migration `id`, with `changes` made to its saved plan.
     pub async fn resume(&self, id: &str, changes: Changes) -> Result<Finished, Error> {
+        self.resume_as(id, changes, &self.events).await
+    }
+
+    /// [`Session::resume`] reporting to `events`.
+    pub async fn resume_as(
+        &self,
+        id: &str,
+        changes: Changes,
+        events: &Sink,
+    ) -> Result<Finished, Error> {
         let _lock = self.store.lock(id)?;
         let mut m = self.store.load(id)?;
         if m.step == Step::Done {
@@ -254,7 +342,7 @@ impl Session {
         }
         self.same_login(&m)?;
         changes.apply(&mut m)?;
-        let ctx = self.connect(&m.plan).await?;
+        let ctx = self.connect_with(&m.plan, events).await?;
         Ok(self.run(&ctx, &mut m, true).await)
     }
 

@@ -373,6 +373,7 @@ async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         concurrency: m.plan.concurrency.max(1),
         work_dir: work_dir.clone(),
         integrity_retries: 3,
+        budget: ctx.budget.clone(),
     };
     let sink = Arc::clone(&ctx.events);
     let events: transfer::Events = Arc::new(move |e| sink(Event::Transfer { detail: e }));

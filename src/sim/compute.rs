@@ -183,6 +183,9 @@ fn server_json(s: &Server, base: &str, detail: bool, tenant: &str) -> Value {
     })
 }
 
+/// Nova's paginated list: at most `limit` servers (and never more than [`MAX_LIMIT`], Nova's
+/// `osapi_max_limit` default) after `marker`, with a `servers_links` "next" link when more follow.
+/// An unknown marker is a 400, as in Nova.
 fn list(
     shared: &Shared,
     region: &str,
@@ -190,19 +193,51 @@ fn list(
     base: &str,
     detail: bool,
 ) -> Response {
-    let name = query
-        .iter()
-        .find(|(k, _)| k == "name")
-        .map(|(_, v)| v.as_str());
-    let servers: Vec<Value> = shared.cloud.with(region, |r| {
-        r.servers
+    let get = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let name = get("name");
+    let limit = get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(MAX_LIMIT)
+        .min(MAX_LIMIT);
+    let marker = get("marker");
+    let page = shared.cloud.with(region, |r| {
+        let mut matching = r
+            .servers
             .values()
             .filter(|s| name.is_none_or(|n| s.name.contains(n)))
+            .skip_while(|s| marker.is_some_and(|m| s.id != m));
+        if let Some(m) = marker {
+            // The marker itself is not repeated; a marker that matches nothing is an error.
+            if matching.next().is_none_or(|s| s.id != m) {
+                return None;
+            }
+        }
+        let mut servers: Vec<Value> = matching
+            .by_ref()
+            .take(limit)
             .map(|s| server_json(s, base, detail, shared.tenant_of(region)))
-            .collect()
+            .collect();
+        let more = matching.next().is_some();
+        let next = more.then(|| servers.last().map(|v| v["id"].clone())).flatten();
+        Some((std::mem::take(&mut servers), next))
     });
-    axum::Json(json!({ "servers": servers })).into_response()
+    match page {
+        None => fault(
+            StatusCode::BAD_REQUEST,
+            "badRequest",
+            &format!("marker [{}] not found", marker.unwrap_or_default()),
+        ),
+        Some((servers, None)) => axum::Json(json!({ "servers": servers })).into_response(),
+        Some((servers, Some(last))) => {
+            let href = format!("{base}/servers?limit={limit}&marker={}", last.as_str().unwrap_or_default());
+            axum::Json(json!({ "servers": servers, "servers_links": [{"rel": "next", "href": href}] }))
+                .into_response()
+        }
+    }
 }
+
+/// Nova's default `osapi_max_limit`: the most servers one list answer holds.
+pub const MAX_LIMIT: usize = 1000;
 
 fn create(shared: &Shared, region: &str, body: &[u8], base: &str) -> Response {
     let Ok(req) = serde_json::from_slice::<Value>(body) else {

@@ -15,6 +15,8 @@ pub(super) struct Ready {
     pub spill: bool,
     pub md5: String,
     pub uploaded: Option<String>,
+    /// The piece's share of the connection budget, given back once it is hashed.
+    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 pub(super) struct Ctx {

@@ -64,6 +64,11 @@ pub struct Options {
     pub work_dir: PathBuf,
     /// Re-downloads of a piece whose bytes fail their check before giving up.
     pub integrity_retries: u32,
+    /// Connections shared with other transfers (a fleet's `--concurrency`): a piece holds one
+    /// permit from its first byte until the in-order hasher has consumed it, so the permits bound
+    /// both connections and spill files across every transfer that shares them. `None`: this
+    /// transfer's own `concurrency` permits.
+    pub budget: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// What the engine reports while it works.

@@ -28,6 +28,17 @@ pub(super) async fn piece_task(
     ctx: Arc<Ctx>,
     piece: super::Piece,
     segment: SrcSegment,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Result<Ready, Error> {
+    let mut ready = piece_bytes(ctx, piece, segment).await?;
+    ready.permit = Some(permit);
+    Ok(ready)
+}
+
+async fn piece_bytes(
+    ctx: Arc<Ctx>,
+    piece: super::Piece,
+    segment: SrcSegment,
 ) -> Result<Ready, Error> {
     if let (SourceAccess::Store(store), true, None, Some(want)) = (
         &ctx.source,
@@ -60,6 +71,7 @@ pub(super) async fn piece_task(
         spill: got.spill,
         md5: got.md5,
         uploaded,
+        permit: None,
     })
 }
 
@@ -213,6 +225,7 @@ async fn stream_through(
         spill: true,
         md5,
         uploaded: Some(etag),
+        permit: None,
     })
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use futures::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use super::context::{Ctx, Ready};
@@ -113,6 +114,10 @@ struct Flight {
     launched: Vec<bool>,
     ready: BTreeMap<usize, Ready>,
     set: JoinSet<Result<Ready, Error>>,
+    /// The connection budget (shared with other transfers in a fleet).
+    budget: Arc<Semaphore>,
+    /// A permit won while waiting, for the next piece to launch.
+    spare: Option<OwnedSemaphorePermit>,
 }
 
 async fn pipeline(
@@ -121,17 +126,33 @@ async fn pipeline(
     persist: &mut Persist<'_>,
 ) -> Result<(), Error> {
     let mut digests = Digests::restore(&state.digest)?;
+    let budget = ctx.opts.budget.clone().unwrap_or_else(|| {
+        Arc::new(Semaphore::new(ctx.opts.concurrency.max(1)))
+    });
     let mut flight = Flight {
         launched: vec![false; state.pieces.len()],
         ready: BTreeMap::new(),
         set: JoinSet::new(),
+        budget,
+        spare: None,
     };
     let mut redo_budget = ctx.opts.integrity_retries;
     loop {
         launch(ctx, state, &mut flight);
-        let Some(joined) = flight.set.join_next().await else {
+        if state.hashed >= state.pieces.len() && flight.set.is_empty() {
             return Ok(());
+        }
+        let wants = next_to_launch(ctx, state, &flight).is_some();
+        let budget = Arc::clone(&flight.budget);
+        let joined = tokio::select! {
+            joined = flight.set.join_next(), if !flight.set.is_empty() => joined,
+            permit = budget.acquire_owned(), if wants => {
+                flight.spare = permit.ok();
+                continue;
+            }
+            else => return Err(Error::Invariant("no piece in flight and none to launch".into())),
         };
+        let Some(joined) = joined else { continue };
         let r = match joined {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
@@ -166,22 +187,38 @@ async fn pipeline(
     }
 }
 
-/// Starts piece tasks up to the concurrency, only within the window after the last hashed piece.
-fn launch(ctx: &Arc<Ctx>, state: &TransferState, flight: &mut Flight) {
+/// The next piece to start, if the concurrency and the window after the last hashed piece allow
+/// one (the window bounds spill files even when permits are plentiful).
+fn next_to_launch(ctx: &Ctx, state: &TransferState, flight: &Flight) -> Option<usize> {
+    if flight.set.len() >= ctx.opts.concurrency.max(1) {
+        return None;
+    }
     let window = ctx.opts.concurrency.max(1) + 1;
     let end = state.pieces.len().min(state.hashed + window);
-    for i in state.hashed..end {
-        if flight.set.len() >= ctx.opts.concurrency.max(1) {
-            break;
-        }
-        if !flight.launched[i] {
-            flight.launched[i] = true;
-            let piece = state.pieces[i].clone();
-            let segment = state.source.segments[piece.segment].clone();
-            flight
-                .set
-                .spawn(super::piece::piece_task(Arc::clone(ctx), piece, segment));
-        }
+    (state.hashed..end).find(|i| !flight.launched[*i])
+}
+
+/// Starts piece tasks, in order, while permits are free. Permits are taken here, in piece order,
+/// never inside the tasks: a later piece holding a permit while an earlier one waits for one
+/// could otherwise leave every permit with pieces the hasher cannot reach.
+fn launch(ctx: &Arc<Ctx>, state: &TransferState, flight: &mut Flight) {
+    while let Some(i) = next_to_launch(ctx, state, flight) {
+        let permit = match flight.spare.take() {
+            Some(p) => p,
+            None => match Arc::clone(&flight.budget).try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        flight.launched[i] = true;
+        let piece = state.pieces[i].clone();
+        let segment = state.source.segments[piece.segment].clone();
+        flight.set.spawn(super::piece::piece_task(
+            Arc::clone(ctx),
+            piece,
+            segment,
+            permit,
+        ));
     }
 }
 

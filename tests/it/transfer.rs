@@ -155,6 +155,7 @@ impl World {
             concurrency,
             work_dir: self.work.path().join("spill"),
             integrity_retries: 3,
+            budget: None,
         }
     }
 

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+mod fleet;
+
 use crate::migrate::Event;
 use crate::migrate::dry_run::DryRun;
 use crate::transfer;
@@ -40,6 +42,8 @@ pub fn color_on_stderr() -> bool {
 /// Renders events in the chosen format.
 pub struct Reporter {
     mode: Mode,
+    /// A fleet's members, shown as prefixed lines in either human mode.
+    fleet: Mutex<fleet::FleetState>,
 }
 
 enum Mode {
@@ -87,7 +91,10 @@ impl Reporter {
                 current: None,
             })),
         };
-        Self { mode }
+        Self {
+            mode,
+            fleet: Mutex::new(fleet::FleetState::default()),
+        }
     }
 
     /// This reporter as the engine's event sink.
@@ -97,6 +104,14 @@ impl Reporter {
     }
 
     pub fn emit(&self, event: Event) {
+        let fleet_event = matches!(
+            event,
+            Event::FleetStarted { .. } | Event::Member { .. } | Event::FleetReport { .. }
+        );
+        if fleet_event && !matches!(self.mode, Mode::Json(_)) {
+            fleet::human(&mut lock(&self.fleet), &scrubbed(event));
+            return;
+        }
         match &self.mode {
             Mode::Json(s) => json(&mut lock(s), &event),
             Mode::Plain(s) => plain(&mut lock(s), &scrubbed(event)),
@@ -149,6 +164,15 @@ fn scrubbed(event: Event) -> Event {
                 reason: clean(reason),
             },
         },
+        Event::Member {
+            member,
+            server,
+            detail,
+        } => Event::Member {
+            member,
+            server,
+            detail: Box::new(scrubbed(*detail)),
+        },
         other => other,
     }
 }
@@ -158,9 +182,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn json(state: &mut JsonState, event: &Event) {
+    let inner = match event {
+        Event::Member { detail, .. } => detail.as_ref(),
+        e => e,
+    };
     if let Event::Transfer {
         detail: transfer::Event::Progress { done, total },
-    } = event
+    } = inner
     {
         let now = Instant::now();
         let due = state
@@ -171,7 +199,7 @@ fn json(state: &mut JsonState, event: &Event) {
         }
         state.last_progress = Some(now);
     }
-    if let Ok(line) = serde_json::to_string(event) {
+    if let Some(line) = fleet::json_value(event).map(|v| v.to_string()) {
         let line = crate::secrets::scrub(&line);
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{line}");
@@ -216,7 +244,10 @@ fn plain(state: &mut PlainState, event: &Event) {
         Event::Retry { .. } => eprintln!("    {}", retry_line(event).unwrap_or_default()),
         Event::Transfer { detail } => plain_transfer(state, detail),
         Event::Plan(plan) => print_plan(plan),
-        Event::State { .. } => {}
+        Event::State { .. }
+        | Event::FleetStarted { .. }
+        | Event::Member { .. }
+        | Event::FleetReport { .. } => {}
     }
 }
 
@@ -370,7 +401,12 @@ fn tty(state: &mut TtyState, event: &Event) {
         }
         Event::Transfer { detail } => tty_transfer(state, detail),
         Event::Plan(plan) => print_plan(plan),
-        Event::State { .. } | Event::Report { .. } | Event::Error { .. } => {}
+        Event::State { .. }
+        | Event::Report { .. }
+        | Event::Error { .. }
+        | Event::FleetStarted { .. }
+        | Event::Member { .. }
+        | Event::FleetReport { .. } => {}
     }
 }
 

@@ -1,0 +1,389 @@
+//! Fleets: many servers moved by one command (docs/fleets.md).
+//!
+//! A fleet is a list of ordinary migrations, one per server, and a record that names them. The
+//! record ([`state::Fleet`]) is saved, with every member's migration id already chosen, before
+//! any member starts; each member then runs exactly as `imgferry migrate --server` would, with its
+//! own state file, lock and exactly-once creation, so everything docs/state-machine.md proves
+//! for one migration holds for each member, and a kill at any instant leaves a fleet that
+//! `imgferry resume FLEET_ID` continues.
+//!
+//! What members share (through the one [`Session`]): one login per account, `--parallel` members
+//! at a time, `--concurrency` transfer connections handed out piece by piece to whichever member
+//! has a piece ready (a semaphore; see [`crate::transfer::Options::budget`]), and one rate-limit
+//! gate for the APIs, so a 413/429 met by one member slows every member down instead of failing
+//! any. One member's failure never stops the others.
+
+pub mod select;
+pub mod state;
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::session::{Changes, Finished, Session};
+use super::state::{Entry, Plan, Step};
+use super::{Error, Event, Migration, Sink};
+pub use select::{Chosen, Selection};
+pub use state::{Fleet, Member, Shard};
+
+/// A new fleet as the command line asked for it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The options every member shares; its entry is replaced by each member's server.
+    pub template: Plan,
+    pub selection: Selection,
+    pub parallel: usize,
+    pub concurrency: usize,
+    pub shard: Option<Shard>,
+    /// Start even where an unfinished migration of the same server and route exists.
+    pub new: bool,
+}
+
+/// How one member ended in this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Done,
+    /// Stopped; `imgferry resume FLEET_ID` continues it.
+    FailedResumable,
+    /// The cloud would refuse it (or did): nothing a resume can change.
+    Rejected,
+    /// Stopped for good for another reason (the server vanished, a state file edited by hand).
+    Failed,
+    /// Ctrl-C came before it finished (or started).
+    Interrupted,
+}
+
+/// One line of the fleet's table.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberResult {
+    pub server: String,
+    pub server_name: String,
+    pub migration: String,
+    pub outcome: Outcome,
+    /// Where it is (or stopped); `None` when it never started.
+    pub step: Option<Step>,
+    pub error: Option<String>,
+    pub exit_code: u8,
+    /// Transfer progress: bytes uploaded of the image's bytes.
+    pub uploaded: u64,
+    pub total: u64,
+    /// The imported image, once there is one.
+    pub image: Option<String>,
+    /// When its state file last changed (Unix seconds).
+    pub updated: Option<u64>,
+}
+
+/// The fleet's table and totals.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub fleet: String,
+    pub members: Vec<MemberResult>,
+    pub done: usize,
+    pub failed_resumable: usize,
+    pub rejected: usize,
+    pub failed: usize,
+    pub interrupted: usize,
+    /// Bytes transferred by all members (their images' sizes).
+    pub bytes: u64,
+    pub seconds: f64,
+    /// Times a rate limit slowed the whole fleet.
+    pub rate_limited: u32,
+}
+
+impl Summary {
+    fn new(fleet: &str, members: Vec<MemberResult>, seconds: f64, rate_limited: u32) -> Self {
+        let n = |o: Outcome| members.iter().filter(|m| m.outcome == o).count();
+        Self {
+            fleet: fleet.to_string(),
+            done: n(Outcome::Done),
+            failed_resumable: n(Outcome::FailedResumable),
+            rejected: n(Outcome::Rejected),
+            failed: n(Outcome::Failed),
+            interrupted: n(Outcome::Interrupted),
+            bytes: members.iter().map(|m| m.uploaded).sum(),
+            members,
+            seconds,
+            rate_limited,
+        }
+    }
+
+    /// The fleet's exit code: 0 when every member is done; 4 when interrupted; 1 when any member
+    /// can be resumed (resume the fleet); otherwise the first stopped member's own code (3 for a
+    /// rejection, 2 for a source that does not exist).
+    pub fn exit_code(&self) -> u8 {
+        self.class().map_or(0, crate::exit_code::Class::code)
+    }
+
+    /// The class of the fleet's failure; `None` when every member is done.
+    pub fn class(&self) -> Option<crate::exit_code::Class> {
+        use crate::exit_code::Class;
+        if self.done == self.members.len() {
+            None
+        } else if self.interrupted > 0 {
+            Some(Class::Interrupted)
+        } else if self.failed_resumable > 0 {
+            Some(Class::Failed)
+        } else {
+            let code = self
+                .members
+                .iter()
+                .find(|m| m.outcome != Outcome::Done)
+                .map_or(Class::Failed.code(), |m| m.exit_code);
+            Some(
+                [Class::Usage, Class::Rejected, Class::Auth]
+                    .into_iter()
+                    .find(|c| c.code() == code)
+                    .unwrap_or(Class::Failed),
+            )
+        }
+    }
+
+    /// Whether `imgferry resume FLEET_ID` would do anything.
+    pub fn resumable(&self) -> bool {
+        self.failed_resumable + self.interrupted > 0
+    }
+}
+
+/// Chooses the members of a new fleet, records it, and returns it (nothing remote is created).
+pub async fn create(session: &Session, req: Request) -> Result<Fleet, Error> {
+    let mut fleet = choose(session, req).await?;
+    state::save(session.store(), &mut fleet).await?;
+    Ok(fleet)
+}
+
+/// The members of a new fleet, each with its migration id and plan; nothing is saved (a dry run
+/// stops here).
+pub async fn choose(session: &Session, req: Request) -> Result<Fleet, Error> {
+    let from = req
+        .template
+        .from
+        .clone()
+        .ok_or(Error::Usage("a fleet needs a source region (--from)".into()))?;
+    let ctx = session.connect(&req.template).await?;
+    let chosen = select::resolve(&ctx.src()?.compute, &req.selection).await?;
+    let total = chosen.len();
+    let chosen = select::keep_shard(chosen, req.shard);
+    if chosen.is_empty() {
+        return Err(Error::Usage(match req.shard {
+            Some(s) if total > 0 => format!(
+                "shard {s} holds none of the {total} selected server(s); nothing to do here"
+            ),
+            _ => format!(
+                "{} selects no server in {from}; nothing to do",
+                req.selection.describe()
+            ),
+        }));
+    }
+    let mut fleet = Fleet::new(
+        new_fleet_id(),
+        session.identity_url().to_string(),
+        from,
+        req.template.to.clone(),
+    );
+    fleet.username = Some(session.username().to_string());
+    fleet.dst_identity_url = session.destination_url().map(str::to_string);
+    fleet.parallel = req.parallel.max(1);
+    fleet.concurrency = req.concurrency.max(1);
+    fleet.shard = req.shard;
+    fleet.selection = req.selection.describe();
+    for c in chosen {
+        let mut plan = req.template.clone();
+        plan.entry = Entry::Server { id: c.id.clone() };
+        plan.concurrency = fleet.concurrency;
+        if !req.new {
+            session.refuse_duplicate(&plan)?;
+        }
+        let mut migration = super::session::new_id();
+        while fleet.members.iter().any(|m| m.migration == migration) {
+            migration = super::session::new_id();
+        }
+        fleet.members.push(Member {
+            server: c.id,
+            server_name: c.name,
+            migration,
+            plan,
+        });
+    }
+    Ok(fleet)
+}
+
+/// Runs every unfinished member of `fleet`, `fleet.parallel` at a time, and returns the table.
+pub async fn run(session: &Session, fleet: &Fleet, resumed: bool) -> Summary {
+    let started = std::time::Instant::now();
+    (session.events())(Event::FleetStarted {
+        fleet: fleet.id.clone(),
+        from: fleet.from.clone(),
+        to: fleet.to.clone(),
+        members: fleet.members.len(),
+        parallel: fleet.parallel,
+        concurrency: fleet.concurrency,
+        state_file: state::path(session.store(), &fleet.id)
+            .display()
+            .to_string(),
+        resumed,
+    });
+    let results: Vec<MemberResult> = futures::stream::iter(fleet.members.iter())
+        .map(|m| run_member(session, fleet, m))
+        .buffered(fleet.parallel.max(1))
+        .collect()
+        .await;
+    let limited = session.gate().map_or(0, |g| g.times_closed());
+    let summary = Summary::new(&fleet.id, results, started.elapsed().as_secs_f64(), limited);
+    (session.events())(Event::FleetReport {
+        report: Box::new(summary.clone()),
+    });
+    summary
+}
+
+/// The sink of one member: every event wrapped with the member's migration id and server name.
+fn member_sink(parent: &Sink, member: &Member) -> Sink {
+    let parent = std::sync::Arc::clone(parent);
+    let (id, server) = (member.migration.clone(), member.server_name.clone());
+    std::sync::Arc::new(move |e| {
+        parent(Event::Member {
+            member: id.clone(),
+            server: server.clone(),
+            detail: Box::new(e),
+        })
+    })
+}
+
+async fn run_member(session: &Session, fleet: &Fleet, member: &Member) -> MemberResult {
+    let sink = member_sink(session.events(), member);
+    if session.cancel().is_cancelled() {
+        return result_of(member, None, Err(&Error::Interrupted));
+    }
+    let saved = session.store().load(&member.migration).ok();
+    let finished = match &saved {
+        Some(m) if m.step == Step::Done => return result_of(member, Some(m), Ok(())),
+        Some(m) if m.failure.as_ref().is_some_and(|f| !f.resumable) => {
+            return result_of(member, Some(m), Ok(()));
+        }
+        Some(_) => {
+            let changes = Changes {
+                concurrency: Some(fleet.concurrency),
+                ..Changes::default()
+            };
+            session.resume_as(&member.migration, changes, &sink).await
+        }
+        None => {
+            session
+                .start_as(member.migration.clone(), member.plan.clone(), None, &sink)
+                .await
+        }
+    };
+    match finished {
+        Ok(Finished { migration, result }) => {
+            let r = result_of(member, Some(&migration), result.as_ref().map(|_| ()));
+            let event = match result {
+                Ok(report) => Event::Report {
+                    report: Box::new(report),
+                },
+                Err(e) => error_event(&e),
+            };
+            sink(event);
+            r
+        }
+        Err(e) => {
+            sink(error_event(&e));
+            result_of(member, saved.as_ref(), Err(&e))
+        }
+    }
+}
+
+fn error_event(e: &Error) -> Event {
+    Event::Error {
+        message: crate::secrets::scrub(&crate::error_chain(e)),
+        exit_code: e.exit_code(),
+        resume: None,
+    }
+}
+
+/// The table line of `member`: from this run's error if it has one, else from its saved state.
+fn result_of(member: &Member, m: Option<&Migration>, run: Result<(), &Error>) -> MemberResult {
+    let (outcome, error, exit_code) = match run {
+        Err(e) => (outcome_of(e), Some(crate::secrets::scrub(&crate::error_chain(e))), e.exit_code()),
+        Ok(()) => match m.and_then(|m| m.failure.as_ref()) {
+            Some(f) if m.is_some_and(|m| m.step != Step::Done) => {
+                let outcome = if f.resumable {
+                    Outcome::FailedResumable
+                } else if f.exit_code == crate::exit_code::Class::Rejected.code() {
+                    Outcome::Rejected
+                } else {
+                    Outcome::Failed
+                };
+                (outcome, Some(f.error.clone()), f.exit_code)
+            }
+            _ => (Outcome::Done, None, 0),
+        },
+    };
+    let (uploaded, total) = m.and_then(Migration::progress).unwrap_or((0, 0));
+    MemberResult {
+        server: member.server.clone(),
+        server_name: member.server_name.clone(),
+        migration: member.migration.clone(),
+        outcome,
+        step: m.map(|m| m.step),
+        error,
+        exit_code,
+        uploaded,
+        total,
+        image: m.and_then(|m| m.facts.imported_image.clone()),
+        updated: m.map(|m| m.updated),
+    }
+}
+
+fn outcome_of(e: &Error) -> Outcome {
+    use crate::exit_code::Class;
+    match e.class() {
+        Class::Interrupted => Outcome::Interrupted,
+        Class::Rejected => Outcome::Rejected,
+        _ if e.resumable() && !matches!(e, Error::Usage(_)) => Outcome::FailedResumable,
+        _ => Outcome::Failed,
+    }
+}
+
+/// Continues fleet `id`: every member not done (and not stopped for good) runs again.
+pub async fn resume(session: &Session, id: &str, concurrency: Option<usize>) -> Result<Summary, Error> {
+    let mut fleet = state::load(session.store(), id)?;
+    if fleet.identity_url != session.identity_url() {
+        return Err(Error::Usage(format!(
+            "fleet {id} was started against the identity endpoint {}, but this run would log in \
+             at {}; unset --identity-url / RAX_IDENTITY_URL or set it to the saved one",
+            fleet.identity_url,
+            session.identity_url()
+        )));
+    }
+    if let Some(n) = concurrency {
+        fleet.concurrency = n;
+        state::save(session.store(), &mut fleet).await?;
+    }
+    Ok(run(session, &fleet, true).await)
+}
+
+/// The table of fleet `id` from its files, without running anything (`imgferry status FLEET_ID`).
+pub fn status(store: &super::Store, id: &str) -> Result<(Fleet, Summary), Error> {
+    let fleet = state::load(store, id)?;
+    let members = fleet
+        .members
+        .iter()
+        .map(|m| {
+            let saved = store.load(&m.migration).ok();
+            let mut r = result_of(m, saved.as_ref(), Ok(()));
+            if saved.is_none() {
+                r.outcome = Outcome::Interrupted;
+                r.error = Some("not started yet".into());
+            } else if saved.as_ref().is_some_and(|s| s.step != Step::Done && s.failure.is_none()) {
+                // Running now, or killed before it could record why it stopped.
+                r.outcome = Outcome::Interrupted;
+            }
+            r
+        })
+        .collect();
+    Ok((fleet.clone(), Summary::new(&fleet.id, members, 0.0, 0)))
+}
+
+/// A new fleet id: `f-` and 10 hex digits.
+pub fn new_fleet_id() -> String {
+    format!("f-{}", &super::session::new_id()[2..])
+}

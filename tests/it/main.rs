@@ -4,6 +4,7 @@ mod api_clients;
 mod cli;
 mod exit_codes;
 mod faults;
+mod fleet;
 mod hardening;
 mod migrate;
 mod real_clients;

@@ -9,7 +9,12 @@ For every run it checks, independently of imgferry:
   - duplicates: the simulator created exactly one snapshot, export task, import task, imported
     image and booted server.
 
-Usage: scripts/soak.py [--runs 20] [--seed 1] [--binary target/release/imgferry]
+With --fleet, each run is a fleet instead: 8 servers moved by one `migrate --all-servers
+--parallel 4 --concurrency 8`, the same random faults, one SIGKILL of the fleet process, then
+`resume FLEET_ID` until done; the checks apply to every member (exactly one resource of each kind
+per member, every imported image identical to its own export).
+
+Usage: scripts/soak.py [--runs 20] [--seed 1] [--binary target/release/imgferry] [--fleet]
 Prints one line per run and a summary; exits 1 if any run fails a check.
 """
 
@@ -45,10 +50,13 @@ FAULTS = [
 ]
 
 
-def start_sim(binary, fault_file, data_dir):
+def start_sim(binary, fault_file, data_dir, servers=("soak-1:320MiB:0.8",)):
+    args = [binary, "sim", "serve", "--step-seconds", "0.3", "--export-segment-size", "16MiB",
+            "--faults", fault_file, "--data-dir", data_dir]
+    for spec in servers:
+        args += ["--server", spec]
     proc = subprocess.Popen(
-        [binary, "sim", "serve", "--server", "soak-1:320MiB:0.8", "--step-seconds", "0.3",
-         "--export-segment-size", "16MiB", "--faults", fault_file, "--data-dir", data_dir],
+        args,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     env, server = {}, None
     for line in proc.stdout:
@@ -121,12 +129,7 @@ def run_imgferry(binary, args, env, kill_after=None):
 
 
 def one_run(binary, run, rng):
-    faults = rng.sample(FAULTS, rng.randint(3, 5))
-    rules = []
-    for _, tmpl in faults:
-        rule = dict(tmpl)
-        rule["nth"] = rng.randint(1, 4)
-        rules.append(rule)
+    faults, rules = random_rules(rng)
     with tempfile.TemporaryDirectory(prefix="imgferry-soak-") as tmp:
         fault_file = os.path.join(tmp, "faults.json")
         with open(fault_file, "w") as f:
@@ -169,8 +172,77 @@ def one_run(binary, run, rng):
                 proc.kill()
 
 
+def random_rules(rng):
+    faults = rng.sample(FAULTS, rng.randint(3, 5))
+    rules = []
+    for _, tmpl in faults:
+        rule = dict(tmpl)
+        rule["nth"] = rng.randint(1, 4)
+        rules.append(rule)
+    return faults, rules
+
+
+def one_fleet_run(binary, run, rng, members=8):
+    faults, rules = random_rules(rng)
+    with tempfile.TemporaryDirectory(prefix="imgferry-soak-fleet-") as tmp:
+        fault_file = os.path.join(tmp, "faults.json")
+        with open(fault_file, "w") as f:
+            json.dump({"rules": rules}, f)
+        servers = [f"node-{i}:96MiB:0.7" for i in range(1, members + 1)]
+        proc, env, _, base = start_sim(binary, fault_file, os.path.join(tmp, "data"), servers)
+        try:
+            full_env = dict(os.environ, **env, IMGFERRY_STATE_DIR=os.path.join(tmp, "state"))
+            opts = ["--poll-interval", "0.2", "--http-timeout", "2"]
+            args = ["migrate", "--from", "DFW", "--to", "IAD", "--all-servers", "--parallel", "4",
+                    "--concurrency", "8", "--boot", "general1-2", "--segment-size", "16MiB"] + opts
+            kill_at = rng.uniform(1.0, 6.0)
+            code, events, killed = run_imgferry(binary, args, full_env, kill_after=kill_at)
+            fleet = next((e["fleet"] for e in events if e.get("event") == "fleet_started"), None)
+            resumes = 0
+            while code != 0 and fleet and resumes < 6:
+                resumes += 1
+                code, events, _ = run_imgferry(binary, ["resume", fleet] + opts, full_env)
+            report = next((e["report"] for e in events if e.get("event") == "fleet_report"), None)
+            stats = get_json(base + "/_sim/stats")
+            created = {k: len(v) for k, v in stats["created"].items()}
+            want = {"server": members, "snapshot": members, "export_task": members,
+                    "import_task": members, "imported_image": members}
+            dupes = {k: created.get(k, 0) for k in want if created.get(k, 0) != want[k]}
+            snapshots = stats["created"].get("snapshot", [])
+            if len({s.split("imgferry-")[1].split("-snapshot")[0] for s in snapshots}) != len(snapshots):
+                dupes["snapshot_per_member"] = len(snapshots)
+            identical = 0
+            if report:
+                token, catalog = token_and_catalog(env)
+                for m in report["members"]:
+                    _, ev, _ = run_imgferry(binary, ["status", m["migration"]], full_env)
+                    mig = ev[0]["migration"] if ev else {}
+                    facts = mig.get("facts", {})
+                    export = facts.get("export") or {}
+                    transfer = facts.get("transfer") or {}
+                    if not export or not facts.get("imported_image"):
+                        continue
+                    url = endpoint(catalog, "object-store", "DFW") + f"/{export['container']}/{export['object']}"
+                    image = get_json(endpoint(catalog, "image", "IAD") + "/images/" + facts["imported_image"], token)
+                    identical += image.get("checksum") == md5_of(url, token) == transfer.get("md5")
+            done = report["done"] if report else 0
+            return {
+                "run": run, "faults": [d for d, _ in faults], "killed_at": round(kill_at, 1) if killed else None,
+                "resumes": resumes, "completed": code == 0 and done == members, "members_done": done,
+                "identical": identical == members, "members_identical": identical, "duplicates": dupes,
+                "bytes": report["bytes"] if report else None,
+            }
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--fleet", action="store_true", help="each run is an 8-server fleet")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--binary", default="target/release/imgferry")
@@ -180,7 +252,7 @@ def main():
     started = time.time()
     for run in range(1, a.runs + 1):
         t = time.time()
-        r = one_run(a.binary, run, rng)
+        r = one_fleet_run(a.binary, run, rng) if a.fleet else one_run(a.binary, run, rng)
         r["seconds"] = round(time.time() - t, 1)
         results.append(r)
         print(json.dumps(r), flush=True)
@@ -189,7 +261,8 @@ def main():
     identical = sum(r["identical"] for r in results)
     dupes = sum(1 for r in results if r["duplicates"])
     killed = sum(1 for r in results if r["killed_at"] is not None)
-    print(f"\nsoak: {n} migrations of a 256 MiB image (seed {a.seed}) in {time.time() - started:.0f} s")
+    what = "fleets of 8 servers" if a.fleet else "migrations of a 256 MiB image"
+    print(f"\nsoak: {n} {what} (seed {a.seed}) in {time.time() - started:.0f} s")
     print(f"  completed            {completed}/{n} ({100 * completed / n:.0f}%)")
     print(f"  byte-identical       {identical}/{n} ({100 * identical / n:.0f}%)")
     print(f"  runs with duplicates {dupes}")

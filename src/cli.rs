@@ -185,6 +185,10 @@ pub struct MigrateArgs {
     /// onto the imported image.
     #[arg(long)]
     pub no_restore_properties: bool,
+    /// Wait for the export to finish before copying anything (by default each export segment is
+    /// copied as soon as it is listed, and checked again when the export is done).
+    #[arg(long)]
+    pub no_pipeline: bool,
     /// The destination is in another account: its identity endpoint (a URL, or `us` / `uk`), with
     /// RAX_DST_USERNAME and RAX_DST_API_KEY (or RAX_DST_PASSWORD); without them the source
     /// credentials log in there.
@@ -361,6 +365,14 @@ pub struct SimServeArgs {
     /// Seconds that builds, imaging and tasks take.
     #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
     pub step_seconds: f64,
+    /// Bytes per second an export writes its segments at (each appears in the listing when it
+    /// is complete; the manifest last) [default: all at once].
+    #[arg(long, value_parser = parse_bytes, value_name = "SIZE")]
+    pub export_rate: Option<u64>,
+    /// A fault: exports write this segment (1-based) with a byte flipped first, and rewrite it
+    /// correctly after the next one.
+    #[arg(long, value_name = "N")]
+    pub export_rewrite_segment: Option<usize>,
 }
 
 /// Parses a byte size: a plain number of bytes, or a number with a unit. Every unit is a power of

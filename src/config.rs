@@ -12,8 +12,8 @@ use std::time::Duration;
 use crate::api::identity;
 use crate::cli::{self, GlobalOpts, MigrateArgs, OutputFormat};
 use crate::http::RetryConfig;
-use crate::migrate::session::Link;
 use crate::migrate::fleet::{Selection, Shard};
+use crate::migrate::session::Link;
 use crate::migrate::state::{Cleanup, Entry, ObjectRef, Plan, ServiceNet};
 use crate::migrate::{Store, store};
 use crate::progress::Format;
@@ -243,6 +243,7 @@ pub fn migrate_request(
         cli::ServiceNet::Both => ServiceNet::Both,
     };
     plan.restore_properties = !args.no_restore_properties;
+    plan.pipeline = !args.no_pipeline;
     plan.concurrency = concurrency(args.concurrency)?;
     plan.segment_size = segment_size(args.segment_size)?;
     plan.force = args.force;
@@ -286,8 +287,13 @@ fn fleet_spec(args: &MigrateArgs) -> Result<Option<FleetSpec>, Error> {
             .transpose()?;
         Selection::All { matching }
     } else if let Some(path) = &s.servers_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| flag("--servers-file", path.display(), format!("cannot read it ({e})")))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            flag(
+                "--servers-file",
+                path.display(),
+                format!("cannot read it ({e})"),
+            )
+        })?;
         let names = crate::migrate::fleet::select::parse_servers_file(&text);
         if names.is_empty() {
             return Err(flag("--servers-file", path.display(), "lists no server"));
@@ -320,7 +326,11 @@ fn fleet_spec(args: &MigrateArgs) -> Result<Option<FleetSpec>, Error> {
     }
     let parallel = args.fleet.parallel;
     if !(1..=MAX_PARALLEL).contains(&parallel) {
-        return Err(flag("--parallel", parallel, format!("use 1 to {MAX_PARALLEL}")));
+        return Err(flag(
+            "--parallel",
+            parallel,
+            format!("use 1 to {MAX_PARALLEL}"),
+        ));
     }
     Ok(Some(FleetSpec {
         selection,

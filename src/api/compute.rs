@@ -186,12 +186,11 @@ impl Compute {
             if let Some((last, _)) = out.last() {
                 params.push(("marker", last.clone()));
             }
-            let url = reqwest::Url::parse_with_params(&base, &params).map_err(|e| {
-                Error::Unexpected {
+            let url =
+                reqwest::Url::parse_with_params(&base, &params).map_err(|e| Error::Unexpected {
                     url: base.clone(),
                     detail: e.to_string(),
-                }
-            })?;
+                })?;
             let page: ServerList = self
                 .api
                 .get("server list", url.as_str())

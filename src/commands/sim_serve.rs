@@ -102,6 +102,10 @@ pub fn config(args: &SimServeArgs) -> Result<SimConfig, Error> {
             ..Timing::demo()
         },
         export_segment_size: args.export_segment_size.max(1),
+        export: crate::sim::ExportShape {
+            rate: args.export_rate.filter(|r| *r > 0),
+            rewrite_segment: args.export_rewrite_segment,
+        },
         object_stores,
         servers,
         faults,

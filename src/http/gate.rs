@@ -37,7 +37,9 @@ impl Gate {
     /// How long a request must still wait before it may go out.
     pub fn remaining(&self) -> Duration {
         let g = self.until.lock().unwrap_or_else(|e| e.into_inner());
-        g.map_or(Duration::ZERO, |u| u.saturating_duration_since(Instant::now()))
+        g.map_or(Duration::ZERO, |u| {
+            u.saturating_duration_since(Instant::now())
+        })
     }
 
     /// Times the gate has closed.
@@ -73,7 +75,10 @@ mod tests {
         gate.close_for(Duration::from_millis(100));
         let started = Instant::now();
         gate.pass().await;
-        assert!(started.elapsed() >= Duration::from_millis(290), "the longer wait wins");
+        assert!(
+            started.elapsed() >= Duration::from_millis(290),
+            "the longer wait wins"
+        );
         assert_eq!(gate.times_closed(), 2);
         let started = Instant::now();
         gate.pass().await;

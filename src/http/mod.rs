@@ -162,15 +162,7 @@ pub async fn send_within(
     on_retry: &crate::http::OnRetry,
 ) -> Result<reqwest::Response, Error> {
     loop {
-        // A rate limit another request of the fleet met holds this one too.
-        if attempts.or_cancel(attempts.pass_gate()).await.is_none() {
-            return Err(Failed {
-                method: String::new(),
-                url: String::new(),
-                attempt: attempts.made(),
-            }
-            .error(attempts, Cause::Cancelled, None, String::new()));
-        }
+        pass_gate(attempts).await?;
         let attempt = attempts.start();
         let (client, request) = build().build_split();
         let request = request.map_err(|e| {
@@ -240,6 +232,19 @@ pub async fn send_within(
             (Tried::Failed(e), _) => (Cause::Connect(root_cause(&e)), None, String::new()),
         };
         return Err(failed.error(attempts, cause, status, body));
+    }
+}
+
+/// Waits while a rate limit another request of the fleet met holds this one too.
+async fn pass_gate(attempts: &Attempts) -> Result<(), Error> {
+    match attempts.or_cancel(attempts.pass_gate()).await {
+        Some(()) => Ok(()),
+        None => Err(Failed {
+            method: String::new(),
+            url: String::new(),
+            attempt: attempts.made(),
+        }
+        .error(attempts, Cause::Cancelled, None, String::new())),
     }
 }
 

@@ -21,6 +21,7 @@
 //! - [`steps`]: one handler per state; [`route`]: which states a plan visits, and each one's
 //!   description; [`settle`]: creating remote resources exactly once;
 //!   [`wait`]: polling with intervals, deadlines and Ctrl-C, and the status waits.
+//! - [`pipelined`]: copying export segments while the export is still writing them.
 //! - [`cleanup`]: deleting what imgferry created, never anything else.
 //! - [`import_code`]: reading a documented import code out of a task message, strictly;
 //! - [`report`]: the final report; [`event`]: what the engine reports while it works.
@@ -38,6 +39,7 @@ pub mod eligibility;
 pub mod event;
 pub mod fleet;
 pub mod import_code;
+pub mod pipelined;
 pub mod preflight;
 pub mod properties;
 pub mod report;

@@ -201,6 +201,9 @@ pub struct Plan {
     /// Copy the source image's properties onto the imported one (off: `--no-restore-properties`).
     #[serde(default = "yes")]
     pub restore_properties: bool,
+    /// Copy export segments while the export is still writing them (off: `--no-pipeline`).
+    #[serde(default = "yes")]
+    pub pipeline: bool,
 }
 
 fn yes() -> bool {
@@ -266,6 +269,7 @@ impl Plan {
             max_physical_size: crate::vhd::IMPORT_LIMIT,
             servicenet: ServiceNet::None,
             restore_properties: true,
+            pipeline: true,
         }
     }
 }
@@ -347,6 +351,10 @@ pub struct Facts {
     #[serde(default)]
     pub local_file: Option<FileStamp>,
     pub transfer: Option<TransferState>,
+    /// Whether `transfer` was started while the export was still writing (pipelined): it is then
+    /// reconciled with the finished export before it is trusted.
+    #[serde(default)]
+    pub pipelined: bool,
     /// The uploaded object in the destination region.
     pub upload: Option<ObjectRef>,
     pub import_task: Option<TaskIntent>,
@@ -541,6 +549,7 @@ mod tests {
                 max_physical_size: crate::vhd::IMPORT_LIMIT,
                 servicenet: Default::default(),
                 restore_properties: true,
+                pipeline: true,
             },
         );
         for n in [

@@ -8,8 +8,6 @@
 //!   their `imgferry-<id>-…` name, tasks by type and input) and only POSTs when nothing is found;
 //! - the answer's id is saved before anything else happens.
 
-use std::sync::Arc;
-
 use serde_json::json;
 
 use super::preflight::{self, VhdSource};
@@ -245,7 +243,12 @@ async fn exporting(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         return Ok(());
     }
     let id = settle_task(ctx, src, m, "export").await?;
-    match wait_task(ctx, src, m, "export", &id).await? {
+    let finished = if m.plan.pipeline {
+        super::pipelined::export_and_copy(ctx, m, &id).await?
+    } else {
+        wait_task(ctx, src, m, "export", &id).await?
+    };
+    match finished {
         Ok(task) => {
             let location = task
                 .result_str("export_location")
@@ -337,9 +340,28 @@ async fn exported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         len: source.len,
     };
     let report = preflight::validate(object, &m.plan.policy()).await?;
-    record_validation(ctx, m, &report)?;
+    let pipelined = m.facts.pipelined && m.facts.transfer.is_some();
+    if let Err(e) = record_validation(ctx, m, &report) {
+        if pipelined && let Some(t) = m.facts.transfer.take() {
+            // A predicted rejection: what the pipelined copy staged would never be imported.
+            let staged: Vec<String> = t
+                .pieces
+                .into_iter()
+                .filter(|p| p.uploaded.is_some())
+                .map(|p| p.dest)
+                .collect();
+            super::pipelined::delete_staged(ctx, m, &staged).await;
+            m.facts.pipelined = false;
+        }
+        return Err(e);
+    }
     boot_fits(ctx, m).await?;
-    plan_transfer(m, source)?;
+    if pipelined {
+        let vanished = super::pipelined::reconcile(ctx, m, source)?;
+        super::pipelined::delete_staged(ctx, m, &vanished).await;
+    } else {
+        plan_transfer(m, source)?;
+    }
     m.step = Step::Inspected;
     Ok(())
 }
@@ -362,37 +384,20 @@ async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         container: state.dest_container.clone(),
         name: state.dest_name.clone(),
     };
-    let work_dir = ctx.store.work_dir(&m.id);
+    let super::pipelined::Copy {
+        opts,
+        events,
+        mut persist,
+    } = super::pipelined::copy_setup(ctx, m);
+    let work_dir = opts.work_dir.clone();
     // Spill files of an earlier run are never reused (pieces are fetched again); removing them
     // first is what lets a run that filled the disk be resumed.
     let _ = tokio::fs::remove_dir_all(&work_dir).await;
     if matches!(access, transfer::SourceAccess::Store(_)) {
         check_free_space(ctx.store.dir(), state.spill_budget(m.plan.concurrency))?;
     }
-    let opts = transfer::Options {
-        concurrency: m.plan.concurrency.max(1),
-        work_dir: work_dir.clone(),
-        integrity_retries: 3,
-        budget: ctx.budget.clone(),
-    };
-    let sink = Arc::clone(&ctx.events);
-    let events: transfer::Events = Arc::new(move |e| sink(Event::Transfer { detail: e }));
-    // Each change of the transfer table is saved inside the whole migration record, written off
-    // the runtime's workers.
-    let base = m.clone();
-    let store = ctx.store.clone();
-    let mut persist = move |t: TransferState| -> futures::future::BoxFuture<
-        'static,
-        Result<(), transfer::PersistError>,
-    > {
-        let mut snapshot = base.clone();
-        snapshot.facts.transfer = Some(t);
-        snapshot.updated = super::state::unix_now();
-        let store = store.clone();
-        Box::pin(async move { Ok(store.persist(&snapshot).await?) })
-    };
     let outcome = tokio::select! {
-        r = transfer::run(access, dest, &mut state, opts, events, &mut persist) => Some(r),
+        r = transfer::run(access, dest, &mut state, opts, events, &mut *persist) => Some(r),
         () = ctx.cancel.cancelled() => None,
     };
     m.facts.transfer = Some(state);

@@ -71,13 +71,21 @@ fn member_line(view: &mut MemberView, to: &str, event: &Event) -> Option<String>
         }
         Event::Warning { message } => Some(format!("warning: {message}")),
         Event::Retry {
-            what, reason, until, ..
+            what,
+            reason,
+            until,
+            ..
         } => Some(match until {
             Some(u) => format!("waiting until {u} (rate limit of {what}: {reason})"),
             None => format!("retrying {what}: {reason}"),
         }),
         Event::Transfer {
-            detail: transfer::Event::Started { already_done, total, .. },
+            detail:
+                transfer::Event::Started {
+                    already_done,
+                    total,
+                    ..
+                },
         } => {
             view.next_quarter = 1 + already_done * 4 / (*total).max(1);
             None

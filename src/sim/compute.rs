@@ -193,7 +193,12 @@ fn list(
     base: &str,
     detail: bool,
 ) -> Response {
-    let get = |key: &str| query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+    let get = |key: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
     let name = get("name");
     let limit = get("limit")
         .and_then(|l| l.parse::<usize>().ok())
@@ -218,7 +223,9 @@ fn list(
             .map(|s| server_json(s, base, detail, shared.tenant_of(region)))
             .collect();
         let more = matching.next().is_some();
-        let next = more.then(|| servers.last().map(|v| v["id"].clone())).flatten();
+        let next = more
+            .then(|| servers.last().map(|v| v["id"].clone()))
+            .flatten();
         Some((std::mem::take(&mut servers), next))
     });
     match page {
@@ -229,9 +236,14 @@ fn list(
         ),
         Some((servers, None)) => axum::Json(json!({ "servers": servers })).into_response(),
         Some((servers, Some(last))) => {
-            let href = format!("{base}/servers?limit={limit}&marker={}", last.as_str().unwrap_or_default());
-            axum::Json(json!({ "servers": servers, "servers_links": [{"rel": "next", "href": href}] }))
-                .into_response()
+            let href = format!(
+                "{base}/servers?limit={limit}&marker={}",
+                last.as_str().unwrap_or_default()
+            );
+            axum::Json(
+                json!({ "servers": servers, "servers_links": [{"rel": "next", "href": href}] }),
+            )
+            .into_response()
         }
     }
 }

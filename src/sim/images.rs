@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::Shared;
 use super::cloud::{Image, Origin, Task, new_id, timestamp};
 use super::compute::fault;
-use super::disk::{Disk, SegmentWriter};
+use super::disk::Disk;
 use crate::vhd::{self, ImportCode, Policy};
 
 /// Serves `/{region}/images/v2/{rest}`.
@@ -382,7 +382,7 @@ async fn run_task(shared: Arc<Shared>, region: String, id: String) {
         return;
     };
     let outcome = if kind == "export" {
-        export(&shared, &region, &input).await
+        super::export::export(&shared, &region, &input).await
     } else {
         import(&shared, &region, &input).await
     };
@@ -399,89 +399,6 @@ async fn run_task(shared: Arc<Shared>, region: String, id: String) {
             t.message = message;
         }
     });
-}
-
-/// Writes the image's VHD as a DLO (`<uuid>.vhd` over `<uuid>.vhd-00001…`) in the container.
-/// Rackspace's refusals of an export, in the words of its own tests (openstack-archive/cloudcafe
-/// `cloudcafe/glance/common/constants.py`): only the owner may export, and not an image whose
-/// `com.rackspace__1__options` is not "0" (licensed: Windows, Red Hat; Cloud Images FAQ). A
-/// volume-backed snapshot holds no disk; no source says what the task then answers, so it fails.
-fn export_allowed(image: &Image, tenant: &str) -> Result<(), String> {
-    if image.owner != tenant {
-        return Err("An image may only be exported by the image owner.".into());
-    }
-    if image.options != "0" {
-        return Err(format!(
-            "Image cannot be exported due to licensing or billing restrictions \
-             (com.rackspace__1__options: '{}')",
-            image.options
-        ));
-    }
-    if image.volume_backed {
-        return Err("Image has no disk to export: its server boots from a volume".into());
-    }
-    Ok(())
-}
-
-async fn export(shared: &Shared, region: &str, input: &Value) -> Result<Value, String> {
-    let (Some(image_id), Some(container)) = (
-        input["image_uuid"].as_str(),
-        input["receiving_swift_container"].as_str(),
-    ) else {
-        return Err("Invalid input: image_uuid and receiving_swift_container are required".into());
-    };
-    if container.contains(['/', '?', '.']) {
-        return Err(format!("Invalid container name: {container}"));
-    }
-    let image = shared
-        .cloud
-        .with(region, |r| {
-            r.images
-                .get(image_id)
-                .filter(|i| i.status() == "active")
-                .cloned()
-        })
-        .ok_or_else(|| format!("Requested image for export was not found: {image_id}"))?;
-    export_allowed(&image, shared.tenant_of(region))?;
-    let disk = image.disk;
-    let files = shared.files(region);
-    if !files.container_exists(region, container).await? {
-        return Err(format!("Swift container '{container}' was not found"));
-    }
-    let name = format!("{image_id}.vhd");
-    if files.object_exists(region, container, &name).await? {
-        return Err(format!(
-            "Swift already has an object with id '{name}' in container '{container}'"
-        ));
-    }
-    let spool = shared.store.spool_dir(region).join(new_id());
-    let segments = write_segments(disk, spool.clone(), shared.export_segment_size).await?;
-    for (i, seg) in segments.into_iter().enumerate() {
-        files
-            .store_segment(region, container, &format!("{name}-{:05}", i + 1), seg)
-            .await?;
-    }
-    let _ = tokio::fs::remove_dir_all(&spool).await;
-    files
-        .put_dlo_manifest(region, container, &name, &format!("{name}-"))
-        .await?;
-    Ok(json!({"export_location": format!("{container}/{name}")}))
-}
-
-async fn write_segments(
-    disk: Disk,
-    dir: std::path::PathBuf,
-    size: u64,
-) -> Result<Vec<super::disk::Segment>, String> {
-    tokio::task::spawn_blocking(move || {
-        std::fs::create_dir_all(&dir)?;
-        let mut w = SegmentWriter::new(&dir, "seg-", size);
-        disk.write_to(&mut w)?;
-        w.finish()
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("export failed writing segments: {e}"))
 }
 
 /// Reads the object, validates it as Rackspace's import would, and creates the image.

@@ -19,6 +19,7 @@
 pub mod cloud;
 pub mod compute;
 pub mod disk;
+pub mod export;
 pub mod faults;
 pub mod files_backend;
 pub mod identity;
@@ -90,6 +91,8 @@ pub struct SimConfig {
     pub max_object_size: u64,
     /// Size of the DLO segments an export writes.
     pub export_segment_size: u64,
+    /// How an export writes its segments: at what rate, and whether one is rewritten.
+    pub export: ExportShape,
     /// Regions whose Cloud Files is an external Swift account URL.
     pub object_stores: BTreeMap<String, String>,
     /// Servers that exist at start (each also gets a base image it was "built" from).
@@ -98,6 +101,17 @@ pub struct SimConfig {
     /// A second account (a UK account, say) with its own identity endpoint, tenant, catalog and
     /// Cloud Files account, and regions only it can see.
     pub second: Option<SecondAccount>,
+}
+
+/// How an export writes its segments.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExportShape {
+    /// Bytes per second the export writes at: each segment appears once its share of the time has
+    /// passed. `None`: every segment at once.
+    pub rate: Option<u64>,
+    /// A fault: this segment (1-based) is first written with a byte flipped, and rewritten
+    /// correctly after the next one (or before the manifest if it is the last).
+    pub rewrite_segment: Option<usize>,
 }
 
 /// A second account of the simulated cloud: it authenticates at `/identity-uk/v2.0`, its tenant
@@ -121,6 +135,7 @@ impl Default for SimConfig {
             timing: Timing::instant(),
             max_object_size: object_store::MAX_OBJECT_SIZE,
             export_segment_size: 1 << 20,
+            export: ExportShape::default(),
             object_stores: BTreeMap::new(),
             servers: Vec::new(),
             faults: Plan::default(),
@@ -152,6 +167,7 @@ pub struct Shared {
     faults: faults::Faults,
     timing: Timing,
     export_segment_size: u64,
+    export: ExportShape,
     object_stores: BTreeMap<String, String>,
     http: reqwest::Client,
     second: Option<SecondAccount>,
@@ -382,6 +398,7 @@ pub async fn spawn_on(config: SimConfig, listen: &str) -> Result<SimHandle, Erro
         faults: faults::Faults::default(),
         timing: config.timing,
         export_segment_size: config.export_segment_size,
+        export: config.export,
         object_stores: config
             .object_stores
             .iter()

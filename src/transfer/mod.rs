@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::object_store::ObjectStore;
 
-pub use pipeline::run;
+pub use pipeline::{copy_pieces, run};
 pub use plan::Piece;
 pub use source::{ListingPolicy, Source, inspect};
 

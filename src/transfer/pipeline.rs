@@ -43,6 +43,43 @@ pub async fn run(
             md5: md5.clone(),
         });
     }
+    let ctx = prepare(source, dest, state, opts, events, &mut persist, true).await?;
+    ctx.emit(Event::Started {
+        total: ctx.total,
+        pieces: state.pieces.len(),
+        already_done: state.uploaded_bytes(),
+        segment_size: state.segment_size,
+    });
+    pipeline(&ctx, state, &mut persist).await?;
+    super::commit::commit(&ctx, state, &mut persist).await
+}
+
+/// Copies and hashes every piece of `state` not hashed yet, without committing: for a source
+/// whose segments are still being written (an export in progress), called again as more are
+/// listed. `confirm` checks recorded uploads against the destination first (once per run).
+pub async fn copy_pieces(
+    source: SourceAccess,
+    dest: Endpoint,
+    state: &mut TransferState,
+    opts: Options,
+    events: Events,
+    mut persist: Persist<'_>,
+    confirm: bool,
+) -> Result<(), Error> {
+    let ctx = prepare(source, dest, state, opts, events, &mut persist, confirm).await?;
+    pipeline(&ctx, state, &mut persist).await
+}
+
+/// The work directory, confirmed uploads (when `confirm`), a saved state, and the shared context.
+async fn prepare(
+    source: SourceAccess,
+    dest: Endpoint,
+    state: &mut TransferState,
+    opts: Options,
+    events: Events,
+    persist: &mut Persist<'_>,
+    confirm: bool,
+) -> Result<Arc<Ctx>, Error> {
     let dir = opts.work_dir.clone();
     tokio::task::spawn_blocking(move || crate::fsutil::private_dir(&dir))
         .await
@@ -52,25 +89,19 @@ pub async fn run(
             path: opts.work_dir.display().to_string(),
             source,
         })?;
-    confirm_uploads(&dest, state, opts.concurrency).await?;
-    save(&mut persist, state).await?;
+    if confirm {
+        confirm_uploads(&dest, state, opts.concurrency).await?;
+        save(persist, state).await?;
+    }
     let hashed_bytes: u64 = state.pieces[..state.hashed].iter().map(|p| p.len).sum();
-    let ctx = Arc::new(Ctx {
+    Ok(Arc::new(Ctx {
         source,
         dest,
         opts,
         events,
         done: AtomicU64::new(hashed_bytes),
         total: state.source.len,
-    });
-    ctx.emit(Event::Started {
-        total: ctx.total,
-        pieces: state.pieces.len(),
-        already_done: state.uploaded_bytes(),
-        segment_size: state.segment_size,
-    });
-    pipeline(&ctx, state, &mut persist).await?;
-    super::commit::commit(&ctx, state, &mut persist).await
+    }))
 }
 
 /// On resume, keeps only the uploads the destination confirms (same ETag and size).
@@ -126,9 +157,11 @@ async fn pipeline(
     persist: &mut Persist<'_>,
 ) -> Result<(), Error> {
     let mut digests = Digests::restore(&state.digest)?;
-    let budget = ctx.opts.budget.clone().unwrap_or_else(|| {
-        Arc::new(Semaphore::new(ctx.opts.concurrency.max(1)))
-    });
+    let budget = ctx
+        .opts
+        .budget
+        .clone()
+        .unwrap_or_else(|| Arc::new(Semaphore::new(ctx.opts.concurrency.max(1))));
     let mut flight = Flight {
         launched: vec![false; state.pieces.len()],
         ready: BTreeMap::new(),

@@ -99,27 +99,44 @@ pub fn plan(source: &Source, dest_object: &str, segment_size: u64) -> Result<Vec
     let size = effective_segment_size(segment_size, source)?;
     let mut pieces = Vec::new();
     for (segment, s) in source.segments.iter().enumerate() {
-        let n = s.bytes.div_ceil(size).max(1);
-        for k in 0..n {
-            let offset = k * size;
-            let len = size.min(s.bytes - offset);
-            if len == 0 {
-                continue;
-            }
-            let index = pieces.len();
-            pieces.push(Piece {
-                index,
-                segment,
-                offset,
-                len,
-                whole: n == 1,
-                dest: format!("{dest_object}.segments/{index:06}"),
-                md5: None,
-                uploaded: None,
-            });
-        }
+        let more = plan_segment(segment, s.bytes, pieces.len(), dest_object, size);
+        pieces.extend(more);
     }
     Ok(pieces)
+}
+
+/// The pieces of source segment number `segment` (`bytes` long), numbered from `first_index`:
+/// one piece when it fits in `size`, else `size` ranges. Used for a whole plan and for segments
+/// appended while an export is still writing them.
+pub fn plan_segment(
+    segment: usize,
+    bytes: u64,
+    first_index: usize,
+    dest_object: &str,
+    size: u64,
+) -> Vec<Piece> {
+    let size = size.max(MIN_SEGMENT);
+    let n = bytes.div_ceil(size).max(1);
+    let mut pieces = Vec::new();
+    for k in 0..n {
+        let offset = k * size;
+        let len = size.min(bytes - offset);
+        if len == 0 {
+            continue;
+        }
+        let index = first_index + pieces.len();
+        pieces.push(Piece {
+            index,
+            segment,
+            offset,
+            len,
+            whole: n == 1,
+            dest: format!("{dest_object}.segments/{index:06}"),
+            md5: None,
+            uploaded: None,
+        });
+    }
+    pieces
 }
 
 #[cfg(test)]

@@ -39,11 +39,15 @@ fn fleet_world(names: &[&str]) -> SimConfig {
 
 /// The events of one member, by server name.
 fn member_events<'a>(run: &'a Run, server: &str) -> Vec<&'a Value> {
-    run.events.iter().filter(|e| e["server"] == server).collect()
+    run.events
+        .iter()
+        .filter(|e| e["server"] == server)
+        .collect()
 }
 
 fn fleet_report(run: &Run) -> &Value {
-    &run.event("fleet_report").unwrap_or_else(|| panic!("no fleet report: {run:#?}"))["report"]
+    &run.event("fleet_report")
+        .unwrap_or_else(|| panic!("no fleet report: {run:#?}"))["report"]
 }
 
 /// Every imported image's bytes equal its own server's disk, and each member created exactly one
@@ -64,7 +68,10 @@ fn assert_each_migrated_once(w: &World, report: &Value, names: &[&str]) {
             "{name}: imported bytes = its own server's bytes"
         );
         let id = m["migration"].as_str().unwrap();
-        let snapshots = created["snapshot"].iter().filter(|s| s.contains(id)).count();
+        let snapshots = created["snapshot"]
+            .iter()
+            .filter(|s| s.contains(id))
+            .count();
         assert_eq!(snapshots, 1, "{name}: one snapshot: {created:?}");
     }
     for kind in ["export_task", "import_task", "imported_image"] {
@@ -90,7 +97,11 @@ async fn a_fleet_moves_every_server_and_one_refusal_stops_no_one() {
         .migrate(&["--all-servers", "--match", "^web-", "--parallel", "2"])
         .await;
     let report = fleet_report(&run);
-    assert_eq!(report["members"].as_array().unwrap().len(), 4, "db-1 does not match");
+    assert_eq!(
+        report["members"].as_array().unwrap().len(),
+        4,
+        "db-1 does not match"
+    );
     assert_eq!(report["done"], 3, "{report:#}");
     assert_eq!(report["rejected"], 1);
     assert_eq!(run.code, 3, "only a rejection is left: the fleet exits 3");
@@ -98,10 +109,17 @@ async fn a_fleet_moves_every_server_and_one_refusal_stops_no_one() {
     // Every member's events carry its id and server, and end with its own outcome.
     for name in ["web-1", "web-2", "web-3"] {
         let events = member_events(&run, name);
-        assert!(events.iter().all(|e| e["member"].as_str().is_some_and(|m| m.starts_with("m-"))));
+        assert!(
+            events
+                .iter()
+                .all(|e| e["member"].as_str().is_some_and(|m| m.starts_with("m-")))
+        );
         assert_eq!(events.last().unwrap()["event"], "report", "{name}");
     }
-    assert_eq!(member_events(&run, "web-4").last().unwrap()["event"], "error");
+    assert_eq!(
+        member_events(&run, "web-4").last().unwrap()["event"],
+        "error"
+    );
     // status FLEET_ID reads the same table back from the files.
     let fleet = report["fleet"].as_str().unwrap();
     let status = w.run(&["status", fleet]).await;
@@ -119,8 +137,16 @@ async fn a_killed_fleet_resumes_every_member_and_creates_nothing_twice() {
         rules: Vec::new(),
     });
     let args = World::migrate_args(&[
-        "--server", "app-1", "--server", "app-2", "--server", "app-3", "--server", "app-4",
-        "--parallel", "3",
+        "--server",
+        "app-1",
+        "--server",
+        "app-2",
+        "--server",
+        "app-3",
+        "--server",
+        "app-4",
+        "--parallel",
+        "3",
     ]);
     let mut child = w.command(&args).spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -7,6 +7,7 @@ mod faults;
 mod fleet;
 mod hardening;
 mod migrate;
+mod pipeline;
 mod real_clients;
 mod real_cloud;
 mod real_swift;

@@ -154,11 +154,9 @@ pub async fn create(session: &Session, req: Request) -> Result<Fleet, Error> {
 /// The members of a new fleet, each with its migration id and plan; nothing is saved (a dry run
 /// stops here).
 pub async fn choose(session: &Session, req: Request) -> Result<Fleet, Error> {
-    let from = req
-        .template
-        .from
-        .clone()
-        .ok_or(Error::Usage("a fleet needs a source region (--from)".into()))?;
+    let from = req.template.from.clone().ok_or(Error::Usage(
+        "a fleet needs a source region (--from)".into(),
+    ))?;
     let ctx = session.connect(&req.template).await?;
     let chosen = select::resolve(&ctx.src()?.compute, &req.selection).await?;
     let total = chosen.len();
@@ -302,7 +300,11 @@ fn error_event(e: &Error) -> Event {
 /// The table line of `member`: from this run's error if it has one, else from its saved state.
 fn result_of(member: &Member, m: Option<&Migration>, run: Result<(), &Error>) -> MemberResult {
     let (outcome, error, exit_code) = match run {
-        Err(e) => (outcome_of(e), Some(crate::secrets::scrub(&crate::error_chain(e))), e.exit_code()),
+        Err(e) => (
+            outcome_of(e),
+            Some(crate::secrets::scrub(&crate::error_chain(e))),
+            e.exit_code(),
+        ),
         Ok(()) => match m.and_then(|m| m.failure.as_ref()) {
             Some(f) if m.is_some_and(|m| m.step != Step::Done) => {
                 let outcome = if f.resumable {
@@ -344,7 +346,11 @@ fn outcome_of(e: &Error) -> Outcome {
 }
 
 /// Continues fleet `id`: every member not done (and not stopped for good) runs again.
-pub async fn resume(session: &Session, id: &str, concurrency: Option<usize>) -> Result<Summary, Error> {
+pub async fn resume(
+    session: &Session,
+    id: &str,
+    concurrency: Option<usize>,
+) -> Result<Summary, Error> {
     let mut fleet = state::load(session.store(), id)?;
     if fleet.identity_url != session.identity_url() {
         return Err(Error::Usage(format!(
@@ -373,7 +379,10 @@ pub fn status(store: &super::Store, id: &str) -> Result<(Fleet, Summary), Error>
             if saved.is_none() {
                 r.outcome = Outcome::Interrupted;
                 r.error = Some("not started yet".into());
-            } else if saved.as_ref().is_some_and(|s| s.step != Step::Done && s.failure.is_none()) {
+            } else if saved
+                .as_ref()
+                .is_some_and(|s| s.step != Step::Done && s.failure.is_none())
+            {
                 // Running now, or killed before it could record why it stopped.
                 r.outcome = Outcome::Interrupted;
             }

@@ -67,7 +67,10 @@ pub async fn resolve(compute: &Compute, selection: &Selection) -> Result<Vec<Cho
                         return Err(Error::Final(format!(
                             "{} servers are named {w} ({}); name it by id",
                             many.len(),
-                            many.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", ")
+                            many.iter()
+                                .map(|s| s.0.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )));
                     }
                 };
@@ -143,7 +146,11 @@ mod tests {
             let part = keep_shard(all.clone(), Some(Shard { index: k, count: 7 }));
             assert!(!part.is_empty(), "shard {k} of 7 is empty with 200 servers");
             for c in part {
-                assert!(seen.insert(c.id.clone(), k).is_none(), "{} in two shards", c.id);
+                assert!(
+                    seen.insert(c.id.clone(), k).is_none(),
+                    "{} in two shards",
+                    c.id
+                );
             }
         }
         assert_eq!(seen.len(), 200);
@@ -154,8 +161,14 @@ mod tests {
         }
         // A fixed point, so the function can never change silently between versions: machines
         // running different versions must agree on the split.
-        assert_eq!(shard_of("00000000-0000-4000-8000-000000000000", 7), shard_of("00000000-0000-4000-8000-000000000000", 7));
-        assert_eq!(shard_of("web-1", 4), 1 + (u64::from_be_bytes(Sha256::digest(b"web-1")[..8].try_into().unwrap()) % 4) as u32);
+        assert_eq!(
+            shard_of("00000000-0000-4000-8000-000000000000", 7),
+            shard_of("00000000-0000-4000-8000-000000000000", 7)
+        );
+        assert_eq!(
+            shard_of("web-1", 4),
+            1 + (u64::from_be_bytes(Sha256::digest(b"web-1")[..8].try_into().unwrap()) % 4) as u32
+        );
     }
 
     #[test]

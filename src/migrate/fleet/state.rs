@@ -138,7 +138,12 @@ pub fn load(store: &Store, id: &str) -> Result<Fleet, store::Error> {
                 dir: dir(store).display().to_string(),
             });
         }
-        Err(source) => return Err(store::Error::Read { path: shown, source }),
+        Err(source) => {
+            return Err(store::Error::Read {
+                path: shown,
+                source,
+            });
+        }
     };
     let value: serde_json::Value =
         serde_json::from_slice(&bytes).map_err(|source| store::Error::Corrupt {
@@ -153,5 +158,8 @@ pub fn load(store: &Store, id: &str) -> Result<Fleet, store::Error> {
             found: v,
         });
     }
-    serde_json::from_value(value).map_err(|source| store::Error::Corrupt { path: shown, source })
+    serde_json::from_value(value).map_err(|source| store::Error::Corrupt {
+        path: shown,
+        source,
+    })
 }

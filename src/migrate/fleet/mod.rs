@@ -220,11 +220,16 @@ pub async fn run(session: &Session, fleet: &Fleet, resumed: bool) -> Summary {
             .to_string(),
         resumed,
     });
-    let results: Vec<MemberResult> = futures::stream::iter(fleet.members.iter())
-        .map(|m| run_member(session, fleet, m))
-        .buffered(fleet.parallel.max(1))
-        .collect()
-        .await;
+    // Unordered: a slow member must not hold back the start of the next one (an ordered buffer
+    // keeps finished members in its window until the ones before them finish).
+    let mut results: Vec<(usize, MemberResult)> =
+        futures::stream::iter(fleet.members.iter().enumerate())
+            .map(|(i, m)| async move { (i, run_member(session, fleet, m).await) })
+            .buffer_unordered(fleet.parallel.max(1))
+            .collect()
+            .await;
+    results.sort_by_key(|(i, _)| *i);
+    let results: Vec<MemberResult> = results.into_iter().map(|(_, r)| r).collect();
     let limited = session.gate().map_or(0, |g| g.times_closed());
     let summary = Summary::new(&fleet.id, results, started.elapsed().as_secs_f64(), limited);
     (session.events())(Event::FleetReport {

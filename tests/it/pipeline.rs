@@ -149,3 +149,30 @@ async fn a_predicted_rejection_deletes_what_was_staged() {
         .unwrap();
     assert!(listed.is_empty(), "staged segments left behind: {listed:?}");
 }
+
+/// The pipelined copy against real OpenStack Swift: the export writes its segments into a real
+/// Swift account over time, imgferry lists and copies them from there while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipelined_copy_reads_an_export_on_real_swift() {
+    let Some(swift) = crate::real_swift::swift_url() else {
+        return;
+    };
+    let mut config = slow_export(8 * MIB, None);
+    config.object_stores.insert(
+        "DFW".into(),
+        format!("{swift}/v1/AUTH_pipe{}", std::process::id()),
+    );
+    let w = World::start(config).await;
+    let args = server_args(&w);
+    let run = w.run(&refs(&args)).await;
+    w.assert_migrated(&run, &w.source_sha256());
+    assert!(
+        copied_during_export(&run) > 0,
+        "copied from Swift while the export ran"
+    );
+    assert_eq!(
+        w.sim.stats().bytes_in.get("DFW").copied().unwrap_or(0),
+        0,
+        "the export went to Swift"
+    );
+}

@@ -371,6 +371,9 @@ async fn ctrl_c_saves_and_exits_4_then_resume_finishes() {
             &server,
             "--boot",
             "general1-2",
+            // The transfer step itself is interrupted (a pipelined copy could finish pieces
+            // while still Exporting; pipeline::a_kill_during_the_pipelined_copy_resumes covers it).
+            "--no-pipeline",
         ]))
         .spawn()
         .unwrap();

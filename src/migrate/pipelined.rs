@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::state::{Migration, ObjectRef};
-use super::wait::pause;
+use super::wait::{Poll, pause};
 use super::{Ctx, Error, Event};
-use crate::api::images::{Task, TaskStatus};
+use crate::api::images::Task;
 use crate::transfer::source::{Kind, Source, SrcSegment};
 use crate::transfer::{self, TransferState};
 
@@ -103,33 +103,22 @@ pub(super) async fn export_and_copy(
     loop {
         if task_checked.is_none_or(|t| t.elapsed().as_secs_f64() >= p.task_secs) {
             task_checked = Some(Instant::now());
-            let task = src
-                .images
-                .get_task(id)
-                .await?
-                .ok_or_else(|| Error::TaskFailed {
-                    what: what.clone(),
-                    message: "the task is gone (task records expire 48 h after they finish)".into(),
-                })?;
-            match task.state() {
-                TaskStatus::Success => return Ok(Ok(task)),
-                TaskStatus::Failure => {
+            match super::wait::check_task(src, &what, id).await? {
+                Poll::Ready(Ok(task)) => return Ok(Ok(task)),
+                Poll::Ready(Err(message)) => {
                     // What was copied came from a failed export: a new one starts afresh.
                     m.facts.transfer = None;
                     m.facts.pipelined = false;
-                    return Ok(Err(task
-                        .message
-                        .clone()
-                        .unwrap_or_else(|| "the task failed without a message".into())));
+                    return Ok(Err(message));
                 }
-                TaskStatus::Working if task.status != last_status => {
-                    last_status.clone_from(&task.status);
+                Poll::Pending(status) if status != last_status => {
                     ctx.emit(Event::Waiting {
                         what: what.clone(),
-                        status: format!("{} (copying segments as they are listed)", task.status),
+                        status: format!("{status} (copying segments as they are listed)"),
                     });
+                    last_status = status;
                 }
-                TaskStatus::Working => {}
+                Poll::Pending(_) => {}
             }
         }
         let listed = src.files.list(&m.plan.src_container, &prefix).await?;

@@ -143,22 +143,32 @@ pub(super) async fn wait_task(
     let p = m.plan.polling;
     let what = format!("{kind} task {id} in {}", region.name);
     until(ctx, &what, p.task_secs, p.deadline_secs, async || {
-        let task = region
-            .images
-            .get_task(id)
-            .await?
-            .ok_or_else(|| Error::TaskFailed {
-                what: what.clone(),
-                message: "the task is gone (task records expire 48 h after they finish)".into(),
-            })?;
-        Ok(match task.state() {
-            TaskStatus::Success => Poll::Ready(Ok(task)),
-            TaskStatus::Failure => Poll::Ready(Err(task
-                .message
-                .clone()
-                .unwrap_or_else(|| "the task failed without a message".into()))),
-            TaskStatus::Working => Poll::Pending(task.status.clone()),
-        })
+        check_task(region, &what, id).await
     })
     .await
+}
+
+/// One look at task `id`: ready with the task (success) or its message (failure), or pending
+/// with its status. A task that is gone is an error: its record expired.
+pub(super) async fn check_task(
+    region: &RegionApi,
+    what: &str,
+    id: &str,
+) -> Result<Poll<Result<crate::api::images::Task, String>>, Error> {
+    let task = region
+        .images
+        .get_task(id)
+        .await?
+        .ok_or_else(|| Error::TaskFailed {
+            what: what.to_string(),
+            message: "the task is gone (task records expire 48 h after they finish)".into(),
+        })?;
+    Ok(match task.state() {
+        TaskStatus::Success => Poll::Ready(Ok(task)),
+        TaskStatus::Failure => Poll::Ready(Err(task
+            .message
+            .clone()
+            .unwrap_or_else(|| "the task failed without a message".into()))),
+        TaskStatus::Working => Poll::Pending(task.status.clone()),
+    })
 }

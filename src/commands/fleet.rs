@@ -31,16 +31,12 @@ pub async fn run_new(
     format: Format,
 ) -> Result<Outcome, Error> {
     let req = Request {
+        concurrency: request.plan.concurrency,
         template: request.plan,
         selection: spec.selection,
         parallel: spec.parallel,
-        concurrency: 0,
         shard: spec.shard,
         new: request.new,
-    };
-    let req = Request {
-        concurrency: req.template.concurrency,
-        ..req
     };
     if request.dry_run {
         return dry_run(&session, req, reporter, format).await;

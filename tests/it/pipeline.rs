@@ -9,7 +9,7 @@ use imgferry::sim::{ExportShape, SimConfig};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::support::{MIB, Run, World, seeded};
+use crate::support::{MIB, Run, World, refs, seeded, server_args};
 
 /// The seeded 24 MiB server (about 12 MiB exported, 1 MiB segments), written at `rate`.
 fn slow_export(rate: u64, rewrite: Option<usize>) -> SimConfig {
@@ -34,18 +34,6 @@ fn copied_during_export(run: &Run) -> usize {
         .iter()
         .filter(|e| e["event"] == "transfer" && e["detail"]["event"] == "piece_done")
         .count()
-}
-
-fn server_args(w: &World) -> Vec<String> {
-    World::migrate_args(&["--boot", "general1-2"])
-        .into_iter()
-        .map(str::to_string)
-        .chain(["--server".to_string(), w.server()])
-        .collect()
-}
-
-fn refs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

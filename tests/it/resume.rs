@@ -9,7 +9,7 @@ use imgferry::sim::{Action, Plan, Rule, Service};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::support::{MIB, World, seeded};
+use crate::support::{MIB, World, refs, seeded, server_args};
 
 /// When to kill.
 enum Trigger {
@@ -69,18 +69,6 @@ async fn resume_and_check(w: &World, id: &str, servers: usize) {
     let run = w.resume(id).await;
     w.assert_migrated(&run, &w.source_sha256());
     w.assert_created_once(servers);
-}
-
-fn server_args(w: &World) -> Vec<String> {
-    World::migrate_args(&["--boot", "general1-2"])
-        .into_iter()
-        .map(str::to_string)
-        .chain(["--server".to_string(), w.server()])
-        .collect()
-}
-
-fn refs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -366,3 +366,16 @@ pub fn files_under(dir: &std::path::Path) -> Vec<(String, String)> {
     }
     out
 }
+
+/// `migrate` with fast polling, a boot, and the seeded server as the source.
+pub fn server_args(w: &World) -> Vec<String> {
+    World::migrate_args(&["--boot", "general1-2"])
+        .into_iter()
+        .map(str::to_string)
+        .chain(["--server".to_string(), w.server()])
+        .collect()
+}
+
+pub fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}

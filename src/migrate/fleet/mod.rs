@@ -394,7 +394,8 @@ pub fn status(store: &super::Store, id: &str) -> Result<(Fleet, Summary), Error>
             r
         })
         .collect();
-    Ok((fleet.clone(), Summary::new(&fleet.id, members, 0.0, 0)))
+    let summary = Summary::new(&fleet.id, members, 0.0, 0);
+    Ok((fleet, summary))
 }
 
 /// A new fleet id: `f-` and 10 hex digits.

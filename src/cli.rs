@@ -134,8 +134,16 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "REGION")]
     pub from: Option<String>,
     /// Destination region (such as IAD).
-    #[arg(long, value_name = "REGION")]
-    pub to: String,
+    #[arg(long, value_name = "REGION", required_unless_present = "to_file")]
+    pub to: Option<String>,
+    /// Instead of importing into another region, end at a local VHD file: downloaded in verified,
+    /// resumable segments, written sparse, validated, and renamed into place when done.
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with_all = ["to", "boot", "vhd", "servers_file", "all_servers"]
+    )]
+    pub to_file: Option<PathBuf>,
     #[command(flatten)]
     pub source: MigrateSource,
     /// Name of the imported image [default: derived from the source].

@@ -221,9 +221,21 @@ pub fn migrate_request(
                 .to_uppercase(),
         ),
     };
-    let mut plan = Plan::new(from, args.to.to_uppercase(), entry, String::new());
-    if plan.from.as_deref() == Some(plan.to.as_str()) {
-        return Err(flag("--to", &args.to, "is the same region as --from"));
+    let to_file = args
+        .to_file
+        .as_deref()
+        .map(|p| {
+            crate::migrate::to_file::check_path(p).map_err(|(p, why)| flag("--to-file", p, why))
+        })
+        .transpose()?;
+    let mut plan = Plan::new(
+        from.clone(),
+        destination(args, to_file.is_some(), from)?,
+        entry,
+        String::new(),
+    );
+    if to_file.is_none() && plan.from.as_deref() == Some(plan.to.as_str()) {
+        return Err(flag("--to", &plan.to, "is the same region as --from"));
     }
     plan.boot = args.boot.clone();
     plan.src_container = export_container(&args.src_container)?;
@@ -244,6 +256,31 @@ pub fn migrate_request(
     };
     plan.restore_properties = !args.no_restore_properties;
     plan.pipeline = !args.no_pipeline;
+    if let Some(path) = to_file {
+        if fleet.is_some() {
+            return Err(flag(
+                "--to-file",
+                &path,
+                "takes one server, image or export, not a fleet",
+            ));
+        }
+        // The copy is the file itself; there is no second copy to pipeline the export into.
+        plan.pipeline = false;
+        plan.to_file = Some(path);
+    }
+    tuning(&mut plan, args)?;
+    Ok(MigrateRequest {
+        plan,
+        name: args.name.clone(),
+        dry_run: args.dry_run,
+        new: args.new,
+        to_identity_url: args.to_identity_url.as_deref().map(named_identity),
+        fleet,
+    })
+}
+
+/// The flags that tune how the plan runs: connections, segment size, limits, deadlines, polling.
+fn tuning(plan: &mut Plan, args: &MigrateArgs) -> Result<(), Error> {
     plan.concurrency = concurrency(args.concurrency)?;
     plan.segment_size = segment_size(args.segment_size)?;
     plan.force = args.force;
@@ -263,14 +300,19 @@ pub fn migrate_request(
         plan.polling.server_secs = p;
         plan.polling.task_secs = p;
     }
-    Ok(MigrateRequest {
-        plan,
-        name: args.name.clone(),
-        dry_run: args.dry_run,
-        new: args.new,
-        to_identity_url: args.to_identity_url.as_deref().map(named_identity),
-        fleet,
-    })
+    Ok(())
+}
+
+/// The destination region: `--to`, or for a `--to-file` download the source region (whose API
+/// then stands where the destination's would).
+fn destination(args: &MigrateArgs, to_file: bool, from: Option<String>) -> Result<String, Error> {
+    match (&args.to, to_file, from) {
+        (Some(to), false, _) => Ok(to.to_uppercase()),
+        (None, true, Some(from)) => Ok(from),
+        _ => Err(Error::Missing(
+            "--to REGION is required (or --to-file PATH)",
+        )),
+    }
 }
 
 /// The fleet the flags describe: several `--server`s, `--servers-file` or `--all-servers`; `None`

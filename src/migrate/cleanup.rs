@@ -4,6 +4,8 @@
 //!   imgferry exported it, the exported VHD in the source (its DLO segments and manifest).
 //! - `all`: also the source snapshot and any source server imgferry created.
 //!
+//! A `--to-file` download uploaded nothing; its file is what the user asked for and stays.
+//!
 //! A given `--image`, `--export` or `--server` is never touched. Every delete tolerates "already
 //! gone", so a cleanup interrupted by a kill simply runs again.
 
@@ -13,7 +15,12 @@ use super::{Ctx, Error};
 /// Deletes according to the plan, recording each deletion in the facts.
 pub async fn run(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     let mut done = Vec::new();
-    if let Some(t) = &m.facts.transfer {
+    if let Some(t) = m
+        .facts
+        .transfer
+        .as_ref()
+        .filter(|_| m.plan.to_file.is_none())
+    {
         let files = &ctx.dst.files;
         files.delete(&t.dest_container, &t.dest_name).await?;
         for p in &t.pieces {

@@ -75,12 +75,13 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
         .into_iter()
         .map(|step| {
             m.step = step;
-            format!("{}: {}", step.label(&plan.to), route::describe(&m))
+            let to = plan.to_file.as_deref().unwrap_or(&plan.to);
+            format!("{}: {}", step.label(to), route::describe(&m))
         })
         .collect();
     Ok(DryRun {
         from: plan.from.clone(),
-        to: plan.to.clone(),
+        to: plan.to_file.clone().unwrap_or_else(|| plan.to.clone()),
         source: plan.entry.describe(),
         steps,
         checks,

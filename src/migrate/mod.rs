@@ -49,6 +49,7 @@ pub mod settle;
 pub mod state;
 pub mod steps;
 pub mod store;
+pub mod to_file;
 pub mod wait;
 
 use std::sync::Mutex;
@@ -142,6 +143,13 @@ pub enum Error {
         dir: String,
         needed: String,
         available: String,
+    },
+    #[error("{what} {path}")]
+    File {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("interrupted")]
     Interrupted,

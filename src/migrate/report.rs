@@ -19,6 +19,9 @@ pub struct Report {
     pub source_image: Option<String>,
     pub export: Option<String>,
     pub upload: Option<String>,
+    /// `--to-file`: the local VHD file the migration ends at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     pub imported_image: Option<String>,
     pub imported_image_name: String,
     pub boot_server: Option<String>,
@@ -59,6 +62,7 @@ impl Report {
             source_image: f.source_image.clone(),
             export: f.export.as_ref().map(ToString::to_string),
             upload: f.upload.as_ref().map(ToString::to_string),
+            file: m.plan.to_file.clone(),
             imported_image: f.imported_image.clone(),
             imported_image_name: m.plan.name.clone(),
             boot_server: f.boot_server.as_ref().and_then(|b| b.id.clone()),
@@ -96,7 +100,7 @@ impl Report {
             format!(
                 "{} → {}",
                 self.from.as_deref().unwrap_or("local file"),
-                self.to
+                self.file.as_deref().unwrap_or(&self.to)
             ),
         );
         line("source", self.source.clone());
@@ -116,15 +120,16 @@ impl Report {
         if self.export.is_some() {
             line("exported VHD", opt(&self.export));
         }
-        line("uploaded VHD", opt(&self.upload));
-        line(
-            "imported image",
-            format!(
-                "{} ({})",
-                opt(&self.imported_image),
-                self.imported_image_name
-            ),
-        );
+        if let Some(file) = &self.file {
+            let state = if self.step == Step::Done || self.step == Step::CleanedUp {
+                "validated"
+            } else {
+                "not yet complete"
+            };
+            line("VHD file", format!("{file} ({state})"));
+        } else {
+            self.render_import(&mut line);
+        }
         if self.boot_server.is_some() {
             line(
                 "booted server",
@@ -150,7 +155,7 @@ impl Report {
         // Several states make one documented step; time is shown per step, in order.
         let mut steps: Vec<(String, f64)> = Vec::new();
         for t in &self.timings {
-            let label = t.step.label(&self.to);
+            let label = t.step.label(self.file.as_deref().unwrap_or(&self.to));
             match steps.iter_mut().find(|(l, _)| *l == label) {
                 Some((_, s)) => *s += t.seconds,
                 None => steps.push((label, t.seconds)),
@@ -164,6 +169,20 @@ impl Report {
         out
     }
 
+    /// Where the image went in the destination region: the upload and the imported image.
+    fn render_import(&self, line: &mut impl FnMut(&str, String)) {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        line("uploaded VHD", opt(&self.upload));
+        line(
+            "imported image",
+            format!(
+                "{} ({})",
+                opt(&self.imported_image),
+                self.imported_image_name
+            ),
+        );
+    }
+
     /// The predicted and actual import verdicts, and what cleanup deleted.
     fn render_verdict(&self, line: &mut impl FnMut(&str, String)) {
         let predicted = self
@@ -173,7 +192,11 @@ impl Report {
             Some(c) => format!("{} ({c})", self.import_verdict),
             None => self.import_verdict.to_string(),
         };
-        line("import", format!("predicted {predicted}, actual {actual}"));
+        if self.file.is_some() {
+            line("import", format!("predicted {predicted}"));
+        } else {
+            line("import", format!("predicted {predicted}, actual {actual}"));
+        }
         for c in &self.cleaned {
             line("deleted", c.clone());
         }

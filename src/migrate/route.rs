@@ -24,6 +24,10 @@ pub fn describe(m: &Migration) -> String {
                 .map(ToString::to_string)
                 .unwrap_or_default()
         ),
+        Step::Inspected | Step::Transferring if m.plan.to_file.is_some() => format!(
+            "downloading the VHD to {}",
+            m.plan.to_file.as_deref().unwrap_or("?")
+        ),
         Step::Inspected => format!(
             "preparing container {} in {}",
             m.plan.dst_container, m.plan.to
@@ -63,6 +67,7 @@ pub fn route(plan: &Plan) -> Vec<Step> {
         .filter(|s| match s {
             // States that only record a result, with no work of their own to show.
             Step::ServerActive | Step::Uploaded | Step::Booted | Step::Done => false,
+            Step::Inspected | Step::Importing | Step::Imported => plan.to_file.is_none(),
             Step::Booting => plan.boot.is_some(),
             Step::CleanedUp => plan.cleanup != super::state::Cleanup::None,
             _ => true,

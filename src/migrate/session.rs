@@ -393,7 +393,8 @@ impl Session {
         ctx.emit(Event::Started {
             id: m.id.clone(),
             from: m.plan.from.clone(),
-            to: m.plan.to.clone(),
+            // A download's destination is its file (its API region is the source's).
+            to: m.plan.to_file.clone().unwrap_or_else(|| m.plan.to.clone()),
             source: m.plan.entry.describe(),
             state_file: self.store.path(&m.id).display().to_string(),
             resumed,

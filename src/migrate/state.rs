@@ -204,6 +204,10 @@ pub struct Plan {
     /// Copy export segments while the export is still writing them (off: `--no-pipeline`).
     #[serde(default = "yes")]
     pub pipeline: bool,
+    /// `--to-file`: the migration ends at this local VHD file (absolute) instead of an import;
+    /// `to` is then the source region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_file: Option<String>,
 }
 
 fn yes() -> bool {
@@ -270,6 +274,7 @@ impl Plan {
             servicenet: ServiceNet::None,
             restore_properties: true,
             pipeline: true,
+            to_file: None,
         }
     }
 }
@@ -550,6 +555,7 @@ mod tests {
                 servicenet: Default::default(),
                 restore_properties: true,
                 pipeline: true,
+                to_file: None,
             },
         );
         for n in [

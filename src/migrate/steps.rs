@@ -32,7 +32,9 @@ pub async fn advance(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         Step::Exporting => exporting(ctx, m).await,
         Step::Exported => exported(ctx, m).await,
         Step::Inspected => {
-            ctx.dst.files.put_container(&m.plan.dst_container).await?;
+            if m.plan.to_file.is_none() {
+                ctx.dst.files.put_container(&m.plan.dst_container).await?;
+            }
             m.step = Step::Transferring;
             Ok(())
         }
@@ -136,10 +138,12 @@ fn plan_transfer(m: &mut Migration, source: transfer::Source) -> Result<(), Erro
         m.plan.segment_size,
     )
     .map_err(transfer::Error::from)?;
-    m.facts.upload = Some(ObjectRef {
-        container: m.plan.dst_container.clone(),
-        object: m.upload_object(),
-    });
+    if m.plan.to_file.is_none() {
+        m.facts.upload = Some(ObjectRef {
+            container: m.plan.dst_container.clone(),
+            object: m.upload_object(),
+        });
+    }
     m.facts.transfer = Some(state);
     Ok(())
 }
@@ -367,6 +371,10 @@ async fn exported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
 }
 
 async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    if m.plan.to_file.is_some() {
+        super::to_file::download(ctx, m).await?;
+        return finish(ctx, m).await;
+    }
     let mut state = m
         .facts
         .transfer

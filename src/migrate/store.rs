@@ -329,6 +329,7 @@ mod tests {
                 servicenet: Default::default(),
                 restore_properties: true,
                 pipeline: true,
+                to_file: None,
             },
         )
     }

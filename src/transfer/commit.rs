@@ -4,7 +4,7 @@
 use super::context::Ctx;
 use super::digest::Digests;
 use super::source::etag_of_etags;
-use super::{Error, Event, Outcome, Persist, TransferState};
+use super::{Destination, Endpoint, Error, Event, Outcome, Persist, TransferState};
 
 /// PUTs the SLO manifest and verifies it: the returned ETag must be the md5 of the segment md5s,
 /// and a HEAD must show the full size. A plain source object's own md5 must equal the whole-image md5.
@@ -13,6 +13,12 @@ pub(super) async fn commit(
     state: &mut TransferState,
     persist: &mut Persist<'_>,
 ) -> Result<Outcome, Error> {
+    let dest = match &ctx.dest {
+        Destination::Store(e) => e,
+        Destination::File(path) => {
+            return super::file_dest::commit(ctx, path, state, persist).await;
+        }
+    };
     let (sha256, md5) = Digests::restore(&state.digest)?.finish();
     if state.source.kind == super::source::Kind::Object
         && let Some(etag) = &state.source.etag
@@ -32,17 +38,16 @@ pub(super) async fn commit(
             .clone()
             .ok_or_else(|| Error::Invariant(format!("piece {} has no md5 at commit", p.index)))?;
         manifest.push(serde_json::json!({
-            "path": format!("/{}/{}", ctx.dest.container, p.dest), "etag": m, "size_bytes": p.len,
+            "path": format!("/{}/{}", dest.container, p.dest), "etag": m, "size_bytes": p.len,
         }));
         md5s.push(m);
     }
     let expected = etag_of_etags(md5s.iter().map(String::as_str));
-    let etag = ctx
-        .dest
+    let etag = dest
         .store
         .put_slo(
-            &ctx.dest.container,
-            &ctx.dest.name,
+            &dest.container,
+            &dest.name,
             &serde_json::Value::Array(manifest),
         )
         .await?;
@@ -53,7 +58,7 @@ pub(super) async fn commit(
             expected,
         });
     }
-    verify_stored(ctx, state.source.len, &etag).await?;
+    verify_stored(dest, state.source.len, &etag).await?;
     state.manifest_etag = Some(etag.clone());
     state.sha256 = Some(sha256.clone());
     state.md5 = Some(md5.clone());
@@ -74,14 +79,10 @@ pub(super) async fn commit(
 
 /// The manifest PUT's answer is not trusted alone: what is stored must have the full size and the
 /// ETag of ETags too (Rackspace documents the stored ETag, not the PUT's answer).
-async fn verify_stored(ctx: &Ctx, len: u64, etag: &str) -> Result<(), Error> {
-    let meta = ctx
-        .dest
-        .store
-        .head(&ctx.dest.container, &ctx.dest.name)
-        .await?;
+async fn verify_stored(dest: &Endpoint, len: u64, etag: &str) -> Result<(), Error> {
+    let meta = dest.store.head(&dest.container, &dest.name).await?;
     let (stored_len, stored_etag) = meta.map_or((0, String::new()), |m| (m.len, m.etag));
-    let place = format!("{}/{}", ctx.dest.container, ctx.dest.name);
+    let place = format!("{}/{}", dest.container, dest.name);
     if stored_len != len {
         return Err(Error::Integrity {
             what: format!("the size of {place}"),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 
-use super::{Endpoint, Event, Events, Options, SourceAccess};
+use super::{Destination, Event, Events, Options, SourceAccess};
 
 /// A piece whose bytes are ready for the in-order hasher.
 pub(super) struct Ready {
@@ -21,7 +21,9 @@ pub(super) struct Ready {
 
 pub(super) struct Ctx {
     pub source: SourceAccess,
-    pub dest: Endpoint,
+    pub dest: Destination,
+    /// Where each piece starts in the image (where a file destination holds it).
+    pub starts: Vec<u64>,
     pub opts: Options,
     pub events: Events,
     /// Bytes fetched so far (for progress; taken back when a piece is fetched again).

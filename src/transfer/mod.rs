@@ -20,9 +20,11 @@
 mod commit;
 mod context;
 pub mod digest;
+mod file_dest;
 mod piece;
 mod pipeline;
 pub mod plan;
+mod read_back;
 pub mod source;
 pub mod state_file;
 mod tee;
@@ -44,6 +46,21 @@ pub struct Endpoint {
     pub store: ObjectStore,
     pub container: String,
     pub name: String,
+}
+
+/// Where the copy goes.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// Pieces uploaded as segments and committed as a static large object.
+    Store(Endpoint),
+    /// A local file, written in place and sparse (see [`file_dest`]); the caller renames it.
+    File(PathBuf),
+}
+
+impl From<Endpoint> for Destination {
+    fn from(e: Endpoint) -> Self {
+        Destination::Store(e)
+    }
 }
 
 /// Where the source bytes are read from.

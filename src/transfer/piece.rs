@@ -12,9 +12,10 @@ use md5::{Digest, Md5};
 use tokio::io::AsyncWriteExt;
 
 use super::context::{Ctx, Ready};
+use super::read_back::hash_file_region;
 use super::source::SrcSegment;
 use super::tee::Tee;
-use super::{Error, Event, SourceAccess};
+use super::{Destination, Endpoint, Error, Event, SourceAccess};
 use crate::api::object_store::ObjectStore;
 
 /// Downloads (or reads) one piece, checks it, and uploads it unless the destination already has it.
@@ -40,13 +41,20 @@ async fn piece_bytes(
     piece: super::Piece,
     segment: SrcSegment,
 ) -> Result<Ready, Error> {
+    let dest = match &ctx.dest {
+        Destination::Store(e) => e,
+        Destination::File(path) => {
+            let at = ctx.starts[piece.index];
+            return super::file_dest::write_piece(&ctx, path, at, &piece, &segment).await;
+        }
+    };
     if let (SourceAccess::Store(store), true, None, Some(want)) = (
         &ctx.source,
         piece.whole,
         &piece.uploaded,
         segment.md5.as_ref(),
     ) {
-        match stream_through(&ctx, store, &piece, &segment, want).await {
+        match stream_through(&ctx, dest, store, &piece, &segment, want).await {
             Ok(ready) => return Ok(ready),
             Err(e) => {
                 tracing::info!(piece = piece.index, error = %e, "streamed copy failed; retrying through the spill file");
@@ -62,7 +70,7 @@ async fn piece_bytes(
     let got = fetch_checked(&ctx, &piece, &segment).await?;
     let uploaded = match &piece.uploaded {
         Some(etag) => Some(etag.clone()),
-        None => Some(upload_from(&ctx, &piece, &got).await?),
+        None => Some(upload_from(dest, &piece, &got).await?),
     };
     Ok(Ready {
         index: piece.index,
@@ -127,12 +135,15 @@ async fn fetch_checked(
 
 /// Uploads a fetched piece from disk with its md5 as ETag and checks the answered ETag. The spill
 /// file is removed if the upload fails for good.
-async fn upload_from(ctx: &Ctx, piece: &super::Piece, got: &PieceBytes) -> Result<String, Error> {
-    let etag = ctx
-        .dest
+async fn upload_from(
+    dest: &Endpoint,
+    piece: &super::Piece,
+    got: &PieceBytes,
+) -> Result<String, Error> {
+    let etag = dest
         .store
         .put_file_region(
-            &ctx.dest.container,
+            &dest.container,
             &piece.dest,
             &got.path,
             got.offset,
@@ -163,6 +174,7 @@ async fn upload_from(ctx: &Ctx, piece: &super::Piece, got: &PieceBytes) -> Resul
 /// (for the in-order hasher and any retry) and through md5.
 async fn stream_through(
     ctx: &Ctx,
+    dest: &Endpoint,
     store: &ObjectStore,
     piece: &super::Piece,
     segment: &SrcSegment,
@@ -174,7 +186,8 @@ async fn stream_through(
         .join(format!("piece-{:06}.spill", piece.index));
     // A small bounded channel: memory per piece is a few chunks, and a slow upload slows the download.
     let (tx, rx) = futures::channel::mpsc::channel(8);
-    let dest = ctx.dest.clone();
+    let dest_for_vouch = dest;
+    let dest = dest.clone();
     let (name, len, md5_header) = (piece.dest.clone(), piece.len, want.to_string());
     let upload = tokio::spawn(async move {
         dest.store
@@ -208,7 +221,7 @@ async fn stream_through(
         Ok(etag) if etag == want => etag,
         // Refused (422: the bytes differ from the source's), failed, or answered oddly: check the
         // spill file ourselves, then upload from it or fetch the piece again.
-        _ => vouch_locally(ctx, piece, &spill, want).await?,
+        _ => vouch_locally(ctx, dest_for_vouch, piece, &spill, want).await?,
     };
     if etag != want {
         return Err(Error::Integrity {
@@ -233,6 +246,7 @@ async fn stream_through(
 /// holds the source's bytes, upload from it; otherwise drop it so the piece is fetched again.
 async fn vouch_locally(
     ctx: &Ctx,
+    dest: &Endpoint,
     piece: &super::Piece,
     spill: &Path,
     want: &str,
@@ -247,10 +261,9 @@ async fn vouch_locally(
             expected: want.to_string(),
         });
     }
-    Ok(ctx
-        .dest
+    Ok(dest
         .store
-        .put_file_region(&ctx.dest.container, &piece.dest, spill, 0, piece.len, &md5)
+        .put_file_region(&dest.container, &piece.dest, spill, 0, piece.len, &md5)
         .await?)
 }
 
@@ -421,52 +434,4 @@ async fn copy_chunks(
         }
     }
     Ok(())
-}
-
-/// Reads `len` bytes of `path` from `offset` in 1 MiB chunks, handing each to `f`. Blocking.
-pub(super) fn for_each_chunk(
-    path: &Path,
-    offset: u64,
-    len: u64,
-    mut f: impl FnMut(&[u8]),
-) -> std::io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = std::fs::File::open(path)?;
-    file.seek(SeekFrom::Start(offset))?;
-    let mut file = file.take(len);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let k = file.read(&mut buf)?;
-        if k == 0 {
-            return Ok(());
-        }
-        f(&buf[..k]);
-    }
-}
-
-async fn hash_file_region(path: &Path, offset: u64, len: u64) -> Result<String, Error> {
-    let p = path.to_path_buf();
-    tokio::task::spawn_blocking(move || -> std::io::Result<String> {
-        use std::io::{Read, Seek, SeekFrom};
-        let mut f = std::fs::File::open(&p)?;
-        f.seek(SeekFrom::Start(offset))?;
-        let mut f = f.take(len);
-        let mut md5 = Md5::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let k = f.read(&mut buf)?;
-            if k == 0 {
-                break;
-            }
-            md5.update(&buf[..k]);
-        }
-        Ok(hex::encode(md5.finalize()))
-    })
-    .await
-    .map_err(Error::Task)?
-    .map_err(|source| Error::Io {
-        what: "cannot read",
-        path: path.display().to_string(),
-        source,
-    })
 }

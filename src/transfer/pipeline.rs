@@ -13,10 +13,10 @@ use tokio::task::JoinSet;
 
 use super::context::{Ctx, Ready};
 use super::digest::Digests;
-use super::piece::for_each_chunk;
+use super::read_back::for_each_chunk;
 use super::{
-    Endpoint, Error, Event, Events, Options, Outcome, Persist, SegmentStart, SourceAccess,
-    TransferState,
+    Destination, Endpoint, Error, Event, Events, Options, Outcome, Persist, SegmentStart,
+    SourceAccess, TransferState,
 };
 
 /// Saves a snapshot of `state` through the caller's `persist`.
@@ -27,7 +27,7 @@ async fn save(persist: &mut Persist<'_>, state: &TransferState) -> Result<(), Er
 /// Runs (or resumes) the transfer described by `state`, calling `persist` after every change.
 pub async fn run(
     source: SourceAccess,
-    dest: Endpoint,
+    dest: impl Into<Destination>,
     state: &mut TransferState,
     opts: Options,
     events: Events,
@@ -43,7 +43,7 @@ pub async fn run(
             md5: md5.clone(),
         });
     }
-    let ctx = prepare(source, dest, state, opts, events, &mut persist, true).await?;
+    let ctx = prepare(source, dest.into(), state, opts, events, &mut persist, true).await?;
     ctx.emit(Event::Started {
         total: ctx.total,
         pieces: state.pieces.len(),
@@ -59,21 +59,30 @@ pub async fn run(
 /// listed. `confirm` checks recorded uploads against the destination first (once per run).
 pub async fn copy_pieces(
     source: SourceAccess,
-    dest: Endpoint,
+    dest: impl Into<Destination>,
     state: &mut TransferState,
     opts: Options,
     events: Events,
     mut persist: Persist<'_>,
     confirm: bool,
 ) -> Result<(), Error> {
-    let ctx = prepare(source, dest, state, opts, events, &mut persist, confirm).await?;
+    let ctx = prepare(
+        source,
+        dest.into(),
+        state,
+        opts,
+        events,
+        &mut persist,
+        confirm,
+    )
+    .await?;
     pipeline(&ctx, state, &mut persist).await
 }
 
 /// The work directory, confirmed uploads (when `confirm`), a saved state, and the shared context.
 async fn prepare(
     source: SourceAccess,
-    dest: Endpoint,
+    dest: Destination,
     state: &mut TransferState,
     opts: Options,
     events: Events,
@@ -90,12 +99,16 @@ async fn prepare(
             source,
         })?;
     if confirm {
-        confirm_uploads(&dest, state, opts.concurrency).await?;
+        match &dest {
+            Destination::Store(e) => confirm_uploads(e, state, opts.concurrency).await?,
+            Destination::File(path) => super::file_dest::prepare(path, state).await?,
+        }
         save(persist, state).await?;
     }
     let hashed_bytes: u64 = state.pieces[..state.hashed].iter().map(|p| p.len).sum();
     Ok(Arc::new(Ctx {
         source,
+        starts: super::file_dest::piece_starts(state),
         dest,
         opts,
         events,

@@ -16,6 +16,7 @@ mod safety;
 mod sim_cloud;
 mod sim_files;
 mod support;
+mod to_file;
 mod transfer;
 mod vhd_cases;
 mod vhd_props;

@@ -172,7 +172,10 @@ async fn a_full_disk_while_spilling_is_a_clear_resumable_error() {
     assert!(err.contains(".work"), "names the spill file: {err}");
     let id = started_id(&out);
     let status = w.run(&["status", &id]).await;
-    assert_eq!(status.events[0]["migration"]["step"], "Transferring");
+    // The first spill happens in `Transferring`, or in `Exporting` when the pipelined copy got to
+    // a listed segment before the export finished: either way the same resumable error.
+    let step = &status.events[0]["migration"]["step"];
+    assert!(step == "Transferring" || step == "Exporting", "{step}");
     // The spill files are gone, so they cannot keep the disk full.
     let work = w.state.path().join(format!("{id}.work"));
     let left: Vec<_> = std::fs::read_dir(&work)

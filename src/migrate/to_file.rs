@@ -1,0 +1,165 @@
+//! `migrate --to-file PATH`: a migration that ends at a local VHD file instead of an import (the
+//! backup, and the way off the cloud).
+//!
+//! The route is the usual one up to the checked export (`Exported`: inspected, validated by ranged
+//! reads); the transfer then writes the image into `PATH.part` with the transfer engine's file
+//! destination (verified pieces written in place, sparse, synced before they are recorded, so a
+//! resume fetches only what is not on disk yet). The finished file is validated again as a whole,
+//! like `imgferry validate`, and only then renamed to `PATH`: a file at `PATH` is always complete.
+
+use std::path::{Path, PathBuf};
+
+use super::preflight::{self, VhdSource};
+use super::state::Migration;
+use super::{Ctx, Error, Event};
+use crate::transfer::{self, Destination};
+
+/// Where a download is written until it is complete and validated.
+pub fn part_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".part");
+    PathBuf::from(name)
+}
+
+/// `--to-file PATH` made absolute (a resume may run elsewhere). Refused, with the path shown and
+/// the reason, when the file (or an unfinished download of it) exists or its directory does not:
+/// imgferry never overwrites a file.
+pub fn check_path(path: &Path) -> Result<String, (String, String)> {
+    let abs = std::path::absolute(path).map_err(|e| (path.display().to_string(), e.to_string()))?;
+    let shown = abs.display().to_string();
+    let refuse = |why: String| Err((shown.clone(), why));
+    if abs.file_name().is_none() {
+        return refuse("name a file, not a directory".into());
+    }
+    if abs.exists() {
+        return refuse("already exists: remove it or choose another path".into());
+    }
+    let part = part_path(&abs);
+    if part.exists() {
+        return refuse(format!(
+            "{} exists: an unfinished download (`imgferry status` names it; `imgferry resume ID` \
+             continues it), or remove it",
+            part.display()
+        ));
+    }
+    match abs.parent() {
+        Some(dir) if dir.is_dir() => Ok(shown),
+        _ => refuse("its directory does not exist: create it first".into()),
+    }
+}
+
+fn file_error(what: &'static str, path: &Path, source: std::io::Error) -> Error {
+    Error::File {
+        what,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Downloads the checked export into `PATH.part`, validates it, and renames it to `PATH`.
+pub(super) async fn download(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    let path = PathBuf::from(
+        m.plan
+            .to_file
+            .clone()
+            .ok_or(Error::Invariant("a download without --to-file"))?,
+    );
+    let part = part_path(&path);
+    let mut state = m
+        .facts
+        .transfer
+        .take()
+        .ok_or(Error::Invariant("Transferring without a transfer plan"))?;
+    if state.is_done() && !part.exists() && path.exists() {
+        // Killed after the rename and before the state said so: the file is in place.
+        m.facts.transfer = Some(state);
+        return Ok(());
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let needed = state.source.len.saturating_sub(state.uploaded_bytes());
+    if let Ok(available) = crate::fsutil::available_bytes(dir)
+        && available < needed
+    {
+        return Err(Error::NoSpace {
+            dir: dir.display().to_string(),
+            needed: crate::units::size(needed),
+            available: crate::units::size(available),
+        });
+    }
+    let super::pipelined::Copy {
+        opts,
+        events,
+        mut persist,
+    } = super::pipelined::copy_setup(ctx, m);
+    let access = transfer::SourceAccess::Store(ctx.src()?.files.clone());
+    let dest = Destination::File(part.clone());
+    let outcome = tokio::select! {
+        r = transfer::run(access, dest, &mut state, opts, events, &mut *persist) => Some(r),
+        () = ctx.cancel.cancelled() => None,
+    };
+    m.facts.transfer = Some(state);
+    match outcome {
+        None => return Err(Error::Interrupted),
+        Some(r) => r?,
+    };
+    validate(ctx, m, &part).await?;
+    rename_into_place(&part, &path).await
+}
+
+/// The whole file validated as `imgferry validate` would: it must get the verdict the export's
+/// ranged pre-flight gave (a file Cloud Images would refuse is still refused unless `--force`).
+async fn validate(ctx: &Ctx, m: &Migration, part: &Path) -> Result<(), Error> {
+    let report = preflight::validate(VhdSource::File(part), &m.plan.policy()).await?;
+    let facts = preflight::facts(&report);
+    let code = facts.predicted_code;
+    let before = m.facts.vhd.as_ref().and_then(|v| v.predicted_code);
+    match code {
+        None => Ok(()),
+        Some(code) if m.plan.force => {
+            ctx.emit(Event::Warning {
+                message: format!(
+                    "the downloaded VHD would be refused by an import with code {code}; kept \
+                     because of --force"
+                ),
+            });
+            Ok(())
+        }
+        Some(code) => Err(Error::Refused {
+            rule: format!(
+                "the downloaded VHD {} would be refused by an import with code {code}{}",
+                part.display(),
+                if before.is_none() {
+                    " (the export's ranged pre-flight did not see it)"
+                } else {
+                    ""
+                }
+            ),
+            from: "imgferry's validation of the whole file (docs/vhd.md)",
+            advice: format!(
+                "inspect it with `imgferry validate {}`; `--force` keeps such a file",
+                part.display()
+            ),
+        }),
+    }
+}
+
+/// Renames the finished file to its name and syncs the directory, so the rename survives a crash.
+async fn rename_into_place(part: &Path, path: &Path) -> Result<(), Error> {
+    let (from, to) = (part.to_path_buf(), path.to_path_buf());
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        if to.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "another file appeared at this path; the download is kept at PATH.part",
+            ));
+        }
+        std::fs::rename(&from, &to)?;
+        if let Some(dir) = to.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|_| Error::Invariant("the rename task stopped"))?
+    .map_err(|e| file_error("cannot rename the finished download to", path, e))
+}

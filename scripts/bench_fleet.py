@@ -9,11 +9,16 @@
   pipeline  1 GiB image, the export writing at 16 MiB/s, every connection at 16 MiB/s,
             --concurrency 8: migration wall with the export pipelined into the transfer and
             with --no-pipeline, and the transfer step of each.
+  tofile    4 GiB server, 16 MiB/s per connection, --concurrency 8: `migrate --to-file`, SIGKILLed
+            when half the pieces are written, then `resume`: the file's SHA-256 against the
+            export's (read back over HTTP), bytes the resume fetched against what was left, the
+            file's apparent and allocated size.
 
-Usage: scripts/bench_fleet.py --binary target/release/imgferry [--only fleet,pipeline]
+Usage: scripts/bench_fleet.py --binary target/release/imgferry [--only fleet,pipeline,tofile]
 Prints one JSON document on stdout; progress on stderr. Needs /usr/bin/time.
 """
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -24,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 
 MIB = 1 << 20
 
@@ -169,6 +175,89 @@ def pipeline(binary, work, step):
     return out
 
 
+def sim_stats(env):
+    base = env["RAX_IDENTITY_URL"].split("/identity")[0]
+    with urllib.request.urlopen(f"{base}/_sim/stats") as r:
+        return json.load(r)
+
+
+def export_sha256(env, export):
+    """SHA-256 of the exported object, streamed from the simulated Cloud Files in DFW."""
+    body = json.dumps({"auth": {"RAX-KSKEY:apiKeyCredentials": {
+        "username": env["RAX_USERNAME"], "apiKey": env["RAX_API_KEY"]}}}).encode()
+    req = urllib.request.Request(env["RAX_IDENTITY_URL"] + "/tokens", body,
+                                 {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        access = json.load(r)["access"]
+    files = next(e["publicURL"] for s in access["serviceCatalog"] if s["type"] == "object-store"
+                 for e in s["endpoints"] if e["region"] == "DFW")
+    req = urllib.request.Request(f"{files}/{export}", headers={"X-Auth-Token": access["token"]["id"]})
+    h = hashlib.sha256()
+    with urllib.request.urlopen(req) as r:
+        while chunk := r.read(4 * MIB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(4 * MIB):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tofile(binary, work, step):
+    log("tofile: 4 GiB, 16 MiB/s per connection, --concurrency 8, SIGKILL at half, resume")
+    sim = Sim(binary, os.path.join(work, "tofile"), ["big:4GiB:1.0"], 16 * MIB, step)
+    state = os.path.join(work, "tofile-state")
+    path = os.path.join(work, "big.vhd")
+    env = dict(sim.env, IMGFERRY_STATE_DIR=state)
+    try:
+        args = [binary, "--output", "json", "migrate", "--from", "DFW", "--to-file", path, "--poll-interval",
+                "0.2", "--concurrency", "8", "--server", sim.servers[0][1]]
+        started = time.monotonic()
+        p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, text=True)
+        mid, pieces, total, done_bytes = None, 0, None, 0
+        for line in p.stdout:
+            e = json.loads(line)
+            if e["event"] == "started":
+                mid = e["id"]
+            d = e.get("detail") or {}
+            if e["event"] == "transfer" and d.get("event") == "started":
+                total = d["pieces"]
+            if e["event"] == "transfer" and d.get("event") == "piece_done":
+                pieces += 1
+                done_bytes += d["bytes"]
+                if total and pieces >= total // 2:
+                    break
+        p.kill()
+        p.wait()
+        first = time.monotonic() - started
+        part_exists = os.path.exists(path + ".part")
+        before = sim_stats(sim.env)["bytes_out"].get("DFW", 0)
+        wall, rss, events, _ = run(binary, ["resume", mid, "--poll-interval", "0.2"], sim.env, state)
+        fetched = sim_stats(sim.env)["bytes_out"].get("DFW", 0) - before
+        rep = next(e for e in events if e["event"] == "report")["report"]
+        size = rep["bytes_moved"]
+        st = os.stat(path)
+        out = {
+            "bytes": size, "pieces": total, "killed_after_pieces": pieces, "killed_after_s": round(first, 1),
+            "part_file_at_kill": part_exists, "resume_wall": round(wall, 1), "resume_rss_mib": round(rss, 1),
+            "resume_fetched": fetched, "left_at_kill": size - done_bytes,
+            "refetched_beyond_left": fetched - (size - done_bytes),
+            "file_sha256": sha256_file(path), "report_sha256": rep["sha256"],
+            "export_sha256": export_sha256(sim.env, rep["export"]),
+            "apparent_bytes": st.st_size, "allocated_bytes": st.st_blocks * 512,
+            "transfer_step_s": round(timing(rep, "Transferring"), 1),
+        }
+        out["identical"] = out["file_sha256"] == out["export_sha256"] == out["report_sha256"]
+        log(f"  {out}")
+        return out
+    finally:
+        sim.stop()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default="target/release/imgferry")
@@ -183,6 +272,8 @@ def main():
             report["fleet"] = fleet(binary, work, args.step_seconds)
         if "pipeline" in args.only:
             report["pipeline"] = pipeline(binary, work, args.step_seconds)
+        if "tofile" in args.only:
+            report["tofile"] = tofile(binary, work, args.step_seconds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))

@@ -307,6 +307,20 @@ pub(super) fn reconcile(
             "re-hashing the image after an export rewrite"
         );
     }
+    // What the export wrote last was listed after the final copy round: split it so the
+    // transfer step copies it over every connection, not one. Not in a fleet: there the other
+    // members keep the connections busy, and a split piece holds its connection for the download
+    // and then the upload, where a whole segment streams both at once.
+    let sizes: Vec<u64> = fresh.source.segments.iter().map(|s| s.bytes).collect();
+    if ctx.budget.is_none()
+        && transfer::plan::split_tail(
+        &mut fresh.pieces,
+        &sizes,
+        &fresh.dest_name,
+        m.plan.concurrency,
+    ) {
+        tracing::info!(pieces = fresh.pieces.len(), "split the export's last segments");
+    }
     let vanished = early
         .pieces
         .iter()

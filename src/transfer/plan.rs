@@ -48,7 +48,7 @@ pub enum Error {
     Empty,
     #[error(
         "the source claims {0} bytes, more than {MAX_SEGMENTS} segments of at most 5 GiB (Cloud Files' \
-         object limit) can hold; an image for import is at most 40 GiB"
+         object limit) can hold; an image for import is at most 160 GiB"
     )]
     TooLarge(u64),
 }
@@ -139,6 +139,48 @@ pub fn plan_segment(
     pieces
 }
 
+/// Re-plans the trailing source segments of which nothing is copied yet (from the first such
+/// segment on) into pieces of about `tail bytes / ways`, at least [`MIN_SEGMENT`], when they would
+/// otherwise be fewer than `ways` pieces: the last wave of a transfer then keeps every connection
+/// busy instead of one. Pieces before the tail are untouched; the plan is kept as it was if the
+/// split would exceed [`MAX_SEGMENTS`]. Returns whether it changed anything.
+pub fn split_tail(pieces: &mut Vec<Piece>, segment_bytes: &[u64], dest: &str, ways: usize) -> bool {
+    let untouched = |p: &Piece| p.uploaded.is_none() && p.md5.is_none();
+    let run = pieces.iter().rev().take_while(|p| untouched(p)).count();
+    // The tail starts at a segment boundary: a segment partly copied keeps its plan.
+    let Some(first_segment) = pieces[pieces.len() - run..]
+        .iter()
+        .find(|p| p.offset == 0)
+        .map(|p| p.segment)
+    else {
+        return false;
+    };
+    let start = pieces
+        .iter()
+        .position(|p| p.segment == first_segment)
+        .unwrap_or(pieces.len());
+    let tail = pieces.len() - start;
+    if tail == 0 || tail >= ways {
+        return false;
+    }
+    let bytes: u64 = segment_bytes[first_segment..].iter().sum();
+    let size = bytes
+        .div_ceil(ways.max(1) as u64)
+        .div_ceil(MIN_SEGMENT)
+        .saturating_mul(MIN_SEGMENT)
+        .max(MIN_SEGMENT);
+    let mut split = pieces[..start].to_vec();
+    for (segment, &b) in segment_bytes.iter().enumerate().skip(first_segment) {
+        let more = plan_segment(segment, b, split.len(), dest, size);
+        split.extend(more);
+    }
+    if split.len() > MAX_SEGMENTS || split.len() <= pieces.len() {
+        return false;
+    }
+    *pieces = split;
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +241,34 @@ mod tests {
             Err(Error::TooManySegments(1001))
         ));
         assert!(matches!(plan(&src(&[0]), "x", mib), Err(Error::Empty)));
+    }
+
+    #[test]
+    fn an_untouched_tail_is_split_for_every_connection() {
+        let mib = 1 << 20;
+        let sizes = [64 * mib, 64 * mib, 64 * mib, mib / 2];
+        let mut p = plan(&src(&sizes), "x", 128 * mib).unwrap();
+        // The first two segments were copied during the export.
+        for q in &mut p[..2] {
+            q.md5 = Some("m".into());
+            q.uploaded = Some("m".into());
+        }
+        let copied = p[..2].to_vec();
+        assert!(split_tail(&mut p, &sizes, "x", 8));
+        assert_eq!(p[..2], copied[..], "what was copied keeps its plan");
+        // 64.5 MiB left over 8 ways: 9 MiB pieces, so segment 2 is 8 pieces and the last one whole.
+        let tail: Vec<_> = p[2..].iter().map(|q| (q.segment, q.offset, q.len)).collect();
+        assert_eq!(tail.len(), 9, "{tail:?}");
+        assert!(p[2..10].iter().all(|q| q.segment == 2 && !q.whole));
+        assert_eq!(p[10].segment, 3);
+        assert!(p[10].whole);
+        assert_eq!(p.iter().map(|q| q.len).sum::<u64>(), sizes.iter().sum::<u64>());
+        assert!(p.iter().enumerate().all(|(i, q)| q.index == i
+            && q.dest == format!("x.segments/{i:06}")));
+        // Enough pieces already, or nothing untouched: no change.
+        assert!(!split_tail(&mut p, &sizes, "x", 8));
+        let mut done = plan(&src(&sizes), "x", 128 * mib).unwrap();
+        done.iter_mut().for_each(|q| q.uploaded = Some("m".into()));
+        assert!(!split_tail(&mut done, &sizes, "x", 8));
     }
 }

@@ -219,8 +219,9 @@ pub struct FleetArgs {
     /// With --all-servers: only servers whose name matches this regular expression.
     #[arg(long = "match", value_name = "REGEX", requires = "all_servers")]
     pub matching: Option<String>,
-    /// Members of a fleet migrated at once; --concurrency is then the transfer connections of the
-    /// whole fleet, handed to members as they need them.
+    /// Members of a fleet imaging, exporting and transferring at once (a member waiting for its
+    /// import and boot gives its place to the next); --concurrency is then the transfer
+    /// connections of the whole fleet, handed to members as they need them.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub parallel: usize,
     /// Take only the K-th of N parts of the fleet (by a stable hash of each server id), to spread

@@ -314,12 +314,16 @@ pub(super) fn reconcile(
     let sizes: Vec<u64> = fresh.source.segments.iter().map(|s| s.bytes).collect();
     if ctx.budget.is_none()
         && transfer::plan::split_tail(
-        &mut fresh.pieces,
-        &sizes,
-        &fresh.dest_name,
-        m.plan.concurrency,
-    ) {
-        tracing::info!(pieces = fresh.pieces.len(), "split the export's last segments");
+            &mut fresh.pieces,
+            &sizes,
+            &fresh.dest_name,
+            m.plan.concurrency,
+        )
+    {
+        tracing::info!(
+            pieces = fresh.pieces.len(),
+            "split the export's last segments"
+        );
     }
     let vanished = early
         .pieces

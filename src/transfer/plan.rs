@@ -257,14 +257,23 @@ mod tests {
         assert!(split_tail(&mut p, &sizes, "x", 8));
         assert_eq!(p[..2], copied[..], "what was copied keeps its plan");
         // 64.5 MiB left over 8 ways: 9 MiB pieces, so segment 2 is 8 pieces and the last one whole.
-        let tail: Vec<_> = p[2..].iter().map(|q| (q.segment, q.offset, q.len)).collect();
+        let tail: Vec<_> = p[2..]
+            .iter()
+            .map(|q| (q.segment, q.offset, q.len))
+            .collect();
         assert_eq!(tail.len(), 9, "{tail:?}");
         assert!(p[2..10].iter().all(|q| q.segment == 2 && !q.whole));
         assert_eq!(p[10].segment, 3);
         assert!(p[10].whole);
-        assert_eq!(p.iter().map(|q| q.len).sum::<u64>(), sizes.iter().sum::<u64>());
-        assert!(p.iter().enumerate().all(|(i, q)| q.index == i
-            && q.dest == format!("x.segments/{i:06}")));
+        assert_eq!(
+            p.iter().map(|q| q.len).sum::<u64>(),
+            sizes.iter().sum::<u64>()
+        );
+        assert!(
+            p.iter()
+                .enumerate()
+                .all(|(i, q)| q.index == i && q.dest == format!("x.segments/{i:06}"))
+        );
         // Enough pieces already, or nothing untouched: no change.
         assert!(!split_tail(&mut p, &sizes, "x", 8));
         let mut done = plan(&src(&sizes), "x", 128 * mib).unwrap();

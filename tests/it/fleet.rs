@@ -229,3 +229,39 @@ async fn shards_split_a_fleet_into_disjoint_parts_that_cover_it() {
     assert_eq!(bad.code, 2);
     assert!(bad.error().contains("--shard"), "{bad:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_past_its_transfer_gives_its_place_to_the_next() {
+    let w = World::start(fleet_world(&["web-1", "web-2"])).await;
+    // One place: web-2 may start only when web-1 no longer needs it. Booting keeps web-1 busy
+    // in the destination long after its transfer is done.
+    let run = w
+        .migrate(&["--all-servers", "--parallel", "1", "--boot", "general1-2"])
+        .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let at = |server: &str, what: &dyn Fn(&Value) -> bool| {
+        run.events
+            .iter()
+            .position(|e| e["server"] == server && what(e))
+            .unwrap_or_else(|| panic!("{server}: no such event"))
+    };
+    let first = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "started" && e["server"].is_string())
+        .map(|e| e["server"].clone())
+        .expect("a member started");
+    let (first, second) = if first == "web-1" {
+        ("web-1", "web-2")
+    } else {
+        ("web-2", "web-1")
+    };
+    let first_uploaded = at(first, &|e| e["event"] == "state" && e["step"] == "Uploaded");
+    let first_done = at(first, &|e| e["event"] == "report");
+    let second_started = at(second, &|e| e["event"] == "started");
+    assert!(
+        first_uploaded < second_started && second_started < first_done,
+        "{second} starts after {first}'s transfer ({first_uploaded}) and before its end \
+         ({first_done}): it started at {second_started}"
+    );
+}

@@ -16,8 +16,11 @@
 pub mod select;
 pub mod state;
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 use serde::Serialize;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::session::{Changes, Finished, Session};
 use super::state::{Entry, Plan, Step};
@@ -220,12 +223,20 @@ pub async fn run(session: &Session, fleet: &Fleet, resumed: bool) -> Summary {
             .to_string(),
         resumed,
     });
-    // Unordered: a slow member must not hold back the start of the next one (an ordered buffer
-    // keeps finished members in its window until the ones before them finish).
+    // `--parallel` places, taken in member order (the semaphore is fair) and given back when a
+    // member's transfer is done (see `member_sink`): a member that only waits for its import and
+    // boot no longer holds back the next member's imaging, export and transfer.
+    let places = Arc::new(tokio::sync::Semaphore::new(fleet.parallel.max(1)));
     let mut results: Vec<(usize, MemberResult)> =
         futures::stream::iter(fleet.members.iter().enumerate())
-            .map(|(i, m)| async move { (i, run_member(session, fleet, m).await) })
-            .buffer_unordered(fleet.parallel.max(1))
+            .map(|(i, m)| {
+                let places = Arc::clone(&places);
+                async move {
+                    let place = places.acquire_owned().await.ok();
+                    (i, run_member(session, fleet, m, place).await)
+                }
+            })
+            .buffer_unordered(fleet.members.len().max(1))
             .collect()
             .await;
     results.sort_by_key(|(i, _)| *i);
@@ -239,10 +250,18 @@ pub async fn run(session: &Session, fleet: &Fleet, resumed: bool) -> Summary {
 }
 
 /// The sink of one member: every event wrapped with the member's migration id and server name.
-fn member_sink(parent: &Sink, member: &Member) -> Sink {
-    let parent = std::sync::Arc::clone(parent);
+/// It gives the member's `--parallel` place back once the member is past its transfer.
+fn member_sink(parent: &Sink, member: &Member, place: Option<OwnedSemaphorePermit>) -> Sink {
+    let parent = Arc::clone(parent);
     let (id, server) = (member.migration.clone(), member.server_name.clone());
-    std::sync::Arc::new(move |e| {
+    let place = std::sync::Mutex::new(place);
+    Arc::new(move |e| {
+        if let Event::StepStarted { step, .. } | Event::State { step } = &e
+            && *step >= Step::Uploaded
+        {
+            // Dropping the permit frees the place; a poisoned lock still holds the permit.
+            drop(place.lock().unwrap_or_else(|p| p.into_inner()).take());
+        }
         parent(Event::Member {
             member: id.clone(),
             server: server.clone(),
@@ -251,8 +270,13 @@ fn member_sink(parent: &Sink, member: &Member) -> Sink {
     })
 }
 
-async fn run_member(session: &Session, fleet: &Fleet, member: &Member) -> MemberResult {
-    let sink = member_sink(session.events(), member);
+async fn run_member(
+    session: &Session,
+    fleet: &Fleet,
+    member: &Member,
+    place: Option<OwnedSemaphorePermit>,
+) -> MemberResult {
+    let sink = member_sink(session.events(), member, place);
     if session.cancel().is_cancelled() {
         return result_of(member, None, Err(&Error::Interrupted));
     }

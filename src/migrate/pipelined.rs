@@ -307,24 +307,7 @@ pub(super) fn reconcile(
             "re-hashing the image after an export rewrite"
         );
     }
-    // What the export wrote last was listed after the final copy round: split it so the
-    // transfer step copies it over every connection, not one. Not in a fleet: there the other
-    // members keep the connections busy, and a split piece holds its connection for the download
-    // and then the upload, where a whole segment streams both at once.
-    let sizes: Vec<u64> = fresh.source.segments.iter().map(|s| s.bytes).collect();
-    if ctx.budget.is_none()
-        && transfer::plan::split_tail(
-            &mut fresh.pieces,
-            &sizes,
-            &fresh.dest_name,
-            m.plan.concurrency,
-        )
-    {
-        tracing::info!(
-            pieces = fresh.pieces.len(),
-            "split the export's last segments"
-        );
-    }
+    split_last_segments(ctx, m, &mut fresh);
     let vanished = early
         .pieces
         .iter()
@@ -334,6 +317,28 @@ pub(super) fn reconcile(
         .collect();
     m.facts.transfer = Some(fresh);
     Ok(vanished)
+}
+
+/// What the export wrote last was listed after the final copy round: split it so the transfer
+/// step copies it over every connection, not one. Not in a fleet: there the other members keep
+/// the connections busy, and a split piece holds its connection for the download and then the
+/// upload, where a whole segment streams both at once.
+fn split_last_segments(ctx: &Ctx, m: &Migration, fresh: &mut TransferState) {
+    if ctx.budget.is_some() {
+        return;
+    }
+    let sizes: Vec<u64> = fresh.source.segments.iter().map(|s| s.bytes).collect();
+    if transfer::plan::split_tail(
+        &mut fresh.pieces,
+        &sizes,
+        &fresh.dest_name,
+        m.plan.concurrency,
+    ) {
+        tracing::info!(
+            pieces = fresh.pieces.len(),
+            "split the export's last segments"
+        );
+    }
 }
 
 /// Deletes what the pipelined copy staged in the destination (after a predicted rejection).

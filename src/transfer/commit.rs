@@ -19,17 +19,7 @@ pub(super) async fn commit(
             return super::file_dest::commit(ctx, path, state, persist).await;
         }
     };
-    let (sha256, md5) = Digests::restore(&state.digest)?.finish();
-    if state.source.kind == super::source::Kind::Object
-        && let Some(etag) = &state.source.etag
-        && *etag != md5
-    {
-        return Err(Error::Integrity {
-            what: "the whole object".into(),
-            found: md5,
-            expected: etag.clone(),
-        });
-    }
+    let (sha256, md5) = whole_digests(state)?;
     let mut md5s = Vec::with_capacity(state.pieces.len());
     let mut manifest = Vec::with_capacity(state.pieces.len());
     for p in &state.pieces {
@@ -59,6 +49,35 @@ pub(super) async fn commit(
         });
     }
     verify_stored(dest, state.source.len, &etag).await?;
+    record(ctx, state, persist, etag, sha256, md5).await
+}
+
+/// The whole-image SHA-256 and MD5 from the hasher; a plain source object's own md5 (its ETag)
+/// must equal the MD5.
+pub(super) fn whole_digests(state: &TransferState) -> Result<(String, String), Error> {
+    let (sha256, md5) = Digests::restore(&state.digest)?.finish();
+    if state.source.kind == super::source::Kind::Object
+        && let Some(etag) = &state.source.etag
+        && *etag != md5
+    {
+        return Err(Error::Integrity {
+            what: "the whole object".into(),
+            found: md5,
+            expected: etag.clone(),
+        });
+    }
+    Ok((sha256, md5))
+}
+
+/// Records a verified commit in the state, saves it, says so, and returns the outcome.
+pub(super) async fn record(
+    ctx: &Ctx,
+    state: &mut TransferState,
+    persist: &mut Persist<'_>,
+    etag: String,
+    sha256: String,
+    md5: String,
+) -> Result<Outcome, Error> {
     state.manifest_etag = Some(etag.clone());
     state.sha256 = Some(sha256.clone());
     state.md5 = Some(md5.clone());

@@ -22,7 +22,7 @@ use md5::{Digest, Md5};
 
 use super::context::{Ctx, Ready};
 use super::digest::Digests;
-use super::source::{Kind, SrcSegment, etag_of_etags};
+use super::source::{SrcSegment, etag_of_etags};
 use super::{Error, Event, Outcome, Persist, Piece, SourceAccess, TransferState};
 
 /// Holes are made in blocks of this size: the VHD block granularity that matters is 2 MiB, and
@@ -341,17 +341,7 @@ pub(super) async fn commit(
     state: &mut TransferState,
     persist: &mut Persist<'_>,
 ) -> Result<Outcome, Error> {
-    let (sha256, md5) = Digests::restore(&state.digest)?.finish();
-    if state.source.kind == Kind::Object
-        && let Some(etag) = &state.source.etag
-        && *etag != md5
-    {
-        return Err(Error::Integrity {
-            what: "the whole object".into(),
-            found: md5,
-            expected: etag.clone(),
-        });
-    }
+    let (sha256, md5) = super::commit::whole_digests(state)?;
     let md5s = state
         .pieces
         .iter()
@@ -374,22 +364,7 @@ pub(super) async fn commit(
         });
     }
     sync(path).await?;
-    state.manifest_etag = Some(etag.clone());
-    state.sha256 = Some(sha256.clone());
-    state.md5 = Some(md5.clone());
-    persist(state.clone()).await.map_err(Error::Persist)?;
-    ctx.emit(Event::Committed {
-        etag: etag.clone(),
-        sha256: sha256.clone(),
-        md5: md5.clone(),
-    });
-    Ok(Outcome {
-        bytes: state.source.len,
-        segments: state.pieces.len(),
-        manifest_etag: etag,
-        sha256,
-        md5,
-    })
+    super::commit::record(ctx, state, persist, etag, sha256, md5).await
 }
 
 #[cfg(test)]

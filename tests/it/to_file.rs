@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::support::{MIB, World, seeded, sha256_file};
+use crate::support::{MIB, World, refs, seeded, sha256_file};
 
 /// `migrate --from DFW --to-file PATH --server web-1` with fast polling and 1 MiB pieces.
 fn to_file_args(w: &World, path: &str) -> Vec<String> {
@@ -32,10 +32,6 @@ fn to_file_args(w: &World, path: &str) -> Vec<String> {
     .map(str::to_string)
     .chain([w.server()])
     .collect()
-}
-
-fn refs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 /// The exported VHD's bytes, read from the simulated Cloud Files in DFW.

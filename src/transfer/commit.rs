@@ -4,21 +4,16 @@
 use super::context::Ctx;
 use super::digest::Digests;
 use super::source::etag_of_etags;
-use super::{Destination, Endpoint, Error, Event, Outcome, Persist, TransferState};
+use super::{Endpoint, Error, Event, Outcome, Persist, TransferState};
 
 /// PUTs the SLO manifest and verifies it: the returned ETag must be the md5 of the segment md5s,
 /// and a HEAD must show the full size. A plain source object's own md5 must equal the whole-image md5.
 pub(super) async fn commit(
     ctx: &Ctx,
+    dest: &Endpoint,
     state: &mut TransferState,
     persist: &mut Persist<'_>,
 ) -> Result<Outcome, Error> {
-    let dest = match &ctx.dest {
-        Destination::Store(e) => e,
-        Destination::File(path) => {
-            return super::file_dest::commit(ctx, path, state, persist).await;
-        }
-    };
     let (sha256, md5) = whole_digests(state)?;
     let mut md5s = Vec::with_capacity(state.pieces.len());
     let mut manifest = Vec::with_capacity(state.pieces.len());

@@ -51,7 +51,10 @@ pub async fn run(
         segment_size: state.segment_size,
     });
     pipeline(&ctx, state, &mut persist).await?;
-    super::commit::commit(&ctx, state, &mut persist).await
+    match &ctx.dest {
+        Destination::Store(e) => super::commit::commit(&ctx, e, state, &mut persist).await,
+        Destination::File(path) => super::file_dest::commit(&ctx, path, state, &mut persist).await,
+    }
 }
 
 /// Copies and hashes every piece of `state` not hashed yet, without committing: for a source

@@ -104,7 +104,13 @@ pub(super) async fn export_and_copy(
         if task_checked.is_none_or(|t| t.elapsed().as_secs_f64() >= p.task_secs) {
             task_checked = Some(Instant::now());
             match super::wait::check_task(src, &what, id).await? {
-                Poll::Ready(done) => return Ok(finished(m, done)),
+                Poll::Ready(Ok(task)) => return Ok(Ok(task)),
+                Poll::Ready(Err(message)) => {
+                    // What was copied came from a failed export: a new one starts afresh.
+                    m.facts.transfer = None;
+                    m.facts.pipelined = false;
+                    return Ok(Err(message));
+                }
                 Poll::Pending(status) if status != last_status => {
                     ctx.emit(Event::Waiting {
                         what: what.clone(),
@@ -117,14 +123,7 @@ pub(super) async fn export_and_copy(
         }
         let listed = src.files.list(&m.plan.src_container, &prefix).await?;
         if append_listed(m, &listed, &prefix) > 0 {
-            let watch = Watch {
-                what: &what,
-                id,
-                every: p.task_secs,
-            };
-            if let Some(done) = copy_listed(ctx, m, confirm, watch).await? {
-                return Ok(finished(m, done));
-            }
+            copy_listed(ctx, m, confirm).await?;
             confirm = false;
         }
         if started.elapsed().as_secs_f64() > p.deadline_secs {
@@ -135,33 +134,6 @@ pub(super) async fn export_and_copy(
             });
         }
         pause(ctx, p.server_secs.min(p.task_secs)).await?;
-    }
-}
-
-/// The finished export task, or its failure message (what was copied came from a failed export,
-/// so a new one starts afresh).
-fn finished(m: &mut Migration, done: Result<Task, String>) -> Result<Task, String> {
-    if done.is_err() {
-        m.facts.transfer = None;
-        m.facts.pipelined = false;
-    }
-    done
-}
-
-/// The export task watched while listed segments are copied.
-struct Watch<'a> {
-    what: &'a str,
-    id: &'a str,
-    every: f64,
-}
-
-/// Polls the task until it has finished.
-async fn watch_task(ctx: &Ctx, w: Watch<'_>) -> Result<Result<Task, String>, Error> {
-    loop {
-        pause(ctx, w.every).await?;
-        if let Poll::Ready(done) = super::wait::check_task(ctx.src()?, w.what, w.id).await? {
-            return Ok(done);
-        }
     }
 }
 
@@ -233,16 +205,8 @@ fn append_listed(
     added
 }
 
-/// Copies and hashes every piece not done yet, unless the export task finishes first (watched
-/// outside a fleet): then the copy stops, what it finished is kept, and the finished task is
-/// returned. What is left is better copied by the transfer step, which splits the export's last
-/// segments over every connection (see [`reconcile`]); here the last segment would take one.
-async fn copy_listed(
-    ctx: &Ctx,
-    m: &mut Migration,
-    confirm: bool,
-    watch: Watch<'_>,
-) -> Result<Option<Result<Task, String>>, Error> {
+/// Copies and hashes every piece not done yet.
+async fn copy_listed(ctx: &Ctx, m: &mut Migration, confirm: bool) -> Result<(), Error> {
     let mut state = m
         .facts
         .transfer
@@ -261,35 +225,16 @@ async fn copy_listed(
         name: state.dest_name.clone(),
     };
     let access = transfer::SourceAccess::Store(ctx.src()?.files.clone());
-    let watching = ctx.budget.is_none();
     let outcome = tokio::select! {
-        r = transfer::copy_pieces(access, dest, &mut state, opts, events, &mut *persist, confirm) => {
-            Copied::Done(r)
-        }
-        t = watch_task(ctx, watch), if watching => Copied::TaskFinished(t),
-        () = ctx.cancel.cancelled() => Copied::Cancelled,
+        r = transfer::copy_pieces(access, dest, &mut state, opts, events, &mut *persist, confirm) => Some(r),
+        () = ctx.cancel.cancelled() => None,
     };
-    // The state holds every piece that was recorded; pieces in flight were not, and are copied
-    // again later.
     m.facts.transfer = Some(state);
     let _ = tokio::fs::remove_dir_all(&work_dir).await;
     match outcome {
-        Copied::Cancelled => Err(Error::Interrupted),
-        Copied::Done(r) => r.map(|()| None).map_err(Error::from),
-        Copied::TaskFinished(t) => {
-            tracing::info!(
-                "the export finished while its last segments were copied; the transfer step takes them over"
-            );
-            t.map(Some)
-        }
+        None => Err(Error::Interrupted),
+        Some(r) => Ok(r?),
     }
-}
-
-/// How a round of copying ended.
-enum Copied {
-    Done(Result<(), transfer::Error>),
-    TaskFinished(Result<Result<Task, String>, Error>),
-    Cancelled,
 }
 
 /// The transfer of the finished export `source`, keeping what the pipelined copy did where it

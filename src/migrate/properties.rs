@@ -69,6 +69,46 @@ pub fn restorable(source: &Map<String, Value>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Sets one property unless `current` already has it. The PATCH is not retried blindly (an `add`
+/// that went through answers 409 the second time); after a failure that leaves it unknown whether
+/// the service acted (a timeout, a cut connection), the image is read again and the patch made
+/// from what it has now, up to three times. A refusal by the service is returned as it is.
+async fn set_property(
+    ctx: &Ctx,
+    image: &str,
+    current: &Map<String, Value>,
+    key: &str,
+    value: &str,
+) -> Result<(), crate::api::Error> {
+    let mut has = current.get(key).and_then(Value::as_str).map(str::to_string);
+    let mut present = current.contains_key(key);
+    let mut attempt = 0;
+    loop {
+        if has.as_deref() == Some(value) {
+            return Ok(());
+        }
+        let op = if present { "replace" } else { "add" };
+        let patch = json!([{"op": op, "path": format!("/{key}"), "value": value}]);
+        attempt += 1;
+        match ctx.dst.images.patch_image(image, &patch).await {
+            Ok(()) => return Ok(()),
+            Err(e @ crate::api::Error::Service { .. }) => return Err(e),
+            Err(e) if attempt >= 3 => return Err(e),
+            Err(e) => {
+                tracing::info!(error = %e, key, "a property PATCH ended unknown; reading the image again");
+                let now = ctx
+                    .dst
+                    .images
+                    .get_image_properties(image)
+                    .await?
+                    .unwrap_or_default();
+                has = now.get(key).and_then(Value::as_str).map(str::to_string);
+                present = now.contains_key(key);
+            }
+        }
+    }
+}
+
 /// Copies the source image's properties and imgferry's two onto the imported image.
 pub async fn restore(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     let imported = m.facts.imported_image.clone().ok_or(Error::Invariant(
@@ -90,17 +130,7 @@ pub async fn restore(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         .unwrap_or_default();
     let (mut restored, mut refused) = (Vec::new(), Vec::new());
     for (key, value) in wanted {
-        if current.get(&key).and_then(Value::as_str) == Some(value.as_str()) {
-            restored.push(key);
-            continue;
-        }
-        let op = if current.contains_key(&key) {
-            "replace"
-        } else {
-            "add"
-        };
-        let patch = json!([{"op": op, "path": format!("/{key}"), "value": value}]);
-        match ctx.dst.images.patch_image(&imported, &patch).await {
+        match set_property(ctx, &imported, &current, &key, &value).await {
             Ok(()) => restored.push(key),
             Err(crate::api::Error::Service {
                 status: 403,

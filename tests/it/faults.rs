@@ -255,3 +255,26 @@ async fn retries_of_the_json_services_are_reported_to_the_user() {
     assert_eq!(retries.len(), 3, "{:#?}", run.events);
     assert_eq!(retries[0]["reason"], "HTTP 503");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_property_patch_that_times_out_is_checked_and_made_again() {
+    let w = World::start(seeded()).await;
+    // The first PATCH of the imported image answers after the 1 s read timeout: whether the
+    // service applied it is unknown, so the image is read again and the property set from there.
+    let stall = Rule::new(Service::Images, "PATCH", Action::Delay { ms: 2500 })
+        .firing(1, 1)
+        .in_region("IAD");
+    w.sim.set_faults(Plan::with_rules(vec![stall]));
+    let server = w.server();
+    let run = w
+        .migrate(&["--server", &server, "--http-timeout", "1"])
+        .await;
+    assert_eq!(run.code, 0, "{}", run.error());
+    let restored = run.report()["restored_properties"].clone();
+    assert!(
+        restored
+            .as_array()
+            .is_some_and(|r| r.iter().any(|k| k == "imgferry_migration")),
+        "{restored}"
+    );
+}

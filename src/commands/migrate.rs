@@ -60,19 +60,14 @@ pub async fn run_resume(
     // The migration first: an unknown id is the clearer error.
     let store = cfg.store()?;
     let saved = store.load(id)?;
-    let found = cfg.credentials()?;
     let reporter = Arc::new(Reporter::new(cfg.format));
-    let mut session = session(
-        &cfg,
-        found.creds.clone(),
-        Some(&saved.identity_url),
+    let session = resumed_session(
+        &mut cfg,
         store,
         &reporter,
+        &saved.identity_url,
+        saved.dst_identity_url.clone(),
     )?;
-    if let Some(url) = saved.dst_identity_url.clone() {
-        let dst_creds = cfg.destination_credentials()?.unwrap_or(found.creds);
-        session = session.with_destination(url, dst_creds);
-    }
     let finished = session.resume(id, changes).await?;
     render(&reporter, cfg.format, finished)
 }
@@ -85,20 +80,39 @@ async fn resume_fleet(
 ) -> Result<Outcome, Error> {
     let store = cfg.store()?;
     let saved = crate::migrate::fleet::state::load(&store, id)?;
-    let found = cfg.credentials()?;
     let reporter = Arc::new(Reporter::new(cfg.format));
+    let session = resumed_session(
+        cfg,
+        store,
+        &reporter,
+        &saved.identity_url,
+        saved.dst_identity_url.clone(),
+    )?;
+    super::fleet::resume(session, id, changes.concurrency, cfg.format).await
+}
+
+/// A session that logs in where a saved migration or fleet did: its identity endpoint, and its
+/// destination account's when it had one.
+fn resumed_session(
+    cfg: &mut RunConfig,
+    store: Store,
+    reporter: &Arc<Reporter>,
+    identity_url: &str,
+    dst_identity_url: Option<String>,
+) -> Result<Session, Error> {
+    let found = cfg.credentials()?;
     let mut session = session(
         cfg,
         found.creds.clone(),
-        Some(&saved.identity_url),
+        Some(identity_url),
         store,
-        &reporter,
+        reporter,
     )?;
-    if let Some(url) = saved.dst_identity_url.clone() {
+    if let Some(url) = dst_identity_url {
         let dst_creds = cfg.destination_credentials()?.unwrap_or(found.creds);
         session = session.with_destination(url, dst_creds);
     }
-    super::fleet::resume(session, id, changes.concurrency, cfg.format).await
+    Ok(session)
 }
 
 /// A session with `creds`, reporting to `reporter`.

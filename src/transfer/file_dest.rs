@@ -141,11 +141,13 @@ pub(super) async fn write_piece(
     };
     let expected = segment.md5.as_ref().filter(|_| piece.whole);
     let (mut broken, mut mismatched) = (0u32, 0u32);
+    // One handle for every attempt: the hole, the writes and the sync.
+    let file = open(path).await?;
     loop {
-        let dense = !punch_hole(path, at, piece.len).await;
-        match fetch_into(ctx, store, piece, segment, path, at, dense).await {
+        let dense = !punch_hole(&file, at, piece.len).await;
+        match fetch_into(ctx, store, piece, segment, (&file, path), at, dense).await {
             Ok(md5) if expected.is_none_or(|w| *w == md5) => {
-                sync(path).await?;
+                sync(&file, path).await?;
                 return Ok(ready(md5));
             }
             Ok(md5) => {
@@ -186,31 +188,33 @@ pub(super) async fn write_piece(
     }
 }
 
-/// Deallocates `len` bytes at `at` (reads as zeros, size kept). False when the file system cannot.
-async fn punch_hole(path: &Path, at: u64, len: u64) -> bool {
+/// The destination file opened for writing (off the runtime's workers).
+async fn open(path: &Path) -> Result<Arc<std::fs::File>, Error> {
     let p = path.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::OpenOptions::new().write(true).open(p))
+        .await
+        .map_err(Error::Task)?
+        .map(Arc::new)
+        .map_err(|e| io("cannot open", path, e))
+}
+
+/// Deallocates `len` bytes at `at` (reads as zeros, size kept). False when the file system cannot.
+async fn punch_hole(file: &Arc<std::fs::File>, at: u64, len: u64) -> bool {
+    let file = Arc::clone(file);
     tokio::task::spawn_blocking(move || {
-        let Ok(file) = std::fs::OpenOptions::new().write(true).open(&p) else {
-            return false;
-        };
         let flags = rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE;
-        rustix::fs::fallocate(&file, flags, at, len).is_ok()
+        rustix::fs::fallocate(&*file, flags, at, len).is_ok()
     })
     .await
     .unwrap_or(false)
 }
 
-async fn sync(path: &Path) -> Result<(), Error> {
-    let p = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&p)?
-            .sync_data()
-    })
-    .await
-    .map_err(Error::Task)?
-    .map_err(|e| io("cannot sync", path, e))
+async fn sync(file: &Arc<std::fs::File>, path: &Path) -> Result<(), Error> {
+    let file = Arc::clone(file);
+    tokio::task::spawn_blocking(move || file.sync_data())
+        .await
+        .map_err(Error::Task)?
+        .map_err(|e| io("cannot sync", path, e))
 }
 
 /// GETs the piece and writes it at `at`, hashing as it passes; zero blocks are skipped unless
@@ -220,18 +224,13 @@ async fn fetch_into(
     store: &crate::api::object_store::ObjectStore,
     piece: &Piece,
     segment: &SrcSegment,
-    path: &Path,
+    (file, path): (&Arc<std::fs::File>, &Path),
     at: u64,
     dense: bool,
 ) -> Result<String, Error> {
     let resp = store
         .get_range(&segment.container, &segment.name, piece.offset, piece.len)
         .await?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(|e| io("cannot open", path, e))?;
-    let file = Arc::new(file);
     let mut md5 = Md5::new();
     let mut got = 0u64;
     let mut batch = Vec::with_capacity(BATCH);
@@ -258,7 +257,7 @@ async fn fetch_into(
             got += chunk.len() as u64;
             ctx.done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             if batch.len() >= BATCH {
-                batch = write_batch(&file, path, at + written, batch, dense).await?;
+                batch = write_batch(file, path, at + written, batch, dense).await?;
                 written = got;
                 ctx.emit(Event::Progress {
                     done: ctx.done.load(Ordering::Relaxed),
@@ -273,7 +272,7 @@ async fn fetch_into(
                 want: piece.len,
             });
         }
-        write_batch(&file, path, at + written, batch, dense).await?;
+        write_batch(file, path, at + written, batch, dense).await?;
         Ok(())
     }
     .await;
@@ -363,7 +362,7 @@ pub(super) async fn commit(
             expected: state.source.len.to_string(),
         });
     }
-    sync(path).await?;
+    sync(&open(path).await?, path).await?;
     super::commit::record(ctx, state, persist, etag, sha256, md5).await
 }
 
@@ -406,7 +405,8 @@ mod tests {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let punched = rt.block_on(punch_hole(&path, 0, 2 * BLOCK));
+        let handle = Arc::new(std::fs::OpenOptions::new().write(true).open(&path).unwrap());
+        let punched = rt.block_on(punch_hole(&handle, 0, 2 * BLOCK));
         let truth = vec![0u8; 2 * BLOCK as usize];
         write_sparse(&file, 0, &truth, !punched).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), truth);

@@ -41,7 +41,7 @@ pub async fn run_new(
     if request.dry_run {
         return dry_run(&session, req, reporter, format).await;
     }
-    let session = session.shared(req.concurrency);
+    let session = session.shared(req.concurrency, req.parallel);
     let fleet = fleet::create(&session, req).await?;
     let summary = fleet::run(&session, &fleet, false).await;
     render(&summary, format)
@@ -55,7 +55,7 @@ pub async fn resume(
     format: Format,
 ) -> Result<Outcome, Error> {
     let saved = fleet::state::load(session.store(), id)?;
-    let session = session.shared(concurrency.unwrap_or(saved.concurrency));
+    let session = session.shared(concurrency.unwrap_or(saved.concurrency), saved.parallel);
     let summary = fleet::resume(&session, id, concurrency).await?;
     render(&summary, format)
 }

@@ -284,7 +284,7 @@ pub struct Ctx {
     /// twice the HTTP timeout, since a timed-out request can still be carried out.
     pub settle_secs: f64,
     /// Transfer connections shared with the other members of a fleet.
-    pub budget: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    pub budget: Option<crate::transfer::Budget>,
 }
 
 impl Ctx {

@@ -7,7 +7,6 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::state::{Entry, Plan, Step};
@@ -43,7 +42,7 @@ pub struct Session {
     /// The destination account's login, when it is another account.
     dst_login: tokio::sync::OnceCell<(Auth, identity::Session)>,
     /// Transfer connections shared by every migration of the session (a fleet's --concurrency).
-    budget: Option<Arc<Semaphore>>,
+    budget: Option<crate::transfer::Budget>,
 }
 
 /// What a resumed run may change in the saved plan.
@@ -127,10 +126,10 @@ impl Session {
         })
     }
 
-    /// Every migration of this session shares `permits` transfer connections, and one
-    /// rate-limit gate for the services' APIs (a fleet).
-    pub fn shared(mut self, permits: usize) -> Self {
-        self.budget = Some(Arc::new(Semaphore::new(permits.max(1))));
+    /// Every migration of this session, `parallel` of them at once, shares `permits` transfer
+    /// connections, a spill budget, and one rate-limit gate for the services' APIs (a fleet).
+    pub fn shared(mut self, permits: usize, parallel: usize) -> Self {
+        self.budget = Some(crate::transfer::Budget::new(permits, parallel));
         self.link.retry.gate = Some(Arc::new(crate::http::Gate::new()));
         self
     }

@@ -1,5 +1,6 @@
 //! What the parts of one transfer share: the [`Ctx`] every piece task and the commit read, and
-//! the [`Ready`] record a piece task hands to the in-order hasher.
+//! the [`Permits`] a piece task is launched with, and the [`Ready`] record it hands to the
+//! in-order hasher.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
@@ -15,8 +16,16 @@ pub(super) struct Ready {
     pub spill: bool,
     pub md5: String,
     pub uploaded: Option<String>,
-    /// The piece's share of the connection budget, given back once it is hashed.
-    pub permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// The piece's place in the spill budget, given back once it is hashed.
+    pub spill_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// The two permits a piece is launched with, taken together and in piece order.
+pub(super) struct Permits {
+    /// Given back when the piece's network work ends.
+    pub connection: tokio::sync::OwnedSemaphorePermit,
+    /// Given back when the in-order hasher has consumed the piece.
+    pub spill: tokio::sync::OwnedSemaphorePermit,
 }
 
 pub(super) struct Ctx {

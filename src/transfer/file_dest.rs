@@ -128,7 +128,7 @@ pub(super) async fn write_piece(
         spill: false,
         md5: md5.clone(),
         uploaded: Some(md5),
-        permit: None,
+        spill_permit: None,
     };
     if let Some(md5) = &piece.uploaded {
         ctx.done.fetch_add(piece.len, Ordering::Relaxed);

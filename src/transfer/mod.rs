@@ -11,9 +11,11 @@
 //!        ─► commit: SLO manifest, ETag = md5 of segment md5s, HEAD confirms the size
 //! ```
 //!
-//! Invariants: at most `concurrency` pieces are in flight and spill files exist only for the
-//! `concurrency + 1` pieces after the last hashed one, so local disk stays within
-//! `(concurrency + 1) × segment size` and memory within a fixed budget of stream buffers. The
+//! Invariants: at most `concurrency` pieces hold a connection, a piece gives its connection back as
+//! soon as its network work ends, and spill files exist only for the `concurrency + 1` pieces after
+//! the last hashed one (a [`Budget`] shared by a fleet bounds them across its members), so local
+//! disk stays within `(concurrency + 1) × segment size` and memory within a fixed budget of stream
+//! buffers. The in-order hasher runs beside the piece tasks, never in their way. The
 //! per-piece table and the hasher states are in [`TransferState`], which the caller persists after
 //! every change, so a resumed run re-sends at most the pieces that were in flight.
 
@@ -81,11 +83,37 @@ pub struct Options {
     pub work_dir: PathBuf,
     /// Re-downloads of a piece whose bytes fail their check before giving up.
     pub integrity_retries: u32,
-    /// Connections shared with other transfers (a fleet's `--concurrency`): a piece holds one
-    /// permit from its first byte until the in-order hasher has consumed it, so the permits bound
-    /// both connections and spill files across every transfer that shares them. `None`: this
-    /// transfer's own `concurrency` permits.
-    pub budget: Option<Arc<tokio::sync::Semaphore>>,
+    /// Limits shared with other transfers (a fleet's). `None`: this transfer's own
+    /// `concurrency` connections and `concurrency + 1` spill files.
+    pub budget: Option<Budget>,
+}
+
+/// What the transfers of a fleet share: the connections (`--concurrency`) and the pieces that may
+/// wait on local disk for their transfer's in-order hasher.
+///
+/// The two are apart so that a connection is handed back the moment a piece's network work ends:
+/// holding it until the hasher has read the piece kept a whole wave of connections idle while the
+/// backlog was hashed, which is where a large single transfer lost a tenth of its throughput.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    /// A piece holds one from its first request until its last byte is sent.
+    pub connections: Arc<tokio::sync::Semaphore>,
+    /// A piece holds one from its first byte until the in-order hasher has consumed it, which
+    /// bounds spill files across every transfer that shares them.
+    pub spill: Arc<tokio::sync::Semaphore>,
+}
+
+impl Budget {
+    /// `connections` shared by transfers of which at most `parallel` run at once: each running
+    /// transfer may have one piece waiting for (or being read by) its hasher beyond those on the
+    /// wire, so spill is bounded by `(connections + parallel)` pieces.
+    pub fn new(connections: usize, parallel: usize) -> Self {
+        let connections = connections.max(1);
+        Self {
+            connections: Arc::new(tokio::sync::Semaphore::new(connections)),
+            spill: Arc::new(tokio::sync::Semaphore::new(connections + parallel.max(1))),
+        }
+    }
 }
 
 /// What the engine reports while it works.

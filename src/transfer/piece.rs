@@ -29,10 +29,13 @@ pub(super) async fn piece_task(
     ctx: Arc<Ctx>,
     piece: super::Piece,
     segment: SrcSegment,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permits: super::context::Permits,
 ) -> Result<Ready, Error> {
     let mut ready = piece_bytes(ctx, piece, segment).await?;
-    ready.permit = Some(permit);
+    // The connection is free for the next piece now; the spill place is kept until the hasher
+    // has read the bytes.
+    drop(permits.connection);
+    ready.spill_permit = Some(permits.spill);
     Ok(ready)
 }
 
@@ -68,9 +71,12 @@ async fn piece_bytes(
         }
     }
     let got = fetch_checked(&ctx, &piece, &segment).await?;
+    // An upload recorded earlier stands only for the very bytes fetched now, which the in-order
+    // hasher is about to check: a piece fetched again (on resume, or when its segment is redone)
+    // can differ from what was sent before, and then it is sent again.
     let uploaded = match &piece.uploaded {
-        Some(etag) => Some(etag.clone()),
-        None => Some(upload_from(dest, &piece, &got).await?),
+        Some(etag) if *etag == got.md5 => Some(etag.clone()),
+        _ => Some(upload_from(dest, &piece, &got).await?),
     };
     Ok(Ready {
         index: piece.index,
@@ -79,7 +85,7 @@ async fn piece_bytes(
         spill: got.spill,
         md5: got.md5,
         uploaded,
-        permit: None,
+        spill_permit: None,
     })
 }
 
@@ -238,7 +244,7 @@ async fn stream_through(
         spill: true,
         md5,
         uploaded: Some(etag),
-        permit: None,
+        spill_permit: None,
     })
 }
 

@@ -1,21 +1,24 @@
 //! The pipeline: bounded parallel piece tasks (see [`super::piece`]), the in-order hasher that
 //! consumes their spill files, and the persisted per-piece table. Invariant: pieces are launched
-//! only within `hashed + concurrency + 1`, so spill files never exceed `(concurrency + 1) ×
-//! segment size`.
+//! only within `hashed + concurrency + 1` and each holds a spill place until it is hashed, so
+//! spill files never exceed `(concurrency + 1) × segment size` (`(concurrency + parallel) ×
+//! segment size` across a fleet sharing one [`Budget`]). A piece holds a connection only while it
+//! uses one, and the hasher is a job of its own beside the piece tasks, so the connections stay
+//! busy while a backlog of finished pieces is hashed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use futures::StreamExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
-use super::context::{Ctx, Ready};
+use super::context::{Ctx, Permits, Ready};
 use super::digest::Digests;
 use super::read_back::for_each_chunk;
 use super::{
-    Destination, Endpoint, Error, Event, Events, Options, Outcome, Persist, SegmentStart,
+    Budget, Destination, Endpoint, Error, Event, Events, Options, Outcome, Persist, SegmentStart,
     SourceAccess, TransferState,
 };
 
@@ -161,10 +164,26 @@ struct Flight {
     launched: Vec<bool>,
     ready: BTreeMap<usize, Ready>,
     set: JoinSet<Result<Ready, Error>>,
-    /// The connection budget (shared with other transfers in a fleet).
-    budget: Arc<Semaphore>,
-    /// A permit won while waiting, for the next piece to launch.
-    spare: Option<OwnedSemaphorePermit>,
+    /// Connections and spill places (shared with other transfers in a fleet).
+    budget: Budget,
+    /// Permits won while waiting, for the next piece to launch.
+    spare_connection: Option<OwnedSemaphorePermit>,
+    spare_spill: Option<OwnedSemaphorePermit>,
+    /// The piece the in-order hasher is reading. It runs beside the piece tasks, so pieces keep
+    /// being launched while a backlog of finished ones is hashed.
+    hashing: Option<HashJob>,
+}
+
+/// The in-order hasher reading one piece, off the async workers.
+struct HashJob {
+    ready: Ready,
+    handle: tokio::task::JoinHandle<std::io::Result<Digests>>,
+}
+
+/// What woke the pipeline loop.
+enum Woke {
+    Piece(Option<Result<Result<Ready, Error>, tokio::task::JoinError>>),
+    Hashed(Result<std::io::Result<Digests>, tokio::task::JoinError>),
 }
 
 async fn pipeline(
@@ -173,71 +192,129 @@ async fn pipeline(
     persist: &mut Persist<'_>,
 ) -> Result<(), Error> {
     let mut digests = Digests::restore(&state.digest)?;
-    let budget = ctx
-        .opts
-        .budget
-        .clone()
-        .unwrap_or_else(|| Arc::new(Semaphore::new(ctx.opts.concurrency.max(1))));
+    let budget =
+        (ctx.opts.budget.clone()).unwrap_or_else(|| Budget::new(ctx.opts.concurrency.max(1), 1));
     let mut flight = Flight {
         launched: vec![false; state.pieces.len()],
         ready: BTreeMap::new(),
         set: JoinSet::new(),
         budget,
-        spare: None,
+        spare_connection: None,
+        spare_spill: None,
+        hashing: None,
     };
     let mut redo_budget = ctx.opts.integrity_retries;
     loop {
         launch(ctx, state, &mut flight);
-        if state.hashed >= state.pieces.len() && flight.set.is_empty() {
+        start_hash(state, &digests, &mut flight);
+        if state.hashed >= state.pieces.len() && flight.set.is_empty() && flight.hashing.is_none() {
             return Ok(());
         }
         let wants = next_to_launch(ctx, state, &flight).is_some();
-        let budget = Arc::clone(&flight.budget);
-        let joined = tokio::select! {
-            joined = flight.set.join_next(), if !flight.set.is_empty() => joined,
-            permit = budget.acquire_owned(), if wants => {
-                flight.spare = permit.ok();
+        let (connections, spill) = (
+            Arc::clone(&flight.budget.connections),
+            Arc::clone(&flight.budget.spill),
+        );
+        let is_hashing = flight.hashing.is_some();
+        let hashing = flight.hashing.as_mut().map(|job| &mut job.handle);
+        let woke = tokio::select! {
+            joined = flight.set.join_next(), if !flight.set.is_empty() => Woke::Piece(joined),
+            hashed = async { hashing.expect("guarded").await }, if is_hashing => {
+                Woke::Hashed(hashed)
+            }
+            permit = spill.acquire_owned(), if wants && flight.spare_spill.is_none() => {
+                flight.spare_spill = permit.ok();
+                continue;
+            }
+            permit = connections.acquire_owned(),
+                if wants && flight.spare_spill.is_some() && flight.spare_connection.is_none() => {
+                flight.spare_connection = permit.ok();
                 continue;
             }
             else => return Err(Error::Invariant("no piece in flight and none to launch".into())),
         };
-        let Some(joined) = joined else { continue };
-        let r = match joined {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => {
-                flight.set.abort_all();
-                remove_spills(flight.ready.values()).await;
+        match woke {
+            Woke::Piece(None) => {}
+            Woke::Piece(Some(joined)) => {
+                let r = match joined.map_err(Error::Task).and_then(|r| r) {
+                    Ok(r) => r,
+                    Err(e) => return Err(give_up(&mut flight, state, persist, e).await),
+                };
+                record(ctx, state, &r);
                 save(persist, state).await?;
-                return Err(e);
+                flight.ready.insert(r.index, r);
             }
-            Err(join) => {
-                flight.set.abort_all();
-                return Err(Error::Task(join));
-            }
-        };
-        record(ctx, state, &r);
-        save(persist, state).await?;
-        flight.ready.insert(r.index, r);
-        while let Some(r) = flight.ready.remove(&state.hashed) {
-            match hash_in_order(state, &mut digests, r).await? {
-                Hashed::Done => save(persist, state).await?,
-                Hashed::SegmentMismatch(redo) => {
-                    if redo_budget == 0 {
-                        return Err(redo);
-                    }
-                    redo_budget -= 1;
-                    tracing::warn!(error = %redo, "a split source segment failed its md5 check; transferring it again");
-                    digests = restart_segment(state, &mut flight).ok_or(redo)??;
-                    save(persist, state).await?;
-                    break;
-                }
+            Woke::Hashed(read) => {
+                digests = on_hashed(state, &mut flight, persist, read, &mut redo_budget).await?;
             }
         }
     }
 }
 
+/// Takes the hasher's result for the next piece: saves the advanced table, or, when a split
+/// source segment failed its md5, rewinds to transfer the segment again (while `redo_budget`
+/// lasts). Returns the hashers' state.
+async fn on_hashed(
+    state: &mut TransferState,
+    flight: &mut Flight,
+    persist: &mut Persist<'_>,
+    read: Result<std::io::Result<Digests>, tokio::task::JoinError>,
+    redo_budget: &mut u32,
+) -> Result<Digests, Error> {
+    let job = flight.hashing.take().expect("a hash job woke the loop");
+    let read = read.map_err(Error::Task).and_then(|r| {
+        r.map_err(|source| Error::Io {
+            what: "cannot read back",
+            path: job.ready.path.display().to_string(),
+            source,
+        })
+    });
+    let mut digests = match read {
+        Ok(read) => read,
+        Err(e) => {
+            flight.ready.insert(job.ready.index, job.ready);
+            return Err(give_up(flight, state, persist, e).await);
+        }
+    };
+    match finish_hash(state, &mut digests, job.ready).await {
+        Hashed::Done => save(persist, state).await?,
+        Hashed::SegmentMismatch(redo) => {
+            if *redo_budget == 0 {
+                return Err(give_up(flight, state, persist, redo).await);
+            }
+            *redo_budget -= 1;
+            tracing::warn!(error = %redo, "a split source segment failed its md5 check; transferring it again");
+            digests = restart_segment(state, flight).await.ok_or(redo)??;
+            save(persist, state).await?;
+        }
+    }
+    Ok(digests)
+}
+
+/// Stops every piece task, removes the spill files still waiting for the hasher, saves the table
+/// and hands `e` back.
+async fn give_up(
+    flight: &mut Flight,
+    state: &TransferState,
+    persist: &mut Persist<'_>,
+    e: Error,
+) -> Error {
+    flight.set.abort_all();
+    if let Some(job) = flight.hashing.take() {
+        flight.ready.insert(job.ready.index, job.ready);
+    }
+    remove_spills(flight.ready.values()).await;
+    match save(persist, state).await {
+        Ok(()) => e,
+        Err(saving) => {
+            tracing::warn!(error = %saving, "cannot save the transfer table after a failure");
+            e
+        }
+    }
+}
+
 /// The next piece to start, if the concurrency and the window after the last hashed piece allow
-/// one (the window bounds spill files even when permits are plentiful).
+/// one (the window bounds this transfer's spill files even when the shared budget has room).
 fn next_to_launch(ctx: &Ctx, state: &TransferState, flight: &Flight) -> Option<usize> {
     if flight.set.len() >= ctx.opts.concurrency.max(1) {
         return None;
@@ -248,15 +325,25 @@ fn next_to_launch(ctx: &Ctx, state: &TransferState, flight: &Flight) -> Option<u
 }
 
 /// Starts piece tasks, in order, while permits are free. Permits are taken here, in piece order,
-/// never inside the tasks: a later piece holding a permit while an earlier one waits for one
-/// could otherwise leave every permit with pieces the hasher cannot reach.
+/// never inside the tasks: a later piece holding a spill place while an earlier one waits for
+/// one could otherwise leave every place with pieces the hasher cannot reach.
 fn launch(ctx: &Arc<Ctx>, state: &TransferState, flight: &mut Flight) {
     while let Some(i) = next_to_launch(ctx, state, flight) {
-        let permit = match flight.spare.take() {
+        let spill = match flight.spare_spill.take() {
             Some(p) => p,
-            None => match Arc::clone(&flight.budget).try_acquire_owned() {
+            None => match Arc::clone(&flight.budget.spill).try_acquire_owned() {
                 Ok(p) => p,
                 Err(_) => return,
+            },
+        };
+        let connection = match flight.spare_connection.take() {
+            Some(p) => p,
+            None => match Arc::clone(&flight.budget.connections).try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    flight.spare_spill = Some(spill);
+                    return;
+                }
             },
         };
         flight.launched[i] = true;
@@ -266,7 +353,7 @@ fn launch(ctx: &Arc<Ctx>, state: &TransferState, flight: &mut Flight) {
             Arc::clone(ctx),
             piece,
             segment,
-            permit,
+            Permits { connection, spill },
         ));
     }
 }
@@ -286,8 +373,10 @@ fn record(ctx: &Ctx, state: &mut TransferState, r: &Ready) {
 }
 
 /// Rewinds to the first piece of the current source segment so it is transferred again; returns
-/// the hasher as it was there. `None` when no segment start was recorded.
-fn restart_segment(
+/// the hasher as it was there. `None` when no segment start was recorded. Later pieces waiting for
+/// the hasher give their spill places back (they are fetched again; their uploads stand), so the
+/// rewound pieces can always be launched, whatever else shares the budget.
+async fn restart_segment(
     state: &mut TransferState,
     flight: &mut Flight,
 ) -> Option<Result<Digests, Error>> {
@@ -297,6 +386,11 @@ fn restart_segment(
         p.uploaded = None;
         p.md5 = None;
         flight.launched[p.index] = false;
+    }
+    let waiting = std::mem::take(&mut flight.ready);
+    remove_spills(waiting.values()).await;
+    for index in waiting.into_keys() {
+        flight.launched[index] = false;
     }
     state.hashed = start.piece;
     state.digest = start.digest.clone();
@@ -316,26 +410,29 @@ async fn remove_spills<'a>(ready: impl Iterator<Item = &'a Ready>) {
     }
 }
 
-/// Feeds one piece, in order, to the whole-image hashers; checks split source segments when their
-/// last piece passes. An error is fatal; a mismatch asks for the segment to be redone.
-async fn hash_in_order(
-    state: &mut TransferState,
-    digests: &mut Digests,
-    r: Ready,
-) -> Result<Hashed, Error> {
-    let piece = state.pieces[r.index].clone();
+/// Starts the in-order hasher on the next piece, when it is idle and that piece is ready: the
+/// piece is fed to a copy of the whole-image hashers on a blocking thread, and
+/// [`finish_hash`] takes the result.
+fn start_hash(state: &mut TransferState, digests: &Digests, flight: &mut Flight) {
+    if flight.hashing.is_some() {
+        return;
+    }
+    let Some(ready) = flight.ready.remove(&state.hashed) else {
+        return;
+    };
+    let piece = &state.pieces[ready.index];
     if piece.offset == 0 {
         state.segment_start = Some(SegmentStart {
             piece: piece.index,
             digest: digests.save(),
         });
     }
-    let (path, offset, len) = (r.path.clone(), r.offset, piece.len);
+    let (path, offset, len) = (ready.path.clone(), ready.offset, piece.len);
     // Only a source segment split into several pieces needs its own md5 here; a whole one was
     // checked when it was downloaded.
     let split = !piece.whole;
     let d = digests.clone();
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Digests> {
+    let handle = tokio::task::spawn_blocking(move || -> std::io::Result<Digests> {
         // MD5 and SHA-256 are each sequential, but independent of each other: hash the piece with
         // both at once on two threads (two reads of a file that is in the page cache), which
         // halves the time the in-order hasher needs once the last downloads finish together.
@@ -348,33 +445,31 @@ async fn hash_in_order(
             md5
         })?;
         Ok(Digests::join(md5_part, sha_part))
-    })
-    .await
-    .map_err(Error::Task)?
-    .map_err(|source| Error::Io {
-        what: "cannot read back",
-        path: r.path.display().to_string(),
-        source,
-    })?;
-    *digests = read;
+    });
+    flight.hashing = Some(HashJob { ready, handle });
+}
+
+/// Takes a hashed piece off the disk and out of the window (`digests` already holds it); checks a
+/// split source segment when its last piece passes. A mismatch asks for the segment to be redone.
+async fn finish_hash(state: &mut TransferState, digests: &mut Digests, r: Ready) -> Hashed {
     if r.spill {
         let _ = tokio::fs::remove_file(&r.path).await;
     }
+    let piece = &state.pieces[r.index];
     let segment = &state.source.segments[piece.segment];
-    let last_of_segment = piece.offset + piece.len == segment.bytes;
-    if last_of_segment {
+    if piece.offset + piece.len == segment.bytes {
         let seg_md5 = digests.finish_segment();
         if let Some(want) = segment.md5.as_ref().filter(|_| !piece.whole)
             && *want != seg_md5
         {
-            return Ok(Hashed::SegmentMismatch(Error::Integrity {
+            return Hashed::SegmentMismatch(Error::Integrity {
                 what: format!("source segment {}", segment.name),
                 found: seg_md5,
                 expected: want.clone(),
-            }));
+            });
         }
     }
     state.hashed += 1;
     state.digest = digests.save();
-    Ok(Hashed::Done)
+    Hashed::Done
 }

@@ -596,6 +596,46 @@ async fn resume_after_a_failure_resends_at_most_the_pieces_in_flight() {
     );
 }
 
+/// An upload recorded by an earlier run stands only for the bytes fetched now: a split piece
+/// whose earlier upload carried a corrupted byte (its md5 is only checked per source segment, by
+/// the hasher) is sent again when the fetch brings the right bytes, instead of the commit naming
+/// an md5 the stored segment does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_upload_of_other_bytes_is_sent_again() {
+    let w = World::new(16 * MIB, 2 * MIB).await;
+    let (name, bytes) = w.export().await;
+    // 2 MiB export segments in 1 MiB pieces: every piece is split, checked by its segment.
+    let mut state = w.plan(&name, "web.vhd", MIB).await;
+    let piece = state.pieces[1].clone();
+    assert!(!piece.whole);
+    // An earlier run uploaded piece 1 with one byte flipped, and recorded it (the run stopped
+    // before the hasher reached the end of its segment).
+    let start = usize::try_from(MIB).unwrap();
+    let mut wrong = bytes[start..start + usize::try_from(piece.len).unwrap()].to_vec();
+    wrong[4242] ^= 0xff;
+    let spill = w.work.path().join("wrong.bin");
+    std::fs::write(&spill, &wrong).unwrap();
+    let md5 = hex::encode(Md5::digest(&wrong));
+    let etag = w
+        .dst
+        .put_file_region("imports", &piece.dest, &spill, 0, piece.len, &md5)
+        .await
+        .unwrap();
+    state.pieces[1].uploaded = Some(etag);
+    state.pieces[1].md5 = Some(md5);
+    transfer::run(
+        SourceAccess::Store(w.src.clone()),
+        w.dest("web.vhd"),
+        &mut state,
+        w.opts(4),
+        collect_events().0,
+        &mut no_persist(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(w.download_dest("web.vhd").await, bytes);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_reset_mid_segment_is_retried() {
     let w = World::new(16 * MIB, 2 * MIB).await;
@@ -620,6 +660,46 @@ async fn a_connection_reset_mid_segment_is_retried() {
     .unwrap();
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(w.download_dest("web.vhd").await, bytes);
+}
+
+/// A piece gives its connection back when its network work ends, not when the in-order hasher
+/// has read it: while the first piece is slow, the others keep every connection busy up to the
+/// spill window. (Holding the connection until the piece was hashed left connections idle behind
+/// a slow first piece, and a whole wave idle while a backlog was hashed.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_first_piece_does_not_hold_the_other_connections() {
+    let w = World::new(16 * MIB, 2 * MIB).await;
+    let (name, bytes) = w.export().await;
+    w.sim.set_faults(Plan::with_rules(vec![
+        Rule::new(Service::Files, "GET", Action::Delay { ms: 2000 })
+            .in_region("DFW")
+            .path("-00001")
+            .firing(1, 1),
+    ]));
+    let mut state = w.plan(&name, "web.vhd", 128 * MIB).await;
+    assert!(state.pieces.len() >= 4, "{} pieces", state.pieces.len());
+    let (events, seen) = collect_events();
+    transfer::run(
+        SourceAccess::Store(w.src.clone()),
+        w.dest("web.vhd"),
+        &mut state,
+        w.opts(2),
+        events,
+        &mut no_persist(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(w.download_dest("web.vhd").await, bytes);
+    let done: Vec<usize> = (seen.lock().unwrap().iter())
+        .filter_map(|e| match e {
+            Event::PieceDone { index, .. } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    let at = |i: usize| done.iter().position(|d| *d == i).unwrap();
+    // Concurrency 2 and a window of 3 after the last hashed piece: pieces 1 and 2 both run on the
+    // second connection while piece 0 waits.
+    assert!(at(2) < at(0), "piece 2 waited for piece 0: {done:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,9 +9,10 @@
 //!
 //! What members share (through the one [`Session`]): one login per account, `--parallel` members
 //! at a time, `--concurrency` transfer connections handed out piece by piece to whichever member
-//! has a piece ready (a semaphore; see [`crate::transfer::Options::budget`]), and one rate-limit
-//! gate for the APIs, so a 413/429 met by one member slows every member down instead of failing
-//! any. One member's failure never stops the others.
+//! has a piece ready, with spill files bounded by `(concurrency + parallel) × segment size` (see
+//! [`crate::transfer::Budget`]), and one rate-limit gate for the APIs, so a 413/429 met by one
+//! member slows every member down instead of failing any. One member's failure never stops the
+//! others.
 
 pub mod select;
 pub mod state;

@@ -348,22 +348,26 @@ impl ObjectStore {
         stored_etag("object", resp).await
     }
 
-    /// PUTs a one-shot streamed body with `ETag: md5` and `Content-Length`: a single attempt, since
-    /// the body cannot be replayed. The transfer engine uses it to upload a segment while it is
-    /// still downloading, and falls back to [`ObjectStore::put_file_region`] if it fails.
+    /// PUTs a one-shot streamed body with `Content-Length` and, when the md5 is known before the
+    /// bytes are, `ETag: md5`: a single attempt, since the body cannot be replayed. The transfer
+    /// engine uses it to upload a piece while it is still downloading, and falls back to
+    /// [`ObjectStore::put_file_region`] if it fails. Without `md5` the caller compares the
+    /// answered ETag with its own md5 of the bytes.
     pub async fn put_stream(
         &self,
         container: &str,
         name: &str,
         body: reqwest::Body,
         len: u64,
-        md5: &str,
+        md5: Option<&str>,
     ) -> Result<String, Error> {
         let url = self.object_url(container, name);
         self.auth.ensure_fresh().await?;
-        let resp = self
-            .req(reqwest::Method::PUT, &url, &self.auth.token())
-            .header("ETag", md5)
+        let mut req = self.req(reqwest::Method::PUT, &url, &self.auth.token());
+        if let Some(md5) = md5 {
+            req = req.header("ETag", md5);
+        }
+        let resp = req
             .header("Content-Length", len)
             .timeout(self.bulk_deadline(len))
             .body(body)

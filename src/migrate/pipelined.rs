@@ -321,8 +321,7 @@ pub(super) fn reconcile(
 
 /// What the export wrote last was listed after the final copy round: split it so the transfer
 /// step copies it over every connection, not one. Not in a fleet: there the other members keep
-/// the connections busy, and a split piece holds its connection for the download and then the
-/// upload, where a whole segment streams both at once.
+/// the connections busy, and more pieces would only mean more requests.
 fn split_last_segments(ctx: &Ctx, m: &Migration, fresh: &mut TransferState) {
     if ctx.budget.is_some() {
         return;

@@ -5,8 +5,10 @@
 //! inspect ─► plan ─► pipeline: ┌ whole source segment: GET streamed into the spill file and, at
 //!                              │   the same time, a PUT with ETag = the source md5 (the destination
 //!                              │   verifies the bytes; locally hashed only if it cannot)
-//!                              └ split piece or range: GET → spill (md5) → check → PUT from the
-//!                                  spill file with ETag; compare the returned ETag
+//!                              ├ split piece or range: the same stream, hashed on the way; the
+//!                              │   returned ETag is compared with that md5
+//!                              └ fetched again or after a failed stream: GET → spill (md5) →
+//!                                  check → PUT from the spill file with ETag; compare the ETag
 //!                    in-order hasher: whole-image SHA-256 and MD5, state saved per piece
 //!        ─► commit: SLO manifest, ETag = md5 of segment md5s, HEAD confirms the size
 //! ```

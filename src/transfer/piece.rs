@@ -1,6 +1,7 @@
 //! One piece: download (or read) it, check it, upload it unless the destination already has it.
-//! The fast path streams a whole source segment straight through to the destination while it
-//! downloads (see [`super::tee`]); everything else goes through a spill file.
+//! The fast path streams a piece straight through to the destination while it downloads (see
+//! [`super::tee`]); a piece fetched again, or one whose streamed copy failed, goes through its
+//! spill file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,11 +21,12 @@ use crate::api::object_store::ObjectStore;
 
 /// Downloads (or reads) one piece, checks it, and uploads it unless the destination already has it.
 ///
-/// When the piece is a whole source segment whose md5 the listing gave, the upload streams while
-/// the download is still running, with `ETag: <source md5>`: the destination itself then refuses
-/// any byte that differs from the source (422), and each piece keeps one connection busy in each
-/// direction. Anything that goes wrong on that fast path falls back to download-then-upload from
-/// the spill file.
+/// A piece not uploaded yet is uploaded while its download is still running, so each piece keeps
+/// one connection busy in each direction. When it is a whole source segment whose md5 the listing
+/// gave, the PUT carries `ETag: <source md5>` and the destination itself refuses any byte that
+/// differs from the source (422); a part of a segment is hashed on the way and the answered ETag
+/// compared with that md5 (its segment's md5 is checked by the in-order hasher). Anything that
+/// goes wrong on that fast path falls back to download-then-upload from the spill file.
 pub(super) async fn piece_task(
     ctx: Arc<Ctx>,
     piece: super::Piece,
@@ -51,12 +53,10 @@ async fn piece_bytes(
             return super::file_dest::write_piece(&ctx, path, at, &piece, &segment).await;
         }
     };
-    if let (SourceAccess::Store(store), true, None, Some(want)) = (
-        &ctx.source,
-        piece.whole,
-        &piece.uploaded,
-        segment.md5.as_ref(),
-    ) {
+    if let (SourceAccess::Store(store), None) = (&ctx.source, &piece.uploaded) {
+        // A whole segment is vouched for by the listing's md5; a part of one by the md5 computed
+        // on the way (its segment is checked by the in-order hasher).
+        let want = segment.md5.as_deref().filter(|_| piece.whole);
         match stream_through(&ctx, dest, store, &piece, &segment, want).await {
             Ok(ready) => return Ok(ready),
             Err(e) => {
@@ -176,67 +176,67 @@ async fn upload_from(
     Ok(etag)
 }
 
-/// The fast path: GET the segment and PUT it at the same time, teeing the bytes into the spill file
-/// (for the in-order hasher and any retry) and through md5.
+/// The fast path: GET the piece and PUT it at the same time, teeing the bytes into the spill file
+/// (for the in-order hasher and any retry). `want` is the source segment's md5 when the piece is
+/// that whole segment; otherwise the piece's md5 is computed on the way.
 async fn stream_through(
     ctx: &Ctx,
     dest: &Endpoint,
     store: &ObjectStore,
     piece: &super::Piece,
     segment: &SrcSegment,
-    want: &str,
+    want: Option<&str>,
 ) -> Result<Ready, Error> {
     let spill = ctx
         .opts
         .work_dir
         .join(format!("piece-{:06}.spill", piece.index));
-    // A small bounded channel: memory per piece is a few chunks, and a slow upload slows the download.
-    let (tx, rx) = futures::channel::mpsc::channel(8);
-    let dest_for_vouch = dest;
-    let dest = dest.clone();
-    let (name, len, md5_header) = (piece.dest.clone(), piece.len, want.to_string());
-    let upload = tokio::spawn(async move {
-        dest.store
-            .put_stream(
-                &dest.container,
-                &name,
-                reqwest::Body::wrap_stream(rx),
-                len,
-                &md5_header,
-            )
-            .await
-    });
-    let mut tee = Tee {
-        tx,
-        pending: bytes::BytesMut::with_capacity(512 * 1024),
-        alive: true,
-    };
-    // No local md5 on this path: the destination computes it over exactly the bytes it received
+    let (mut tee, upload) = spawn_upload(dest, piece, want);
+    // With `want`, no local md5: the destination computes it over exactly the bytes it received
     // and refuses them (422) unless it equals the source segment's md5, which was sent as ETag, and
     // its answer is compared again. The spill file holds the same bytes (same chunks, same order)
     // for the in-order hasher. Hashing locally only happens when the destination could not vouch.
-    if let Err(e) = download(ctx, store, piece, segment, &spill, Some(&mut tee)).await {
-        tee.abort().await;
-        upload.abort();
-        let _ = tokio::fs::remove_file(&spill).await;
-        return Err(e);
-    }
+    let local = match download(
+        ctx,
+        store,
+        piece,
+        segment,
+        &spill,
+        Some(&mut tee),
+        want.is_none(),
+    )
+    .await
+    {
+        Ok(md5) => md5,
+        Err(e) => {
+            tee.abort().await;
+            upload.abort();
+            let _ = tokio::fs::remove_file(&spill).await;
+            return Err(e);
+        }
+    };
     tee.finish().await;
     let uploaded = upload.await.map_err(Error::Task)?;
+    let md5 = want.map_or(local, str::to_string);
     let etag = match uploaded {
-        Ok(etag) if etag == want => etag,
-        // Refused (422: the bytes differ from the source's), failed, or answered oddly: check the
-        // spill file ourselves, then upload from it or fetch the piece again.
-        _ => vouch_locally(ctx, dest_for_vouch, piece, &spill, want).await?,
+        Ok(etag) if etag == md5 => etag,
+        // Refused (422: the bytes differ from the source's), failed, or answered oddly: with the
+        // source's md5, check the spill file ourselves, then upload from it or fetch the piece
+        // again; with our own md5 of the spill file, upload from it.
+        _ if want.is_some() => vouch_locally(ctx, dest, piece, &spill, &md5).await?,
+        _ => {
+            (dest.store)
+                .put_file_region(&dest.container, &piece.dest, &spill, 0, piece.len, &md5)
+                .await?
+        }
     };
-    if etag != want {
+    if etag != md5 {
         return Err(Error::Integrity {
             what: format!("upload of {}", piece.dest),
             found: etag,
-            expected: want.to_string(),
+            expected: md5,
         });
     }
-    let md5 = want.to_string();
     Ok(Ready {
         index: piece.index,
         path: spill,
@@ -246,6 +246,39 @@ async fn stream_through(
         uploaded: Some(etag),
         spill_permit: None,
     })
+}
+
+/// Starts the streamed PUT of `piece` (with `ETag: want` when given) and returns the tee that feeds
+/// its body. A small bounded channel: memory per piece is a few chunks, and a slow upload slows
+/// the download.
+fn spawn_upload(
+    dest: &Endpoint,
+    piece: &super::Piece,
+    want: Option<&str>,
+) -> (
+    Tee,
+    tokio::task::JoinHandle<Result<String, crate::api::Error>>,
+) {
+    let (tx, rx) = futures::channel::mpsc::channel(8);
+    let dest = dest.clone();
+    let (name, len, md5_header) = (piece.dest.clone(), piece.len, want.map(str::to_string));
+    let upload = tokio::spawn(async move {
+        dest.store
+            .put_stream(
+                &dest.container,
+                &name,
+                reqwest::Body::wrap_stream(rx),
+                len,
+                md5_header.as_deref(),
+            )
+            .await
+    });
+    let tee = Tee {
+        tx,
+        pending: bytes::BytesMut::with_capacity(512 * 1024),
+        alive: true,
+    };
+    (tee, upload)
 }
 
 /// When the destination could not vouch for a streamed piece: hash the spill file here and, if it
@@ -298,7 +331,7 @@ async fn fetch(ctx: &Ctx, piece: &super::Piece, segment: &SrcSegment) -> Result<
             let mut tries = 0u32;
             loop {
                 tries += 1;
-                match download(ctx, store, piece, segment, &spill, None).await {
+                match download(ctx, store, piece, segment, &spill, None, true).await {
                     Ok(md5) => {
                         return Ok(PieceBytes {
                             path: spill,
@@ -325,9 +358,9 @@ async fn fetch(ctx: &Ctx, piece: &super::Piece, segment: &SrcSegment) -> Result<
     }
 }
 
-/// GETs a piece into its spill file, hashing it as it passes, or, when `tee` is given, sending the
-/// same bytes on to a streamed upload whose destination verifies them instead. Returns the md5
-/// (meaningless with a tee). On failure the progress it counted is taken back.
+/// GETs a piece into its spill file and, when `tee` is given, on to a streamed upload of the same
+/// bytes. Returns their md5 when `hash` (otherwise meaningless: a destination given the source's
+/// md5 verifies the bytes itself). On failure the progress it counted is taken back.
 async fn download(
     ctx: &Ctx,
     store: &ObjectStore,
@@ -335,6 +368,7 @@ async fn download(
     segment: &SrcSegment,
     spill: &Path,
     tee: Option<&mut Tee>,
+    hash: bool,
 ) -> Result<String, Error> {
     let resp = store
         .get_range(&segment.container, &segment.name, piece.offset, piece.len)
@@ -350,7 +384,8 @@ async fn download(
     };
     let mut md5 = Md5::new();
     let mut got = 0u64;
-    let result = copy_chunks(ctx, resp, piece, &mut out, &mut md5, tee, &mut got).await;
+    let md5_ref = if hash { Some(&mut md5) } else { None };
+    let result = copy_chunks(ctx, resp, piece, &mut out, md5_ref, tee, &mut got).await;
     let result = match result {
         Ok(()) if got != piece.len => Err(Error::Short {
             index: piece.index,
@@ -389,14 +424,14 @@ fn spill_error(spill: &Path, what: &'static str, source: std::io::Error) -> Erro
     }
 }
 
-/// Writes the answer's chunks to `out` (and through md5, or on to the tee), counting progress in
+/// Writes the answer's chunks to `out` (and through md5, and on to the tee), counting progress in
 /// `got`. Stops at the first failure: a broken stream, more bytes than asked for, a failed write.
 async fn copy_chunks(
     ctx: &Ctx,
     resp: reqwest::Response,
     piece: &super::Piece,
     out: &mut SpillWriter<'_>,
-    md5: &mut Md5,
+    mut md5: Option<&mut Md5>,
     mut tee: Option<&mut Tee>,
     got: &mut u64,
 ) -> Result<(), Error> {
@@ -418,7 +453,7 @@ async fn copy_chunks(
                 expected: format!("{} bytes", piece.len),
             });
         }
-        if tee.is_none() {
+        if let Some(md5) = md5.as_deref_mut() {
             md5.update(&chunk);
         }
         out.file

@@ -122,7 +122,12 @@ pub(super) async fn export_and_copy(
             }
         }
         let listed = src.files.list(&m.plan.src_container, &prefix).await?;
-        if append_listed(m, &listed, &prefix) > 0 {
+        // Alone, a listed segment is copied over every connection, so each round ends soon after
+        // its segment is listed and the task is polled again (whole, one segment kept one
+        // connection busy for a segment's time while the export wrote the next, and the copy
+        // ended up to that long after the export). In a fleet the other members keep the
+        // connections busy, and whole segments cost less to check.
+        if append_listed(m, &listed, &prefix, split_ways(ctx, m)) > 0 {
             copy_listed(ctx, m, confirm).await?;
             confirm = false;
         }
@@ -159,12 +164,41 @@ fn growing_state(m: &Migration) -> TransferState {
     }
 }
 
+/// Into how many pieces the pipelined copy cuts each listed segment: alone, one per connection;
+/// in a fleet, `None` (whole segments: the other members keep the connections busy).
+fn split_ways(ctx: &Ctx, m: &Migration) -> Option<usize> {
+    ctx.budget.is_none().then_some(m.plan.concurrency.max(1))
+}
+
+/// The piece size for a listed segment of `bytes` after `pieces_before` pieces: about a `ways`-th
+/// of it (whole MiB, at most `segment_size`) while the split pieces stay within half the SLO's
+/// segment limit, so the rest of the export can still follow one piece per segment; then
+/// `segment_size`. The same inputs always give the same plan, which is what lets [`reconcile`]
+/// recognise what was copied.
+fn listed_piece_size(
+    ways: Option<usize>,
+    segment_size: u64,
+    bytes: u64,
+    pieces_before: usize,
+) -> u64 {
+    match ways {
+        Some(w) if w > 1 && pieces_before + w <= transfer::plan::MAX_SEGMENTS / 2 => {
+            let unit = transfer::plan::MIN_SEGMENT;
+            let share = bytes.div_ceil(w as u64).div_ceil(unit).saturating_mul(unit);
+            segment_size.min(share)
+        }
+        _ => segment_size,
+    }
+}
+
 /// Appends the listed segments that continue the numbering (`prefix` + the next number) to the
-/// growing transfer, with their pieces; returns how many were added.
+/// growing transfer, with their pieces (each segment in about `ways` pieces when given); returns
+/// how many were added.
 fn append_listed(
     m: &mut Migration,
     listed: &[crate::api::object_store::Listed],
     prefix: &str,
+    ways: Option<usize>,
 ) -> usize {
     let container = m.plan.src_container.clone();
     let Some(t) = m.facts.transfer.as_mut() else {
@@ -192,13 +226,9 @@ fn append_listed(
             md5: Some(l.hash.clone()),
         });
         t.source.len += l.bytes;
-        let pieces = transfer::plan::plan_segment(
-            index,
-            l.bytes,
-            t.pieces.len(),
-            &t.dest_name,
-            t.segment_size,
-        );
+        let size = listed_piece_size(ways, t.segment_size, l.bytes, t.pieces.len());
+        let pieces =
+            transfer::plan::plan_segment(index, l.bytes, t.pieces.len(), &t.dest_name, size);
         t.pieces.extend(pieces);
         added += 1;
     }
@@ -257,6 +287,7 @@ pub(super) fn reconcile(
         m.plan.segment_size,
     )
     .map_err(transfer::Error::from)?;
+    replan_as_listed(ctx, m, &mut fresh, &early);
     let mut intact_prefix = 0;
     let mut prefix_holds = true;
     for p in &mut fresh.pieces {
@@ -317,6 +348,38 @@ pub(super) fn reconcile(
         .collect();
     m.facts.transfer = Some(fresh);
     Ok(vanished)
+}
+
+/// Plans `fresh` the way the segments were cut while they were listed (so the copied pieces are
+/// found again by name, offset and length): as `early` cut them, even under another
+/// `--concurrency` since, and the rest as [`append_listed`] would. Unless that would exceed the
+/// SLO's segment limit; then the plain plan stands and what was copied is copied again.
+fn replan_as_listed(ctx: &Ctx, m: &Migration, fresh: &mut TransferState, early: &TransferState) {
+    let ways = split_ways(ctx, m);
+    let segment_size = early.segment_size;
+    let mut pieces = Vec::new();
+    for (index, s) in fresh.source.segments.iter().enumerate() {
+        let cut = early
+            .pieces
+            .iter()
+            .find(|p| p.segment == index && p.offset == 0);
+        let size = match cut {
+            Some(p) if !p.whole => p.len,
+            Some(_) => segment_size,
+            None => listed_piece_size(ways, segment_size, s.bytes, pieces.len()),
+        };
+        let more =
+            transfer::plan::plan_segment(index, s.bytes, pieces.len(), &fresh.dest_name, size);
+        pieces.extend(more);
+    }
+    if pieces.len() <= transfer::plan::MAX_SEGMENTS {
+        fresh.pieces = pieces;
+    } else {
+        tracing::warn!(
+            pieces = pieces.len(),
+            "the export has too many segments to keep the pieces copied during it; copying them again"
+        );
+    }
 }
 
 /// What the export wrote last was listed after the final copy round: split it so the transfer

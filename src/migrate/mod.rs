@@ -26,8 +26,7 @@
 //! - [`import_code`]: reading a documented import code out of a task message, strictly;
 //! - [`report`]: the final report; [`event`]: what the engine reports while it works.
 //! - [`session`]: logging in, resolving regions, starting and resuming (what a front end calls).
-//! - [`fleet`]: many migrations as one fleet (shared budget, rate-limit gate, one table);
-//!   [`places`]: the fleet's copy places, taken by the steps that move bytes.
+//! - [`fleet`]: many migrations as one fleet (shared budget, rate-limit gate, one table).
 //! - [`eligibility`]: what the cloud would refuse (unexportable images, volume-backed and
 //!   OnMetal servers, boot flavors), refused before anything is created;
 //! - [`properties`]: the source image's properties copied onto the imported one;
@@ -41,7 +40,6 @@ pub mod event;
 pub mod fleet;
 pub mod import_code;
 pub mod pipelined;
-pub mod places;
 pub mod preflight;
 pub mod properties;
 pub mod report;
@@ -287,8 +285,6 @@ pub struct Ctx {
     pub settle_secs: f64,
     /// Transfer connections shared with the other members of a fleet.
     pub budget: Option<crate::transfer::Budget>,
-    /// A fleet member's place among the members copying at once.
-    pub copy_places: Option<places::CopyPlaces>,
 }
 
 impl Ctx {
@@ -339,12 +335,6 @@ async fn drive_steps(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             return Err(Error::Interrupted);
         }
         let step = m.step;
-        if let Some(places) = &ctx.copy_places {
-            tokio::select! {
-                () = places.before(step) => {}
-                () = ctx.cancel.cancelled() => return Err(Error::Interrupted),
-            }
-        }
         let started = Instant::now();
         ctx.emit(Event::StepStarted {
             step,
@@ -355,9 +345,6 @@ async fn drive_steps(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         m.add_time(step, seconds);
         outcome?;
         ctx.save(m).await?;
-        if let Some(places) = &ctx.copy_places {
-            places.after(m.step);
-        }
         ctx.emit(Event::StepFinished { step, seconds });
         ctx.emit(Event::State { step: m.step });
     }

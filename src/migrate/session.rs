@@ -43,8 +43,6 @@ pub struct Session {
     dst_login: tokio::sync::OnceCell<(Auth, identity::Session)>,
     /// Transfer connections shared by every migration of the session (a fleet's --concurrency).
     budget: Option<crate::transfer::Budget>,
-    /// A fleet's copy places (see [`super::places`]).
-    copying: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// What a resumed run may change in the saved plan.
@@ -125,15 +123,13 @@ impl Session {
             login: tokio::sync::OnceCell::new(),
             dst_login: tokio::sync::OnceCell::new(),
             budget: None,
-            copying: None,
         })
     }
 
-    /// Every migration of this session shares `permits` transfer connections, a spill budget,
-    /// `parallel` copy places, and one rate-limit gate for the services' APIs (a fleet).
+    /// Every migration of this session, `parallel` of them at once, shares `permits` transfer
+    /// connections, a spill budget, and one rate-limit gate for the services' APIs (a fleet).
     pub fn shared(mut self, permits: usize, parallel: usize) -> Self {
         self.budget = Some(crate::transfer::Budget::new(permits, parallel));
-        self.copying = Some(Arc::new(tokio::sync::Semaphore::new(parallel.max(1))));
         self.link.retry.gate = Some(Arc::new(crate::http::Gate::new()));
         self
     }
@@ -252,7 +248,6 @@ impl Session {
             admin_pass: Mutex::new(None),
             settle_secs: (2.0 * http_timeout.as_secs_f64()).max(2.0),
             budget: self.budget.clone(),
-            copy_places: self.copying.clone().map(super::places::CopyPlaces::new),
         })
     }
 

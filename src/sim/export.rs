@@ -108,12 +108,17 @@ async fn store_progressively(
 ) -> Result<(), String> {
     let files = shared.files(region);
     let mut rewrite: Option<(String, Segment)> = None;
+    // Paced by deadline from the start: segment i is stored when the rate has written every byte
+    // up to its end, however long storing the ones before took (a sleep per segment would add
+    // the storing time, and the export would write slower than its rate whenever the machine
+    // is busy, as it is with a copy running beside it on the same cores).
+    let started = tokio::time::Instant::now();
+    let mut written = 0u64;
     for (i, seg) in segments.into_iter().enumerate() {
+        written += seg.bytes;
         if let Some(rate) = shared.export.rate {
-            tokio::time::sleep(Duration::from_secs_f64(
-                seg.bytes as f64 / rate.max(1) as f64,
-            ))
-            .await;
+            let due = Duration::from_secs_f64(written as f64 / rate.max(1) as f64);
+            tokio::time::sleep_until(started + due).await;
         }
         let object = format!("{name}-{:05}", i + 1);
         if shared.export.rewrite_segment == Some(i + 1) {

@@ -8,8 +8,7 @@
 //! `imgferry resume FLEET_ID` continues.
 //!
 //! What members share (through the one [`Session`]): one login per account, `--parallel` members
-//! copying at a time with as many more imaging and exporting ahead of them (see
-//! [`super::places`]), `--concurrency` transfer connections handed out piece by piece to whichever member
+//! at a time, `--concurrency` transfer connections handed out piece by piece to whichever member
 //! has a piece ready, with spill files bounded by `(concurrency + parallel) × segment size` (see
 //! [`crate::transfer::Budget`]), and one rate-limit gate for the APIs, so a 413/429 met by one
 //! member slows every member down instead of failing any. One member's failure never stops the
@@ -225,10 +224,9 @@ pub async fn run(session: &Session, fleet: &Fleet, resumed: bool) -> Summary {
             .to_string(),
         resumed,
     });
-    // `--parallel` admission places, taken in member order (the semaphore is fair) and given back
-    // when a member starts copying, having taken one of the session's `--parallel` copy places
-    // (see `member_sink` and `super::places`): the next members image and export while it
-    // copies, and a member that only waits for its import and boot holds neither.
+    // `--parallel` places, taken in member order (the semaphore is fair) and given back when a
+    // member's transfer is done (see `member_sink`): a member that only waits for its import and
+    // boot no longer holds back the next member's imaging, export and transfer.
     let places = Arc::new(tokio::sync::Semaphore::new(fleet.parallel.max(1)));
     let mut results: Vec<(usize, MemberResult)> =
         futures::stream::iter(fleet.members.iter().enumerate())
@@ -253,15 +251,14 @@ pub async fn run(session: &Session, fleet: &Fleet, resumed: bool) -> Summary {
 }
 
 /// The sink of one member: every event wrapped with the member's migration id and server name.
-/// It gives the member's admission place back once the member starts a step that copies (it then
-/// holds a copy place: the driver takes one before it announces such a step).
+/// It gives the member's `--parallel` place back once the member is past its transfer.
 fn member_sink(parent: &Sink, member: &Member, place: Option<OwnedSemaphorePermit>) -> Sink {
     let parent = Arc::clone(parent);
     let (id, server) = (member.migration.clone(), member.server_name.clone());
     let place = std::sync::Mutex::new(place);
     Arc::new(move |e| {
-        if let Event::StepStarted { step, .. } = &e
-            && *step >= Step::Exporting
+        if let Event::StepStarted { step, .. } | Event::State { step } = &e
+            && *step >= Step::Uploaded
         {
             // Dropping the permit frees the place; a poisoned lock still holds the permit.
             drop(place.lock().unwrap_or_else(|p| p.into_inner()).take());

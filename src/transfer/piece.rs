@@ -225,9 +225,13 @@ async fn stream_through(
         // again; with our own md5 of the spill file, upload from it.
         _ if want.is_some() => vouch_locally(ctx, dest, piece, &spill, &md5).await?,
         _ => {
-            (dest.store)
-                .put_file_region(&dest.container, &piece.dest, &spill, 0, piece.len, &md5)
-                .await?
+            let got = PieceBytes {
+                path: spill.clone(),
+                offset: 0,
+                spill: true,
+                md5: md5.clone(),
+            };
+            upload_from(dest, piece, &got).await?
         }
     };
     if etag != md5 {

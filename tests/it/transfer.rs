@@ -150,6 +150,25 @@ impl World {
         }
     }
 
+    /// Runs `state` from the source in DFW to `imports/dest` in IAD, saving nothing.
+    async fn copy(
+        &self,
+        state: &mut TransferState,
+        dest: &str,
+        concurrency: usize,
+        events: transfer::Events,
+    ) -> Result<transfer::Outcome, transfer::Error> {
+        transfer::run(
+            SourceAccess::Store(self.src.clone()),
+            self.dest(dest),
+            state,
+            self.opts(concurrency),
+            events,
+            &mut no_persist(),
+        )
+        .await
+    }
+
     fn opts(&self, concurrency: usize) -> Options {
         Options {
             concurrency,
@@ -204,16 +223,7 @@ async fn copies_a_dlo_export_verified_with_whole_file_digests() {
         "one piece per source segment"
     );
     let (events, seen) = collect_events();
-    let out = transfer::run(
-        SourceAccess::Store(w.src.clone()),
-        w.dest("web.vhd"),
-        &mut state,
-        w.opts(4),
-        events,
-        &mut no_persist(),
-    )
-    .await
-    .unwrap();
+    let out = w.copy(&mut state, "web.vhd", 4, events).await.unwrap();
     assert_eq!(w.download_dest("web.vhd").await, bytes, "byte-identical");
     assert_eq!((out.sha256.clone(), out.md5.clone()), digests(&bytes));
     assert!(state.is_done());
@@ -242,16 +252,9 @@ async fn copies_slo_and_plain_sources_and_splits_large_segments() {
     // The export's 8 MiB segments are split into 3 MiB pieces; md5s are checked per source segment.
     let mut state = w.plan(&name, "split.vhd", 3 * MIB).await;
     assert!(state.pieces.iter().any(|p| !p.whole));
-    transfer::run(
-        SourceAccess::Store(w.src.clone()),
-        w.dest("split.vhd"),
-        &mut state,
-        w.opts(3),
-        collect_events().0,
-        &mut no_persist(),
-    )
-    .await
-    .unwrap();
+    w.copy(&mut state, "split.vhd", 3, collect_events().0)
+        .await
+        .unwrap();
     assert_eq!(w.download_dest("split.vhd").await, bytes);
     // The SLO just written is itself a source.
     let slo = transfer::inspect(&w.dst, "imports", "split.vhd", ListingPolicy::default())
@@ -287,16 +290,10 @@ async fn copies_slo_and_plain_sources_and_splits_large_segments() {
     assert_eq!(source.kind, transfer::source::Kind::Object);
     let mut state = TransferState::new(source, "imports", "plain.bin", MIB).unwrap();
     assert_eq!(state.pieces.len(), 6);
-    let out = transfer::run(
-        SourceAccess::Store(w.src.clone()),
-        w.dest("plain.bin"),
-        &mut state,
-        w.opts(4),
-        collect_events().0,
-        &mut no_persist(),
-    )
-    .await
-    .unwrap();
+    let out = w
+        .copy(&mut state, "plain.bin", 4, collect_events().0)
+        .await
+        .unwrap();
     assert_eq!(w.download_dest("plain.bin").await, plain);
     assert_eq!(out.md5, hex::encode(Md5::digest(&plain)));
 }
@@ -478,16 +475,7 @@ async fn a_corrupted_byte_in_flight_is_caught_and_fetched_again() {
     ]));
     let mut state = w.plan(&name, "web.vhd", 128 * MIB).await;
     let (events, seen) = collect_events();
-    transfer::run(
-        SourceAccess::Store(w.src.clone()),
-        w.dest("web.vhd"),
-        &mut state,
-        w.opts(4),
-        events,
-        &mut no_persist(),
-    )
-    .await
-    .unwrap();
+    w.copy(&mut state, "web.vhd", 4, events).await.unwrap();
     assert_eq!(
         w.download_dest("web.vhd").await,
         bytes,
@@ -510,16 +498,10 @@ async fn a_corrupted_byte_in_flight_is_caught_and_fetched_again() {
             .firing(1, 100),
     ]));
     let mut state = w.plan(&name, "bad.vhd", 128 * MIB).await;
-    let err = transfer::run(
-        SourceAccess::Store(w.src.clone()),
-        w.dest("bad.vhd"),
-        &mut state,
-        w.opts(4),
-        collect_events().0,
-        &mut no_persist(),
-    )
-    .await
-    .unwrap_err();
+    let err = w
+        .copy(&mut state, "bad.vhd", 4, collect_events().0)
+        .await
+        .unwrap_err();
     assert!(matches!(err, transfer::Error::Integrity { .. }), "{err}");
     assert!(
         w.dst.head("imports", "bad.vhd").await.unwrap().is_none(),
@@ -623,16 +605,9 @@ async fn a_recorded_upload_of_other_bytes_is_sent_again() {
         .unwrap();
     state.pieces[1].uploaded = Some(etag);
     state.pieces[1].md5 = Some(md5);
-    transfer::run(
-        SourceAccess::Store(w.src.clone()),
-        w.dest("web.vhd"),
-        &mut state,
-        w.opts(4),
-        collect_events().0,
-        &mut no_persist(),
-    )
-    .await
-    .unwrap();
+    w.copy(&mut state, "web.vhd", 4, collect_events().0)
+        .await
+        .unwrap();
     assert_eq!(w.download_dest("web.vhd").await, bytes);
 }
 
@@ -652,16 +627,9 @@ async fn split_pieces_upload_while_they_download() {
         rules: Vec::new(),
     });
     let started = Instant::now();
-    transfer::run(
-        SourceAccess::Store(w.src.clone()),
-        w.dest("web.vhd"),
-        &mut state,
-        w.opts(1),
-        collect_events().0,
-        &mut no_persist(),
-    )
-    .await
-    .unwrap();
+    w.copy(&mut state, "web.vhd", 1, collect_events().0)
+        .await
+        .unwrap();
     let took = started.elapsed();
     w.sim.set_faults(Plan::default());
     assert_eq!(w.download_dest("web.vhd").await, bytes);
@@ -684,16 +652,9 @@ async fn a_connection_reset_mid_segment_is_retried() {
     ]));
     let mut state = w.plan(&name, "web.vhd", 128 * MIB).await;
     let started = Instant::now();
-    transfer::run(
-        SourceAccess::Store(w.src.clone()),
-        w.dest("web.vhd"),
-        &mut state,
-        w.opts(4),
-        collect_events().0,
-        &mut no_persist(),
-    )
-    .await
-    .unwrap();
+    w.copy(&mut state, "web.vhd", 4, collect_events().0)
+        .await
+        .unwrap();
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(w.download_dest("web.vhd").await, bytes);
 }
@@ -715,16 +676,7 @@ async fn a_slow_first_piece_does_not_hold_the_other_connections() {
     let mut state = w.plan(&name, "web.vhd", 128 * MIB).await;
     assert!(state.pieces.len() >= 4, "{} pieces", state.pieces.len());
     let (events, seen) = collect_events();
-    transfer::run(
-        SourceAccess::Store(w.src.clone()),
-        w.dest("web.vhd"),
-        &mut state,
-        w.opts(2),
-        events,
-        &mut no_persist(),
-    )
-    .await
-    .unwrap();
+    w.copy(&mut state, "web.vhd", 2, events).await.unwrap();
     assert_eq!(w.download_dest("web.vhd").await, bytes);
     let done: Vec<usize> = (seen.lock().unwrap().iter())
         .filter_map(|e| match e {

@@ -219,9 +219,10 @@ pub struct FleetArgs {
     /// With --all-servers: only servers whose name matches this regular expression.
     #[arg(long = "match", value_name = "REGEX", requires = "all_servers")]
     pub matching: Option<String>,
-    /// Members of a fleet imaging, exporting and transferring at once (a member waiting for its
-    /// import and boot gives its place to the next); --concurrency is then the transfer
-    /// connections of the whole fleet, handed to members as they need them.
+    /// Members of a fleet imaging and exporting at once. A member gives its place to the next as
+    /// soon as its export is complete, and at most N more may be exported and not yet uploaded;
+    /// --concurrency is the transfer connections of the whole fleet, handed to members as they
+    /// need them (docs/fleets.md).
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub parallel: usize,
     /// Take only the K-th of N parts of the fleet (by a stable hash of each server id), to spread

@@ -230,38 +230,73 @@ async fn shards_split_a_fleet_into_disjoint_parts_that_cover_it() {
     assert!(bad.error().contains("--shard"), "{bad:#?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_past_its_transfer_gives_its_place_to_the_next() {
-    let w = World::start(fleet_world(&["web-1", "web-2"])).await;
-    // One place: web-2 may start only when web-1 no longer needs it. Booting keeps web-1 busy
-    // in the destination long after its transfer is done.
-    let run = w
-        .migrate(&["--all-servers", "--parallel", "1", "--boot", "general1-2"])
-        .await;
-    assert_eq!(run.code, 0, "{run:#?}");
-    let at = |server: &str, what: &dyn Fn(&Value) -> bool| {
-        run.events
-            .iter()
-            .position(|e| e["server"] == server && what(e))
-            .unwrap_or_else(|| panic!("{server}: no such event"))
-    };
-    let first = run
-        .events
+/// The index of the first event of `server` that `what` accepts.
+fn first_at(run: &Run, server: &str, what: &dyn Fn(&Value) -> bool) -> usize {
+    run.events
         .iter()
-        .find(|e| e["event"] == "started" && e["server"].is_string())
-        .map(|e| e["server"].clone())
-        .expect("a member started");
-    let (first, second) = if first == "web-1" {
-        ("web-1", "web-2")
-    } else {
-        ("web-2", "web-1")
-    };
-    let first_uploaded = at(first, &|e| e["event"] == "state" && e["step"] == "Uploaded");
-    let first_done = at(first, &|e| e["event"] == "report");
-    let second_started = at(second, &|e| e["event"] == "started");
+        .position(|e| e["server"] == server && what(e))
+        .unwrap_or_else(|| panic!("{server}: no such event in {run:#?}"))
+}
+
+fn reached(step: &'static str) -> impl Fn(&Value) -> bool {
+    move |e: &Value| e["event"] == "state" && e["step"] == step
+}
+
+/// The members' server names in the order they started.
+fn start_order(run: &Run) -> Vec<String> {
+    run.events
+        .iter()
+        .filter(|e| e["event"] == "started" && e["server"].is_string())
+        .map(|e| e["server"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_past_its_export_gives_its_place_to_the_next() {
+    let w = World::start(fleet_world(&["web-1", "web-2"])).await;
+    // Throttled, so the first member's transfer lasts long after its export is complete.
+    w.sim.set_faults(Plan {
+        throttle_bytes_per_sec: Some(2 * MIB),
+        rules: Vec::new(),
+    });
+    // One place: web-2 may start imaging once web-1's export is complete, while web-1's bytes
+    // still move (they are bounded by --concurrency, not by --parallel).
+    let run = w.migrate(&["--all-servers", "--parallel", "1"]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let order = start_order(&run);
+    let (first, second) = (order[0].as_str(), order[1].as_str());
+    let first_exported = first_at(&run, first, &reached("Exported"));
+    let first_uploaded = first_at(&run, first, &reached("Uploaded"));
+    let second_started = first_at(&run, second, &|e| e["event"] == "started");
     assert!(
-        first_uploaded < second_started && second_started < first_done,
-        "{second} starts after {first}'s transfer ({first_uploaded}) and before its end \
-         ({first_done}): it started at {second_started}"
+        first_exported < second_started && second_started < first_uploaded,
+        "{second} starts after {first}'s export ({first_exported}) and before its upload \
+         ({first_uploaded}): it started at {second_started}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_most_parallel_exported_members_wait_for_the_link() {
+    let w = World::start(fleet_world(&["web-1", "web-2", "web-3"])).await;
+    w.sim.set_faults(Plan {
+        throttle_bytes_per_sec: Some(2 * MIB),
+        rules: Vec::new(),
+    });
+    // --parallel 1: one member images and exports, and one more may be exported but not yet
+    // uploaded. The third starts only when the first is uploaded, however early the second's
+    // export is complete.
+    let run = w.migrate(&["--all-servers", "--parallel", "1"]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let order = start_order(&run);
+    let first_uploaded = first_at(&run, &order[0], &reached("Uploaded"));
+    let second_exported = first_at(&run, &order[1], &reached("Exported"));
+    let third_started = first_at(&run, &order[2], &|e| e["event"] == "started");
+    assert!(
+        first_uploaded < third_started && second_exported < third_started,
+        "{} starts after {}'s upload ({first_uploaded}) and {}'s export ({second_exported}): \
+         it started at {third_started}",
+        order[2],
+        order[0],
+        order[1]
     );
 }

@@ -8,7 +8,8 @@
 //! `imgferry resume FLEET_ID` continues.
 //!
 //! What members share (through the one [`Session`]): one login per account, `--parallel` members
-//! at a time, `--concurrency` transfer connections handed out piece by piece to whichever member
+//! imaging and exporting at a time (see [`Places`]), `--concurrency` transfer connections handed
+//! out piece by piece to whichever member
 //! has a piece ready, with spill files bounded by `(concurrency + parallel) × segment size` (see
 //! [`crate::transfer::Budget`]), and one rate-limit gate for the APIs, so a 413/429 met by one
 //! member slows every member down instead of failing any. One member's failure never stops the
@@ -21,7 +22,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use serde::Serialize;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::session::{Changes, Finished, Session};
 use super::state::{Entry, Plan, Step};
@@ -209,7 +210,8 @@ pub async fn choose(session: &Session, req: Request) -> Result<Fleet, Error> {
     Ok(fleet)
 }
 
-/// Runs every unfinished member of `fleet`, `fleet.parallel` at a time, and returns the table.
+/// Runs every unfinished member of `fleet` (`fleet.parallel` imaging and exporting at a time, see
+/// [`Places`]) and returns the table.
 pub async fn run(session: &Session, fleet: &Fleet, resumed: bool) -> Summary {
     let started = std::time::Instant::now();
     (session.events())(Event::FleetStarted {
@@ -224,17 +226,14 @@ pub async fn run(session: &Session, fleet: &Fleet, resumed: bool) -> Summary {
             .to_string(),
         resumed,
     });
-    // `--parallel` places, taken in member order (the semaphore is fair) and given back when a
-    // member's transfer is done (see `member_sink`): a member that only waits for its import and
-    // boot no longer holds back the next member's imaging, export and transfer.
-    let places = Arc::new(tokio::sync::Semaphore::new(fleet.parallel.max(1)));
+    let places = Places::new(fleet.parallel);
     let mut results: Vec<(usize, MemberResult)> =
         futures::stream::iter(fleet.members.iter().enumerate())
             .map(|(i, m)| {
-                let places = Arc::clone(&places);
+                let places = &places;
                 async move {
-                    let place = places.acquire_owned().await.ok();
-                    (i, run_member(session, fleet, m, place).await)
+                    let held = places.take().await;
+                    (i, run_member(session, fleet, m, held).await)
                 }
             })
             .buffer_unordered(fleet.members.len().max(1))
@@ -250,34 +249,90 @@ pub async fn run(session: &Session, fleet: &Fleet, resumed: bool) -> Summary {
     summary
 }
 
+/// When a fleet's members may start: two bounds, both taken in member order (the semaphores are
+/// fair).
+///
+/// - `--parallel` places for the work in the source region. A member holds one while it images
+///   and exports (with the pipelined copy of what the export has listed so far) and gives it back
+///   once its export is complete: the next member's imaging and export, which only wait for the
+///   cloud, then run while this one's bytes move, so the link is not idle between one round of
+///   members and the next. The bytes themselves are bounded by the shared `--concurrency`
+///   connections and spill places ([`crate::transfer::Budget`]), not by this.
+/// - `2 × --parallel` places for members not yet uploaded: at most `--parallel` exported images
+///   wait for the link at a time, so a large fleet does not snapshot and export far ahead of what
+///   it can ship (each waiting export is a copy of a disk in Cloud Files, and its snapshot a copy
+///   in the source region).
+///
+/// A member waiting for its import and boot holds neither: those steps only poll the
+/// destination.
+struct Places {
+    source: Arc<Semaphore>,
+    ahead: Arc<Semaphore>,
+}
+
+/// The places one member holds, given back as it passes the steps that free them.
+#[derive(Default)]
+struct Held {
+    source: Option<OwnedSemaphorePermit>,
+    ahead: Option<OwnedSemaphorePermit>,
+}
+
+impl Places {
+    fn new(parallel: usize) -> Self {
+        let parallel = parallel.max(1);
+        Self {
+            source: Arc::new(Semaphore::new(parallel)),
+            ahead: Arc::new(Semaphore::new(2 * parallel)),
+        }
+    }
+
+    /// Waits for both places. The semaphores are never closed; a `None` would only mean running
+    /// without that place.
+    async fn take(&self) -> Held {
+        let ahead = Arc::clone(&self.ahead).acquire_owned().await.ok();
+        let source = Arc::clone(&self.source).acquire_owned().await.ok();
+        Held { source, ahead }
+    }
+}
+
+impl Held {
+    /// Gives back what a member that reached `step` no longer needs.
+    fn reached(&mut self, step: Step) {
+        if step >= Step::Exported {
+            self.source = None;
+        }
+        if step >= Step::Uploaded {
+            self.ahead = None;
+        }
+    }
+}
+
 /// The sink of one member: every event wrapped with the member's migration id and server name.
-/// It gives the member's `--parallel` place back once the member is past its transfer.
-fn member_sink(parent: &Sink, member: &Member, place: Option<OwnedSemaphorePermit>) -> Sink {
+/// It gives the member's places back as it passes its export and its upload (see [`Places`]),
+/// after forwarding the event, so the next member's start is always seen after it.
+fn member_sink(parent: &Sink, member: &Member, held: Held) -> Sink {
     let parent = Arc::clone(parent);
     let (id, server) = (member.migration.clone(), member.server_name.clone());
-    let place = std::sync::Mutex::new(place);
+    let held = std::sync::Mutex::new(held);
     Arc::new(move |e| {
-        if let Event::StepStarted { step, .. } | Event::State { step } = &e
-            && *step >= Step::Uploaded
-        {
-            // Dropping the permit frees the place; a poisoned lock still holds the permit.
-            drop(place.lock().unwrap_or_else(|p| p.into_inner()).take());
-        }
+        let reached = match &e {
+            Event::StepStarted { step, .. } | Event::State { step } => Some(*step),
+            _ => None,
+        };
         parent(Event::Member {
             member: id.clone(),
             server: server.clone(),
             detail: Box::new(e),
-        })
+        });
+        if let Some(step) = reached {
+            // A poisoned lock still holds the permits.
+            held.lock().unwrap_or_else(|p| p.into_inner()).reached(step);
+        }
     })
 }
 
-async fn run_member(
-    session: &Session,
-    fleet: &Fleet,
-    member: &Member,
-    place: Option<OwnedSemaphorePermit>,
-) -> MemberResult {
-    let sink = member_sink(session.events(), member, place);
+async fn run_member(session: &Session, fleet: &Fleet, member: &Member, held: Held) -> MemberResult {
+    let sink = member_sink(session.events(), member, held);
     if session.cancel().is_cancelled() {
         return result_of(member, None, Err(&Error::Interrupted));
     }

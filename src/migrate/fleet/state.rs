@@ -56,7 +56,7 @@ pub struct Fleet {
     pub dst_identity_url: Option<String>,
     pub from: String,
     pub to: String,
-    /// Members run at once.
+    /// Members imaging and exporting at once (`--parallel`; see `fleet::Places`).
     pub parallel: usize,
     /// Transfer connections of the whole fleet, handed to members by need.
     pub concurrency: usize,

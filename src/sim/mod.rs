@@ -43,6 +43,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use axum::serve::ListenerExt;
 use md5::{Digest, Md5};
 
 pub use cloud::Timing;
@@ -411,6 +412,14 @@ pub async fn spawn_on(config: SimConfig, listen: &str) -> Result<SimHandle, Erro
     let app = router::router(&shared);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
+        // TCP_NODELAY, as HTTP servers in front of real clouds set it: without it, a small
+        // answer written in two parts (headers, then a throttled body) waits for the client's
+        // delayed ACK, about 40 ms on loopback, which no WAN model here intends.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "simulator: cannot set TCP_NODELAY");
+            }
+        });
         let server = axum::serve(listener, app).with_graceful_shutdown(async {
             let _ = rx.await;
         });

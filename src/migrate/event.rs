@@ -43,6 +43,12 @@ pub enum Event {
         what: String,
         status: String,
     },
+    /// The export task succeeded while its last listed segments were still being copied
+    /// (pipelined): the work in the source region is done, and a fleet member gives its
+    /// `--parallel` place to the next (docs/fleets.md). The step ends when the copy round does.
+    ExportDone {
+        task: String,
+    },
     /// A request to a service is sent again after a failure or a rate limit.
     Retry {
         what: String,

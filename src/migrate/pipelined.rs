@@ -17,7 +17,7 @@
 //! staged in the destination.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::state::{Migration, ObjectRef};
 use super::wait::{Poll, pause};
@@ -128,8 +128,17 @@ pub(super) async fn export_and_copy(
         // ended up to that long after the export). In a fleet the other members keep the
         // connections busy, and whole segments cost less to check.
         if append_listed(m, &listed, &prefix, split_ways(ctx, m)) > 0 {
-            copy_listed(ctx, m, confirm).await?;
+            let seen = copy_round(ctx, m, confirm, &what, id).await?;
             confirm = false;
+            match seen {
+                Some(Ok(task)) => return Ok(Ok(task)),
+                Some(Err(message)) => {
+                    m.facts.transfer = None;
+                    m.facts.pipelined = false;
+                    return Ok(Err(message));
+                }
+                None => {}
+            }
         }
         if started.elapsed().as_secs_f64() > p.deadline_secs {
             return Err(Error::Timeout {
@@ -139,6 +148,43 @@ pub(super) async fn export_and_copy(
             });
         }
         pause(ctx, p.server_secs.min(p.task_secs)).await?;
+    }
+}
+
+/// One copy round, with the export task polled beside it: a round of whole segments in a fleet
+/// lasts a segment's time over one connection (4 s for 64 MiB at 16 MiB/s) or longer, and a
+/// fleet member should give its `--parallel` place back when the export is complete
+/// ([`Event::ExportDone`]), not when the round ends. Returns how the task ended, if it did.
+async fn copy_round(
+    ctx: &Ctx,
+    m: &mut Migration,
+    confirm: bool,
+    what: &str,
+    id: &str,
+) -> Result<Option<Result<Task, String>>, Error> {
+    let src = ctx.src()?;
+    let every = Duration::from_secs_f64(m.plan.polling.task_secs.max(0.01));
+    let copy = copy_listed(ctx, m, confirm);
+    tokio::pin!(copy);
+    let mut seen = None;
+    loop {
+        tokio::select! {
+            r = &mut copy => return r.map(|()| seen),
+            () = tokio::time::sleep(every), if seen.is_none() => {
+                // A poll that fails here is left to the loop's own poll after the round: the
+                // round must not be dropped half-way (it holds the transfer state).
+                match super::wait::check_task(src, what, id).await {
+                    Ok(Poll::Ready(r)) => {
+                        if r.is_ok() {
+                            ctx.emit(Event::ExportDone { task: id.to_string() });
+                        }
+                        seen = Some(r);
+                    }
+                    Ok(Poll::Pending(_)) => {}
+                    Err(e) => tracing::debug!(error = %e, "export task poll during a copy round"),
+                }
+            }
+        }
     }
 }
 

@@ -240,6 +240,9 @@ fn plain(state: &mut PlainState, event: &Event) {
         }
         Event::Report { .. } | Event::Error { .. } => finish_label(state),
         Event::Waiting { what, status } => eprintln!("    {what}: {status}"),
+        Event::ExportDone { task } => {
+            eprintln!("    export task {task}: success (copying the last listed segments)")
+        }
         Event::Warning { message } => eprintln!("warning: {message}"),
         Event::Retry { .. } => eprintln!("    {}", retry_line(event).unwrap_or_default()),
         Event::Transfer { detail } => plain_transfer(state, detail),
@@ -380,6 +383,13 @@ fn tty(state: &mut TtyState, event: &Event) {
         Event::Waiting { what, status } => {
             if let Some(pb) = &state.step {
                 pb.set_message(format!("{what}: {status}"));
+            }
+        }
+        Event::ExportDone { task } => {
+            if let Some(pb) = &state.step {
+                pb.set_message(format!(
+                    "export task {task}: success (copying the last listed segments)"
+                ));
             }
         }
         Event::StepFinished { step, seconds } => {

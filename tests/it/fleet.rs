@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use imgferry::sim::faults::{Action, Plan, Rule, Service};
-use imgferry::sim::{DiskSpec, SeedServer, SimConfig, Variant};
+use imgferry::sim::{DiskSpec, ExportShape, SeedServer, SimConfig, Variant};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -242,6 +242,14 @@ fn reached(step: &'static str) -> impl Fn(&Value) -> bool {
     move |e: &Value| e["event"] == "state" && e["step"] == step
 }
 
+/// Where `server`'s export was complete: its `export_done` event (the task succeeded during a
+/// copy round) or its state `Exported`, whichever came first.
+fn export_complete(run: &Run, server: &str) -> usize {
+    first_at(run, server, &|e| {
+        e["event"] == "export_done" || (e["event"] == "state" && e["step"] == "Exported")
+    })
+}
+
 /// The members' server names in the order they started.
 fn start_order(run: &Run) -> Vec<String> {
     run.events
@@ -265,13 +273,42 @@ async fn a_member_past_its_export_gives_its_place_to_the_next() {
     assert_eq!(run.code, 0, "{run:#?}");
     let order = start_order(&run);
     let (first, second) = (order[0].as_str(), order[1].as_str());
-    let first_exported = first_at(&run, first, &reached("Exported"));
+    let first_exported = export_complete(&run, first);
     let first_uploaded = first_at(&run, first, &reached("Uploaded"));
     let second_started = first_at(&run, second, &|e| e["event"] == "started");
     assert!(
         first_exported < second_started && second_started < first_uploaded,
         "{second} starts after {first}'s export ({first_exported}) and before its upload \
          ({first_uploaded}): it started at {second_started}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_export_is_done_gives_its_place_while_its_copy_round_runs() {
+    // The export writes its four 1 MiB segments in about a second; copying one over a 256 KiB/s
+    // connection takes four. So the first copy round, started on the first listed segment, is
+    // still running when the export task succeeds.
+    let mut config = fleet_world(&["web-1", "web-2"]);
+    config.export = ExportShape {
+        rate: Some(4 * MIB),
+        rewrite_segment: None,
+    };
+    let w = World::start(config).await;
+    w.sim.set_faults(Plan {
+        throttle_bytes_per_sec: Some(256 * 1024),
+        rules: Vec::new(),
+    });
+    let run = w.migrate(&["--all-servers", "--parallel", "1"]).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let order = start_order(&run);
+    let (first, second) = (order[0].as_str(), order[1].as_str());
+    let export_done = first_at(&run, first, &|e| e["event"] == "export_done");
+    let first_exported = first_at(&run, first, &reached("Exported"));
+    let second_started = first_at(&run, second, &|e| e["event"] == "started");
+    assert!(
+        export_done < second_started && second_started < first_exported,
+        "{second} starts once {first}'s export task is done ({export_done}), before its copy \
+         round ends and the step with it ({first_exported}): it started at {second_started}"
     );
 }
 
@@ -289,7 +326,7 @@ async fn at_most_parallel_exported_members_wait_for_the_link() {
     assert_eq!(run.code, 0, "{run:#?}");
     let order = start_order(&run);
     let first_uploaded = first_at(&run, &order[0], &reached("Uploaded"));
-    let second_exported = first_at(&run, &order[1], &reached("Exported"));
+    let second_exported = export_complete(&run, &order[1]);
     let third_started = first_at(&run, &order[2], &|e| e["event"] == "started");
     assert!(
         first_uploaded < third_started && second_exported < third_started,

@@ -317,6 +317,8 @@ fn member_sink(parent: &Sink, member: &Member, held: Held) -> Sink {
     Arc::new(move |e| {
         let reached = match &e {
             Event::StepStarted { step, .. } | Event::State { step } => Some(*step),
+            // The export is complete while its last segments are still copied.
+            Event::ExportDone { .. } => Some(Step::Exported),
             _ => None,
         };
         parent(Event::Member {

@@ -104,13 +104,7 @@ pub(super) async fn export_and_copy(
         if task_checked.is_none_or(|t| t.elapsed().as_secs_f64() >= p.task_secs) {
             task_checked = Some(Instant::now());
             match super::wait::check_task(src, &what, id).await? {
-                Poll::Ready(Ok(task)) => return Ok(Ok(task)),
-                Poll::Ready(Err(message)) => {
-                    // What was copied came from a failed export: a new one starts afresh.
-                    m.facts.transfer = None;
-                    m.facts.pipelined = false;
-                    return Ok(Err(message));
-                }
+                Poll::Ready(r) => return Ok(ended(m, r)),
                 Poll::Pending(status) if status != last_status => {
                     ctx.emit(Event::Waiting {
                         what: what.clone(),
@@ -130,14 +124,8 @@ pub(super) async fn export_and_copy(
         if append_listed(m, &listed, &prefix, split_ways(ctx, m)) > 0 {
             let seen = copy_round(ctx, m, confirm, &what, id).await?;
             confirm = false;
-            match seen {
-                Some(Ok(task)) => return Ok(Ok(task)),
-                Some(Err(message)) => {
-                    m.facts.transfer = None;
-                    m.facts.pipelined = false;
-                    return Ok(Err(message));
-                }
-                None => {}
+            if let Some(r) = seen {
+                return Ok(ended(m, r));
             }
         }
         if started.elapsed().as_secs_f64() > p.deadline_secs {
@@ -149,6 +137,16 @@ pub(super) async fn export_and_copy(
         }
         pause(ctx, p.server_secs.min(p.task_secs)).await?;
     }
+}
+
+/// How the export task ended. What was copied from a failed export is dropped: a new one
+/// starts afresh.
+fn ended(m: &mut Migration, r: Result<Task, String>) -> Result<Task, String> {
+    if r.is_err() {
+        m.facts.transfer = None;
+        m.facts.pipelined = false;
+    }
+    r
 }
 
 /// One copy round, with the export task polled beside it: a round of whole segments in a fleet

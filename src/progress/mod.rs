@@ -120,6 +120,11 @@ impl Reporter {
     }
 }
 
+/// What `Event::ExportDone` says, in either form of human output.
+fn export_done_line(task: &str) -> String {
+    format!("export task {task}: success (copying the last listed segments)")
+}
+
 /// The event with the text a service may have written (and so may echo a secret in) scrubbed.
 fn scrubbed(event: Event) -> Event {
     let clean = |s: String| crate::secrets::scrub(&s);
@@ -240,9 +245,7 @@ fn plain(state: &mut PlainState, event: &Event) {
         }
         Event::Report { .. } | Event::Error { .. } => finish_label(state),
         Event::Waiting { what, status } => eprintln!("    {what}: {status}"),
-        Event::ExportDone { task } => {
-            eprintln!("    export task {task}: success (copying the last listed segments)")
-        }
+        Event::ExportDone { task } => eprintln!("    {}", export_done_line(task)),
         Event::Warning { message } => eprintln!("warning: {message}"),
         Event::Retry { .. } => eprintln!("    {}", retry_line(event).unwrap_or_default()),
         Event::Transfer { detail } => plain_transfer(state, detail),
@@ -387,9 +390,7 @@ fn tty(state: &mut TtyState, event: &Event) {
         }
         Event::ExportDone { task } => {
             if let Some(pb) = &state.step {
-                pb.set_message(format!(
-                    "export task {task}: success (copying the last listed segments)"
-                ));
+                pb.set_message(export_done_line(task));
             }
         }
         Event::StepFinished { step, seconds } => {

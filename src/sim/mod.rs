@@ -412,9 +412,9 @@ pub async fn spawn_on(config: SimConfig, listen: &str) -> Result<SimHandle, Erro
     let app = router::router(&shared);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
-        // TCP_NODELAY, as HTTP servers in front of real clouds set it: without it, a small
-        // answer written in two parts (headers, then a throttled body) waits for the client's
-        // delayed ACK, about 40 ms on loopback, which no WAN model here intends.
+        // TCP_NODELAY: without it, a small answer written in two parts (headers, then a
+        // throttled body) waits for the client's delayed ACK, about 40 ms on loopback, a latency
+        // nothing here means to model (docs/simulator.md).
         let listener = listener.tap_io(|tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::warn!(error = %e, "simulator: cannot set TCP_NODELAY");

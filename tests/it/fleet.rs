@@ -259,23 +259,34 @@ fn start_order(run: &Run) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_past_its_export_gives_its_place_to_the_next() {
-    let w = World::start(fleet_world(&["web-1", "web-2"])).await;
-    // Throttled, so the first member's transfer lasts long after its export is complete.
+fn started(run: &Run, server: &str) -> usize {
+    first_at(run, server, &|e| e["event"] == "started")
+}
+
+/// A fleet of `config`'s servers with `--parallel 1`, every connection throttled to `throttle`
+/// bytes a second; the run (which must succeed) and its members in the order they started.
+async fn one_place(config: SimConfig, throttle: u64) -> (Run, Vec<String>) {
+    let w = World::start(config).await;
     w.sim.set_faults(Plan {
-        throttle_bytes_per_sec: Some(2 * MIB),
+        throttle_bytes_per_sec: Some(throttle),
         rules: Vec::new(),
     });
-    // One place: web-2 may start imaging once web-1's export is complete, while web-1's bytes
-    // still move (they are bounded by --concurrency, not by --parallel).
     let run = w.migrate(&["--all-servers", "--parallel", "1"]).await;
     assert_eq!(run.code, 0, "{run:#?}");
     let order = start_order(&run);
+    (run, order)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_past_its_export_gives_its_place_to_the_next() {
+    // One place: web-2 may start imaging once web-1's export is complete, while web-1's bytes
+    // still move (they are bounded by --concurrency, not by --parallel). Throttled, so the first
+    // member's transfer lasts long after its export is complete.
+    let (run, order) = one_place(fleet_world(&["web-1", "web-2"]), 2 * MIB).await;
     let (first, second) = (order[0].as_str(), order[1].as_str());
     let first_exported = export_complete(&run, first);
     let first_uploaded = first_at(&run, first, &reached("Uploaded"));
-    let second_started = first_at(&run, second, &|e| e["event"] == "started");
+    let second_started = started(&run, second);
     assert!(
         first_exported < second_started && second_started < first_uploaded,
         "{second} starts after {first}'s export ({first_exported}) and before its upload \
@@ -293,18 +304,11 @@ async fn a_member_whose_export_is_done_gives_its_place_while_its_copy_round_runs
         rate: Some(2 * MIB),
         rewrite_segment: None,
     };
-    let w = World::start(config).await;
-    w.sim.set_faults(Plan {
-        throttle_bytes_per_sec: Some(256 * 1024),
-        rules: Vec::new(),
-    });
-    let run = w.migrate(&["--all-servers", "--parallel", "1"]).await;
-    assert_eq!(run.code, 0, "{run:#?}");
-    let order = start_order(&run);
+    let (run, order) = one_place(config, 256 * 1024).await;
     let (first, second) = (order[0].as_str(), order[1].as_str());
     let export_done = first_at(&run, first, &|e| e["event"] == "export_done");
     let first_exported = first_at(&run, first, &reached("Exported"));
-    let second_started = first_at(&run, second, &|e| e["event"] == "started");
+    let second_started = started(&run, second);
     assert!(
         export_done < second_started && second_started < first_exported,
         "{second} starts once {first}'s export task is done ({export_done}), before its copy \
@@ -314,24 +318,17 @@ async fn a_member_whose_export_is_done_gives_its_place_while_its_copy_round_runs
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_most_parallel_exported_members_wait_for_the_link() {
-    let w = World::start(fleet_world(&["web-1", "web-2", "web-3"])).await;
-    w.sim.set_faults(Plan {
-        throttle_bytes_per_sec: Some(2 * MIB),
-        rules: Vec::new(),
-    });
     // --parallel 1: one member images and exports, and one more may be exported but not yet
     // uploaded. The third starts only when one of the first two is uploaded (either may finish
     // its transfer first), however early the second's export is complete.
-    let run = w.migrate(&["--all-servers", "--parallel", "1"]).await;
-    assert_eq!(run.code, 0, "{run:#?}");
-    let order = start_order(&run);
+    let (run, order) = one_place(fleet_world(&["web-1", "web-2", "web-3"]), 2 * MIB).await;
     let an_upload = first_at(&run, &order[0], &reached("Uploaded")).min(first_at(
         &run,
         &order[1],
         &reached("Uploaded"),
     ));
     let second_exported = export_complete(&run, &order[1]);
-    let third_started = first_at(&run, &order[2], &|e| e["event"] == "started");
+    let third_started = started(&run, &order[2]);
     assert!(
         an_upload < third_started && second_exported < third_started,
         "{} starts after {} or {} is uploaded ({an_upload}) and {}'s export is complete \

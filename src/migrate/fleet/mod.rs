@@ -9,11 +9,10 @@
 //!
 //! What members share (through the one [`Session`]): one login per account, `--parallel` members
 //! imaging and exporting at a time (see [`Places`]), `--concurrency` transfer connections handed
-//! out piece by piece to whichever member
-//! has a piece ready, with spill files bounded by `(concurrency + parallel) × segment size` (see
-//! [`crate::transfer::Budget`]), and one rate-limit gate for the APIs, so a 413/429 met by one
-//! member slows every member down instead of failing any. One member's failure never stops the
-//! others.
+//! out piece by piece to whichever member has a piece ready, with spill files bounded by
+//! `(concurrency + parallel) × segment size` (see [`crate::transfer::Budget`]), and one rate-limit
+//! gate for the APIs, so a 413/429 met by one member slows every member down instead of failing
+//! any. One member's failure never stops the others.
 
 pub mod select;
 pub mod state;
@@ -271,7 +270,6 @@ struct Places {
 }
 
 /// The places one member holds, given back as it passes the steps that free them.
-#[derive(Default)]
 struct Held {
     source: Option<OwnedSemaphorePermit>,
     ahead: Option<OwnedSemaphorePermit>,

@@ -27,8 +27,14 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
             poll_interval,
             concurrency,
             segment_size,
+            no_restore_properties,
         } => {
-            let changes = config::resume_changes(poll_interval, concurrency, segment_size)?;
+            let changes = config::resume_changes(
+                poll_interval,
+                concurrency,
+                segment_size,
+                no_restore_properties,
+            )?;
             commands::migrate::run_resume(&id, changes, &cfg).await
         }
         Command::Status { id } => commands::status::run(id.as_deref(), &cfg),

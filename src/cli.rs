@@ -60,8 +60,9 @@ pub struct GlobalOpts {
         default_value_t = 30.0
     )]
     pub max_backoff: f64,
-    /// Identity v2.0 endpoint, or `us` / `uk` for Rackspace's (UK accounts authenticate at
-    /// https://lon.identity.api.rackspacecloud.com/v2.0) [default: us].
+    /// Identity v2.0 endpoint: a URL, or `us` for Rackspace's global endpoint
+    /// (https://identity.api.rackspacecloud.com/v2.0, which serves US and UK accounts alike) or
+    /// `uk` for the older UK one (https://lon.identity.api.rackspacecloud.com/v2.0) [default: us].
     #[arg(long, global = true, env = "RAX_IDENTITY_URL", value_name = "URL")]
     pub identity_url: Option<String>,
     /// Take credentials (and the default --from region) from this profile of the `rack` CLI
@@ -97,6 +98,10 @@ pub enum Command {
         /// Segment size for plain objects and local files, when the transfer has not started yet.
         #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
         segment_size: Option<u64>,
+        /// Stop copying the source image's properties onto the imported image (for a migration
+        /// whose restore the service keeps refusing); vm_mode is still set.
+        #[arg(long)]
+        no_restore_properties: bool,
     },
     /// Show one migration in detail, a fleet's members, or a table of all known migrations.
     Status {
@@ -193,6 +198,12 @@ pub struct MigrateArgs {
     /// onto the imported image.
     #[arg(long)]
     pub no_restore_properties: bool,
+    /// How XenServer starts the imported image when the source image does not say (or with
+    /// --no-restore-properties, --vhd, --export): hvm for PVHVM guests (every current Linux and
+    /// Windows image), xen for PV-only guests. Without vm_mode a guest fails to boot.
+    /// [default: the source image's, else hvm]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub vm_mode: Option<VmMode>,
     /// Wait for the export to finish before copying anything (by default each export segment is
     /// copied as soon as it is listed, and checked again when the export is done).
     #[arg(long)]
@@ -211,6 +222,13 @@ pub struct MigrateArgs {
     pub step_deadline_hours: f64,
     #[command(flatten)]
     pub fleet: FleetArgs,
+}
+
+/// XenServer's virtualisation mode for the imported image (Glance's `vm_mode` property).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VmMode {
+    Hvm,
+    Xen,
 }
 
 /// How a fleet (several servers) runs.

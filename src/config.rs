@@ -254,7 +254,30 @@ pub fn migrate_request(
         cli::ServiceNet::Destination => ServiceNet::Destination,
         cli::ServiceNet::Both => ServiceNet::Both,
     };
+    if plan.servicenet == ServiceNet::Both
+        && to_file.is_none()
+        && plan.from.as_deref() != Some(plan.to.as_str())
+    {
+        // ServiceNet reaches only the data center imgferry runs in; one machine is not inside
+        // two (docs-cloud-files service access; the export and import tasks run server-side).
+        return Err(flag(
+            "--servicenet",
+            "both",
+            format!(
+                "ServiceNet only works inside one data center, and {} and {} are two: use \
+                 --servicenet source when imgferry runs in {}, or destination when it runs in {}",
+                plan.from.as_deref().unwrap_or_default(),
+                plan.to,
+                plan.from.as_deref().unwrap_or_default(),
+                plan.to
+            ),
+        ));
+    }
     plan.restore_properties = !args.no_restore_properties;
+    plan.vm_mode = args.vm_mode.map(|m| match m {
+        cli::VmMode::Hvm => "hvm".to_string(),
+        cli::VmMode::Xen => "xen".to_string(),
+    });
     plan.pipeline = !args.no_pipeline;
     if let Some(path) = to_file {
         if fleet.is_some() {
@@ -403,11 +426,13 @@ pub fn resume_changes(
     poll: Option<f64>,
     concurrency: Option<usize>,
     segment: Option<u64>,
+    no_restore_properties: bool,
 ) -> Result<crate::migrate::session::Changes, Error> {
     Ok(crate::migrate::session::Changes {
         poll_secs: poll_interval(poll)?,
         concurrency: concurrency.map(self::concurrency).transpose()?,
         segment_size: segment.map(segment_size).transpose()?,
+        no_restore_properties,
     })
 }
 

@@ -286,6 +286,37 @@ pub fn image_id_from_location(location: &str) -> Option<String> {
     .then(|| last.to_string())
 }
 
+/// A flavor's class as Rackspace's image property `flavor_classes` names them (rackerlabs/mimic
+/// `mimic/model/rackspace_images.py` lists `io1`, `memory1`, `compute1`, `onmetal`): the id before its last `-`
+/// (`general1-2` → `general1`, `onmetal-io1` → `onmetal`), `standard1` for the numbered ones.
+pub fn flavor_class(flavor_id: &str) -> String {
+    if flavor_id.starts_with("onmetal") {
+        return "onmetal".into();
+    }
+    match flavor_id.rsplit_once('-') {
+        Some((class, _)) => class.to_string(),
+        None => "standard1".into(),
+    }
+}
+
+/// Whether an image's `flavor_classes` ("*,!io1,!onmetal", or a list such as "onmetal") lets
+/// `flavor_id` boot it: a listed `!class` excludes, `*` admits every other class, and without `*`
+/// only the listed classes are admitted. No property admits every flavor.
+pub fn flavor_class_allowed(classes: Option<&str>, flavor_id: &str) -> bool {
+    let Some(classes) = classes.filter(|c| !c.trim().is_empty()) else {
+        return true;
+    };
+    let class = flavor_class(flavor_id);
+    let entries: Vec<&str> = classes.split(',').map(str::trim).collect();
+    if entries
+        .iter()
+        .any(|e| e.strip_prefix('!') == Some(class.as_str()))
+    {
+        return false;
+    }
+    entries.iter().any(|e| *e == "*" || *e == class)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,6 +46,10 @@ pub struct Session {
     pub catalog: Vec<Service>,
     /// The account's tenant id (`access.token.tenant.id`): the owner of its own images.
     pub tenant: Option<String>,
+    /// The user's name and roles (`access.user`): what the user may do, read before anything is
+    /// created.
+    pub user: Option<String>,
+    pub roles: Vec<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -62,7 +66,7 @@ impl std::fmt::Debug for Session {
 pub enum CatalogError {
     #[error("the catalog has no {kind} service")]
     NoService { kind: String },
-    #[error("region {region} is not in the catalog for {kind}; available: {}", available.join(", "))]
+    #[error("region {region} is not in the catalog for {kind}; available: {}{}", available.join(", "), realm_hint(region, available))]
     UnknownRegion {
         region: String,
         kind: String,
@@ -75,6 +79,34 @@ pub enum CatalogError {
          --servicenet"
     )]
     NoInternalUrl { kind: String, region: String },
+}
+
+/// Rackspace's UK region is in UK accounts only, and the US regions in US accounts only: one
+/// account's catalog never lists the other's (rackerlabs/docs-cloud-identity
+/// `api-docs/general-api-info/service-access.rst` lists one global endpoint for both).
+fn realm_hint(region: &str, available: &[String]) -> String {
+    let uk = |r: &str| r.eq_ignore_ascii_case("LON");
+    let asked_uk = uk(region);
+    let has_uk = available.iter().any(|r| uk(r));
+    if asked_uk == has_uk {
+        return String::new();
+    }
+    let (realm, other) = if asked_uk {
+        (
+            "LON belongs to Rackspace's UK accounts",
+            "this is a US account",
+        )
+    } else {
+        (
+            "the US regions belong to Rackspace's US accounts",
+            "this is a UK account",
+        )
+    };
+    format!(
+        "\n  {realm}, and {other}; give the other account's credentials for the destination \
+         (RAX_DST_USERNAME with RAX_DST_API_KEY or RAX_DST_PASSWORD; both accounts log in at the \
+         global identity endpoint), or run as that account"
+    )
 }
 
 /// Refuses plain http to anything but loopback.
@@ -175,6 +207,21 @@ struct Access {
     token: Token,
     #[serde(rename = "serviceCatalog", default)]
     catalog: Vec<Service>,
+    #[serde(default)]
+    user: Option<User>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    roles: Vec<Role>,
+}
+
+#[derive(Deserialize)]
+struct Role {
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -247,7 +294,12 @@ pub fn parse_session(text: &str) -> Result<Session, String> {
         .as_deref()
         .and_then(parse_expiry);
     crate::secrets::register(&parsed.access.token.id);
+    let (user, roles) = parsed.access.user.map_or((None, Vec::new()), |u| {
+        (u.name, u.roles.into_iter().map(|r| r.name).collect())
+    });
     Ok(Session {
+        user,
+        roles,
         tenant: parsed.access.token.tenant.map(|t| t.id),
         token: parsed.access.token.id,
         expires,
@@ -279,6 +331,8 @@ mod tests {
         };
         Session {
             tenant: None,
+            user: None,
+            roles: Vec::new(),
             token: "t".into(),
             expires: None,
             catalog: vec![
@@ -308,10 +362,20 @@ mod tests {
             "https://iad.example/v1/x"
         );
         let err = s.endpoint("object-store", "LON").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "region LON is not in the catalog for object-store; available: DFW, IAD"
+        let shown = err.to_string();
+        assert!(
+            shown.starts_with(
+                "region LON is not in the catalog for object-store; available: DFW, IAD\n"
+            ),
+            "{shown}"
         );
+        // LON asked of a US account: say whose region it is and how to give that account.
+        assert!(
+            shown.contains("UK accounts") && shown.contains("RAX_DST_USERNAME"),
+            "{shown}"
+        );
+        let ord = s.endpoint("object-store", "ORD").unwrap_err().to_string();
+        assert!(!ord.contains("UK"), "{ord}");
         assert!(matches!(
             s.endpoint("image", "DFW"),
             Err(CatalogError::NoService { .. })

@@ -32,6 +32,16 @@ pub struct Image {
     /// (Windows, Red Hat) carry another value (Cloud Images FAQ).
     #[serde(rename = "com.rackspace__1__options", default)]
     pub options: Option<String>,
+    /// `os_type` ("linux", "windows"): Windows images may not be exported (cloudcafe's
+    /// `EXPORT_WINDOWS_MSG`).
+    #[serde(default)]
+    pub os_type: Option<String>,
+    /// `org.openstack__1__os_distro` (`com.microsoft.server` for Windows).
+    #[serde(rename = "org.openstack__1__os_distro", default)]
+    pub os_distro: Option<String>,
+    /// Rackspace's `flavor_classes` ("*,!io1,!onmetal"): which flavor classes may boot it.
+    #[serde(default)]
+    pub flavor_classes: Option<String>,
 }
 
 /// A task: an export or an import.

@@ -22,6 +22,8 @@ const LIMITS: &str = "Rackspace's cloud server image limitations (docs.rackspace
 const CREATE_IMAGE: &str = "Cloud Servers API, createImage (docs-cloud-servers)";
 const BFV: &str = "Cloud Servers API, boot from volume (docs-cloud-servers)";
 const NOVA: &str = "OpenStack Nova, FlavorDiskSmallerThanImage";
+const CLOUDCAFE: &str = "Rackspace's export refusals (openstack-archive/cloudcafe glance constants.py), Cloud Images FAQ";
+const MIMIC: &str = "Rackspace's flavor_classes image property (rackerlabs/mimic rackspace_images.py); enforcement assumed";
 
 fn refused(rule: String, source: &'static str, advice: &str) -> Error {
     Error::Refused {
@@ -31,13 +33,15 @@ fn refused(rule: String, source: &'static str, advice: &str) -> Error {
     }
 }
 
-/// Checks the source and the boot flavor of `plan` against the rules above. Returns what it saw
-/// of the source ("server … (web-1) is ACTIVE"), for the dry run to show.
+/// Checks the account's roles, the source and the boot flavor of `plan` against the rules above.
+/// Returns what it saw of the source ("server … (web-1) is ACTIVE"), for the dry run to show.
 pub async fn check(ctx: &Ctx, plan: &Plan) -> Result<Option<String>, Error> {
-    let (seen, needed_gb) = match &plan.entry {
+    check_roles(ctx, plan)?;
+    servicenet_reachable(ctx, plan).await?;
+    let (seen, source) = match &plan.entry {
         Entry::Server { id } => {
-            let (seen, disk) = check_server(ctx, id).await?;
-            (Some(seen), disk)
+            let (seen, source) = check_server(ctx, id).await?;
+            (Some(seen), source)
         }
         Entry::Image { id } | Entry::CreateServer { image: id, .. } => {
             // Only an image exported as it is must be the account's own.
@@ -48,20 +52,187 @@ pub async fn check(ctx: &Ctx, plan: &Plan) -> Result<Option<String>, Error> {
                 i.name.as_deref().unwrap_or_default(),
                 i.status
             );
-            (Some(seen), i.min_disk.filter(|d| *d > 0 && owned))
+            let disk_gb = i.min_disk.filter(|d| *d > 0 && owned);
+            let what = format!("image {id} has min_disk {} GB", disk_gb.unwrap_or_default());
+            let source = Source {
+                disk_gb,
+                what,
+                image: Some(i),
+            };
+            (Some(seen), source)
         }
-        Entry::Export { .. } | Entry::Vhd { .. } => (None, None),
+        Entry::Export { .. } | Entry::Vhd { .. } => (None, Source::default()),
     };
+    if let Some(gb) = source.disk_gb
+        && plan.to_file.is_none()
+    {
+        importable(ctx, plan, gb, &source.what)?;
+    }
     if let Some(flavor) = &plan.boot {
-        check_boot(ctx, flavor, needed_gb.map(|gb| gb << 30)).await?;
+        check_boot(ctx, flavor, source.disk_gb.map(|gb| gb << 30)).await?;
+        if let Some(image) = &source.image {
+            boot_class(ctx, plan, flavor, image)?;
+        }
     }
     Ok(seen)
 }
 
+/// What the source needs: the disk its export will have (GB), said how it is known, and the image
+/// whose properties travel with it.
+#[derive(Default)]
+struct Source {
+    disk_gb: Option<u64>,
+    what: String,
+    image: Option<Image>,
+}
+
+/// The roles that may create image tasks and properties: "customer admin" roles (Cloud Images
+/// FAQ: identity:user-admin, admin or cloudImages:admin). A login answer that lists no roles at
+/// all is not judged.
+const IMAGE_ADMIN_ROLES: &[&str] = &["identity:user-admin", "admin", "cloudImages:admin"];
+
+/// Both sides' users may do what the plan asks of them: the source user exports (a task), the
+/// destination user imports (a task) and sets properties. Refused with exit 5, naming the user.
+fn check_roles(ctx: &Ctx, plan: &Plan) -> Result<(), Error> {
+    let exports = matches!(
+        plan.entry,
+        Entry::Server { .. } | Entry::Image { .. } | Entry::CreateServer { .. }
+    );
+    let mut sides = Vec::new();
+    if exports && let Some(src) = &ctx.src {
+        sides.push((src, "export the image (an export task)"));
+    }
+    if plan.to_file.is_none() {
+        sides.push((
+            &ctx.dst,
+            "import the image (an import task) and set its properties",
+        ));
+    }
+    for (region, needs) in sides {
+        let allowed = region.roles.is_empty()
+            || region
+                .roles
+                .iter()
+                .any(|r| IMAGE_ADMIN_ROLES.contains(&r.as_str()));
+        if !allowed {
+            return Err(Error::NotPermitted(format!(
+                "user {} of the account used in {} may not {needs}: that needs one of the roles \
+                 {} (it has {}); nothing was created\n  rule from: {FAQ}\n  what to do: ask the \
+                 account's admin for the cloudImages:admin role, or use the account owner's \
+                 credentials",
+                region.user.as_deref().unwrap_or("(unnamed)"),
+                region.name,
+                IMAGE_ADMIN_ROLES.join(", "),
+                region.roles.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// How long a ServiceNet probe waits for a TCP connection. ServiceNet answers at once from
+/// inside its data center; from anywhere else the address is unroutable and a connection would
+/// hang until the HTTP timeout of every request.
+const SERVICENET_PROBE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Each side asked to use ServiceNet can be reached: a TCP connection to its Cloud Files host, as
+/// cloud-image-transfer.sh probes the snet host before it starts. Refused with exit 2.
+async fn servicenet_reachable(ctx: &Ctx, plan: &Plan) -> Result<(), Error> {
+    let mut sides = Vec::new();
+    if plan.servicenet.source()
+        && let Some(src) = &ctx.src
+    {
+        sides.push((src, "source"));
+    }
+    if plan.servicenet.destination() {
+        sides.push((&ctx.dst, "destination"));
+    }
+    for (region, side) in sides {
+        let url = region.files.account_url();
+        let Some((host, port)) = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| Some((u.host_str()?.to_string(), u.port_or_known_default()?)))
+        else {
+            continue;
+        };
+        let connected = tokio::time::timeout(
+            SERVICENET_PROBE,
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await;
+        let why = match connected {
+            Ok(Ok(_)) => continue,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {} s", SERVICENET_PROBE.as_secs()),
+        };
+        return Err(Error::Usage(format!(
+            "Cloud Files over ServiceNet in {} ({host}:{port}) cannot be reached from here \
+             ({why}); ServiceNet works only from a server inside that data center, so run \
+             imgferry there or leave out --servicenet {side}; nothing was created",
+            region.name
+        )));
+    }
+    Ok(())
+}
+
+/// An export has the virtual size of the server's root disk (XenAPI grows the VDI to the
+/// flavor's `root_gb`: nova `nova/virt/xenapi/vmops.py` `_resize_up_vdis`); over the import limit
+/// the import is refused with 413, so the migration is refused before any snapshot, as
+/// cloud-image-transfer.sh checks `min_disk` first. `--force` goes ahead with a warning.
+fn importable(ctx: &Ctx, plan: &Plan, gb: u64, what: &str) -> Result<(), Error> {
+    let bytes = gb << 30;
+    if bytes <= plan.max_virtual_size {
+        return Ok(());
+    }
+    let why = format!(
+        "{what}, so its export is a VHD of {} virtual, over the import limit of {} \
+         (--max-virtual-size)",
+        crate::units::size(bytes),
+        crate::units::size(plan.max_virtual_size)
+    );
+    if plan.force {
+        ctx.emit(super::Event::Warning {
+            message: format!("{why}; going ahead because of --force"),
+        });
+        return Ok(());
+    }
+    Err(Error::Rejected {
+        code: 413,
+        predicted: true,
+        message: why,
+    })
+}
+
+/// The source image's `flavor_classes` admit the `--boot` flavor. No source says whether Nova
+/// enforces it, so it is assumed to (docs/real-cloud.md); `--force` goes ahead.
+fn boot_class(ctx: &Ctx, plan: &Plan, flavor: &str, image: &Image) -> Result<(), Error> {
+    let classes = image.flavor_classes.as_deref();
+    if crate::api::compute::flavor_class_allowed(classes, flavor) {
+        return Ok(());
+    }
+    let rule = format!(
+        "flavor {flavor} (class {}) is not among the image's flavor_classes \"{}\"",
+        crate::api::compute::flavor_class(flavor),
+        classes.unwrap_or_default()
+    );
+    if plan.force {
+        ctx.emit(super::Event::Warning {
+            message: format!("{rule}; booting anyway because of --force"),
+        });
+        return Ok(());
+    }
+    Err(refused(
+        rule,
+        MIMIC,
+        "boot with a flavor of an admitted class (a PV image excludes io1, memory1, compute1 and \
+         onmetal), or pass --force if you know the flavor boots it",
+    ))
+}
+
 /// The source server: it exists, has its system disk in its image, is not OnMetal, and was built
-/// from an image that may be exported. Returns what was seen, and its flavor's disk in GB (what
-/// its image needs).
-async fn check_server(ctx: &Ctx, id: &str) -> Result<(String, Option<u64>), Error> {
+/// from an image that may be exported. Returns what was seen, and what its export needs (its
+/// flavor's disk, and the base image whose properties its snapshot carries).
+async fn check_server(ctx: &Ctx, id: &str) -> Result<(String, Source), Error> {
     let src = ctx.src()?;
     let server = src.compute.get_server(id).await?.ok_or_else(|| {
         Error::Final(format!(
@@ -89,12 +260,24 @@ async fn check_server(ctx: &Ctx, id: &str) -> Result<(String, Option<u64>), Erro
         ));
     }
     // Licensing travels from the image a server was built from to its snapshots.
-    if let Some(base) = src.images.get_image(&base).await? {
-        exportable(&base, None)?;
+    let base_image = src.images.get_image(&base).await?;
+    if let Some(base) = &base_image {
+        exportable(base, None)?;
     }
-    let disk = src.compute.get_flavor(&flavor).await?.map(|f| f.disk);
+    let flavor_disk = src.compute.get_flavor(&flavor).await?.map(|f| f.disk);
     let seen = format!("server {id} ({}) is {}", server.name, server.status);
-    Ok((seen, disk.filter(|d| *d > 0)))
+    let disk_gb = flavor_disk.filter(|d| *d > 0);
+    Ok((
+        seen,
+        Source {
+            disk_gb,
+            what: format!(
+                "server {id}'s flavor {flavor} has a {} GB root disk",
+                disk_gb.unwrap_or_default()
+            ),
+            image: base_image,
+        },
+    ))
 }
 
 /// The image `id` exists and may be exported (by its owner, when `owned` is asked for).
@@ -112,6 +295,22 @@ async fn image(ctx: &Ctx, id: &str, owned: bool) -> Result<Image, Error> {
 
 /// The export rules for one image; `tenant` is checked against the owner when given.
 fn exportable(image: &Image, tenant: Option<&str>) -> Result<(), Error> {
+    let windows = image.os_type.as_deref() == Some("windows")
+        || image
+            .os_distro
+            .as_deref()
+            .is_some_and(|d| d.starts_with("com.microsoft"));
+    if windows {
+        return Err(refused(
+            format!(
+                "image {} is a Windows image: Rackspace does not export Windows images (\"The \
+                 export of Windows based images is not allowed\")",
+                image.id
+            ),
+            CLOUDCAFE,
+            "build a Windows server in the destination region and move the data, not the image",
+        ));
+    }
     if let Some(options) = image.options.as_deref().filter(|o| *o != "0") {
         return Err(refused(
             format!(

@@ -153,6 +153,13 @@ pub enum Error {
     },
     #[error("interrupted")]
     Interrupted,
+    /// The account may not do what the plan needs (a missing role): refused before anything is
+    /// created.
+    #[error("{0}")]
+    NotPermitted(String),
+    /// The imported image cannot be made bootable (its `vm_mode` was refused): no boot is tried.
+    #[error("{0}")]
+    Unbootable(String),
 }
 
 fn rejected_message(code: u16, predicted: bool, message: &str) -> String {
@@ -163,9 +170,14 @@ fn rejected_message(code: u16, predicted: bool, message: &str) -> String {
         ImportCode::advice,
     );
     if predicted {
+        let why = if message.is_empty() {
+            String::new()
+        } else {
+            format!("\n  why: {message}")
+        };
         format!(
-            "the import would be rejected with code {code}: {meaning}\n  what to do: {advice}\n  \
-             (nothing was transferred; --force imports anyway)"
+            "the import would be rejected with code {code}: {meaning}{why}\n  what to do: \
+             {advice}\n  (nothing was transferred; --force imports anyway)"
         )
     } else {
         format!(
@@ -185,6 +197,7 @@ impl Error {
             Error::Transfer(e) => e.class(),
             Error::Rejected { .. } | Error::Refused { .. } => Class::Rejected,
             Error::Interrupted => Class::Interrupted,
+            Error::NotPermitted(_) => Class::Auth,
             _ => Class::Failed,
         }
     }
@@ -217,6 +230,9 @@ pub struct Reach<'a> {
 #[derive(Debug, Clone)]
 pub struct RegionApi {
     pub name: String,
+    /// Who is logged in for this region, and with which roles (from the login answer).
+    pub user: Option<String>,
+    pub roles: Vec<String>,
     pub compute: Compute,
     pub images: Images,
     pub files: ObjectStore,
@@ -260,6 +276,8 @@ impl RegionApi {
             .with_retry_hook(event::retry_hook(events, "Cloud Files request"))
             .with_read_timeout(read_timeout);
         Ok(Self {
+            user: login.user.clone(),
+            roles: login.roles.clone(),
             name: region.to_uppercase(),
             compute: Compute::new(service("compute", "Cloud Servers request")?),
             images: Images::new(service("image", "Cloud Images request")?),

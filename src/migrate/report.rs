@@ -44,6 +44,11 @@ pub struct Report {
     /// Properties copied onto the imported image, and those the service refused.
     pub restored_properties: Vec<String>,
     pub refused_properties: Vec<String>,
+    /// The imported image's `vm_mode` (how XenServer starts it), and where it came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vm_mode_from: Option<String>,
     pub timings: Vec<StepTime>,
     pub total_seconds: f64,
 }
@@ -84,6 +89,8 @@ impl Report {
             cleaned: f.cleaned.clone(),
             restored_properties: f.restored_properties.clone(),
             refused_properties: f.refused_properties.clone(),
+            vm_mode: f.vm_mode.as_ref().map(|v| v.0.clone()),
+            vm_mode_from: f.vm_mode.as_ref().map(|v| v.1.clone()),
             timings: m.timings.clone(),
             total_seconds: m.timings.iter().map(|t| t.seconds).sum(),
         }
@@ -202,6 +209,9 @@ impl Report {
         }
         if !self.restored_properties.is_empty() {
             line("properties", self.restored_properties.join(", "));
+        }
+        if let (Some(mode), Some(from)) = (&self.vm_mode, &self.vm_mode_from) {
+            line("vm_mode", format!("{mode} (from {from})"));
         }
         if !self.refused_properties.is_empty() {
             line(

@@ -53,6 +53,9 @@ pub struct Changes {
     pub concurrency: Option<usize>,
     /// Only before any piece is transferred: the pieces are planned with it.
     pub segment_size: Option<u64>,
+    /// `--no-restore-properties`: stop copying the source image's properties (a migration
+    /// whose property restore keeps failing is finished without it; `vm_mode` is still set).
+    pub no_restore_properties: bool,
 }
 
 impl Changes {
@@ -63,6 +66,9 @@ impl Changes {
         }
         if let Some(n) = self.concurrency {
             m.plan.concurrency = n;
+        }
+        if self.no_restore_properties {
+            m.plan.restore_properties = false;
         }
         let Some(size) = self.segment_size else {
             return Ok(());

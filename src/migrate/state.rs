@@ -201,6 +201,10 @@ pub struct Plan {
     /// Copy the source image's properties onto the imported one (off: `--no-restore-properties`).
     #[serde(default = "yes")]
     pub restore_properties: bool,
+    /// `--vm-mode`: the imported image's `vm_mode` when the source image gives none (`None`:
+    /// `hvm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_mode: Option<String>,
     /// Copy export segments while the export is still writing them (off: `--no-pipeline`).
     #[serde(default = "yes")]
     pub pipeline: bool,
@@ -273,6 +277,7 @@ impl Plan {
             max_physical_size: crate::vhd::IMPORT_LIMIT,
             servicenet: ServiceNet::None,
             restore_properties: true,
+            vm_mode: None,
             pipeline: true,
             to_file: None,
         }
@@ -376,6 +381,10 @@ pub struct Facts {
     /// Properties the image service refused to set.
     #[serde(default)]
     pub refused_properties: Vec<String>,
+    /// The imported image's `vm_mode` and where it came from ("the source image", "--vm-mode",
+    /// "the default"), once it is known to be set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_mode: Option<(String, String)>,
 }
 
 /// What identifies one version of a local file: a rewrite changes the modification time (and a
@@ -554,6 +563,7 @@ mod tests {
                 max_physical_size: crate::vhd::IMPORT_LIMIT,
                 servicenet: Default::default(),
                 restore_properties: true,
+                vm_mode: None,
                 pipeline: true,
                 to_file: None,
             },

@@ -508,6 +508,8 @@ async fn imported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     if m.plan.restore_properties {
         super::properties::restore(ctx, m).await?;
     }
+    // Never an image without vm_mode, and never a boot of one.
+    super::properties::ensure_vm_mode(ctx, m).await?;
     if m.plan.boot.is_some() {
         m.facts.boot_server = Some(Intent {
             name: m.boot_server_name(),

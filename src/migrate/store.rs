@@ -328,6 +328,7 @@ mod tests {
                 max_physical_size: crate::vhd::IMPORT_LIMIT,
                 servicenet: Default::default(),
                 restore_properties: true,
+                vm_mode: None,
                 pipeline: true,
                 to_file: None,
             },

@@ -119,6 +119,9 @@ pub struct Image {
     pub volume_backed: bool,
     /// The disk's virtual size (what a server built from it needs).
     pub virtual_size: u64,
+    /// Glance's `min_disk` (GB) and `min_ram` (MB): core attributes, user-settable.
+    pub min_disk: u64,
+    pub min_ram: u64,
     /// Other properties (`os_distro`, `org.openstack__1__os_distro`, the user's own keys).
     pub properties: std::collections::BTreeMap<String, String>,
 }

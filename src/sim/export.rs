@@ -33,6 +33,21 @@ pub(super) fn export_allowed(image: &Image, tenant: &str) -> Result<(), String> 
             image.options
         ));
     }
+    let windows = image
+        .properties
+        .get("os_type")
+        .is_some_and(|t| t == "windows")
+        || image
+            .properties
+            .get("org.openstack__1__os_distro")
+            .is_some_and(|d| d.starts_with("com.microsoft"));
+    if windows {
+        return Err(
+            "The export of Windows based images is not allowed. Distribution of Windows \
+                    code is not allowed in the Service Provider License Agreement."
+                .into(),
+        );
+    }
     if image.volume_backed {
         return Err("Image has no disk to export: its server boots from a volume".into());
     }

@@ -17,6 +17,23 @@ pub struct Account {
     pub username: String,
     pub api_key: String,
     pub password: String,
+    /// The user's roles in the login answer besides the per-service defaults [default:
+    /// `identity:user-admin`, the account owner]. Without one of [`IMAGE_ADMIN_ROLES`] the image
+    /// service refuses tasks and property changes.
+    pub roles: Vec<String>,
+}
+
+/// The roles that may create image tasks and properties: "customer admin" roles per the Cloud
+/// Images FAQ (rackerlabs/rackspace-how-to `content/cloud-images/cloud-images-faq.md`).
+pub const IMAGE_ADMIN_ROLES: &[&str] = &["identity:user-admin", "admin", "cloudImages:admin"];
+
+impl Account {
+    /// Whether this user may create image tasks and change image properties.
+    pub fn may_manage_images(&self) -> bool {
+        self.roles
+            .iter()
+            .any(|r| IMAGE_ADMIN_ROLES.contains(&r.as_str()))
+    }
 }
 
 impl std::fmt::Debug for Account {
@@ -46,6 +63,7 @@ impl Default for Account {
             username: "demo".into(),
             api_key: "0123456789abcdef0123456789abcdef".into(),
             password: "demo-password".into(),
+            roles: vec!["identity:user-admin".into()],
         }
     }
 }
@@ -194,6 +212,13 @@ pub fn authenticate(
             .map(|r| json!({"region": r, "tenantId": tenant, "publicURL": url(r)}))
             .collect()
     };
+    let mut roles = vec![
+        json!({"id": "6", "name": "compute:default", "tenantId": catalog.tenant}),
+        json!({"id": "5", "name": "object-store:default", "tenantId": files_tenant}),
+    ];
+    roles.extend(account.roles.iter().enumerate().map(|(i, r)| {
+        json!({"id": format!("{}", 100 + i), "name": r, "description": "A role of the simulated user"})
+    }));
     let body = json!({"access": {
         "token": {
             "id": token,
@@ -203,10 +228,7 @@ pub fn authenticate(
         },
         "user": {
             "id": "10001", "name": account.username, "RAX-AUTH:defaultRegion": catalog.regions.first(),
-            "roles": [
-                {"id": "6", "name": "compute:default", "tenantId": catalog.tenant},
-                {"id": "5", "name": "object-store:default", "tenantId": files_tenant},
-            ],
+            "roles": roles,
         },
         "serviceCatalog": [
             {"name": "cloudServersOpenStack", "type": "compute", "endpoints": endpoints(catalog.compute_url, catalog.tenant)},

@@ -74,7 +74,7 @@ fn image_json(i: &Image) -> Value {
         "tags": [], "created_at": timestamp(i.created), "updated_at": timestamp(SystemTime::now()),
         "file": format!("/v2/images/{}/file", i.id), "self": format!("/v2/images/{}", i.id),
         "schema": "/v2/schemas/image", "container_format": "ovf", "disk_format": "vhd",
-        "size": i.disk.len(), "min_disk": 0, "min_ram": 0, "owner": i.owner,
+        "size": i.disk.len(), "min_disk": i.min_disk, "min_ram": i.min_ram, "owner": i.owner,
         "com.rackspace__1__options": i.options,
         "image_type": match i.origin { Origin::Base => "base", Origin::Snapshot => "snapshot", Origin::Imported => "import" },
     });
@@ -94,9 +94,6 @@ fn image_json(i: &Image) -> Value {
 const READ_ONLY: &[&str] = &[
     "id",
     "status",
-    "owner",
-    "visibility",
-    "protected",
     "created_at",
     "updated_at",
     "file",
@@ -107,18 +104,36 @@ const READ_ONLY: &[&str] = &[
     "checksum",
     "container_format",
     "disk_format",
-    "min_disk",
-    "min_ram",
-    "locations",
     "direct_url",
-    "tags",
-    "image_type",
     "instance_uuid",
 ];
 
+/// What Rackspace reserves: add and replace are refused with 403 (openstack-archive/cloudroast
+/// `cloudroast/glance/generators.py` `UpdateAddRemoveImageRestricted`, "Properties that are
+/// reserved"; `visibility` is "unauthorized" there). `tags` and `protected` are settable in the
+/// real service but have their own shapes; the simulator refuses them (stricter, never used here).
+const RESERVED: &[&str] = &[
+    "image_type",
+    "location",
+    "locations",
+    "os_type",
+    "owner",
+    "user_id",
+    "visibility",
+    "tags",
+    "protected",
+];
+
+/// Upstream Glance's default `image_property_quota`: more additional properties are refused with
+/// 413 (glance `doc/source/admin/useful-image-properties.rst`). Rackspace's own value is not
+/// published; the simulator uses the upstream default.
+pub const PROPERTY_QUOTA: usize = 128;
+
 /// `PATCH /v2/images/{id}` with `application/openstack-images-v2.1-json-patch` (Glance v2):
 /// `add` of an existing property is 409, `replace` or `remove` of a missing one is 409, a
-/// read-only attribute or a protected `com.rackspace*` property is 403.
+/// read-only or reserved attribute or a protected `com.rackspace*` property is 403, `min_disk` and
+/// `min_ram` take integers, paths are RFC 6901 JSON pointers (`~1` is `/`, `~0` is `~`), and more
+/// than [`PROPERTY_QUOTA`] additional properties is 413. Without a customer-admin role, 403.
 pub fn patch(
     shared: &Arc<Shared>,
     region: &str,
@@ -136,6 +151,9 @@ pub fn patch(
             "Unsupported Content-Type",
         );
     }
+    if !shared.may_manage_images(region) {
+        return fault(StatusCode::FORBIDDEN, "forbidden", NOT_ADMIN);
+    }
     let Ok(ops) = serde_json::from_slice::<Vec<Value>>(body) else {
         return fault(
             StatusCode::BAD_REQUEST,
@@ -148,11 +166,21 @@ pub fn patch(
             .images
             .get_mut(*id)
             .ok_or((StatusCode::NOT_FOUND, "Image not found".to_string()))?;
-        let mut props = image.properties.clone();
+        let mut edited = image.clone();
         for op in &ops {
-            apply_op(&mut props, op)?;
+            apply_op(&mut edited, op)?;
         }
-        image.properties = props;
+        if edited.properties.len() > PROPERTY_QUOTA {
+            return Err((
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "The limit has been exceeded on the number of allowed image properties. \
+                     Attempted: {}, Maximum: {PROPERTY_QUOTA}",
+                    edited.properties.len()
+                ),
+            ));
+        }
+        *image = edited;
         Ok(image_json(image))
     });
     match outcome {
@@ -161,22 +189,50 @@ pub fn patch(
     }
 }
 
-fn apply_op(
-    props: &mut std::collections::BTreeMap<String, String>,
-    op: &Value,
-) -> Result<(), (StatusCode, String)> {
+/// What a customer without the admin roles is told (the exact text is not documented).
+pub const NOT_ADMIN: &str =
+    "You are not authorized to complete this action (a customer admin role is required)";
+
+/// An RFC 6901 JSON pointer with one reference token: `/name`, with `~1` for `/` and `~0` for `~`.
+fn pointer_key(path: &str) -> Option<String> {
+    let token = path.strip_prefix('/')?;
+    if token.is_empty() || token.contains('/') {
+        return None;
+    }
+    let mut key = String::new();
+    let mut chars = token.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' {
+            match chars.next() {
+                Some('0') => key.push('~'),
+                Some('1') => key.push('/'),
+                _ => return None,
+            }
+        } else {
+            key.push(c);
+        }
+    }
+    Some(key)
+}
+
+fn apply_op(image: &mut Image, op: &Value) -> Result<(), (StatusCode, String)> {
     let path = op["path"].as_str().unwrap_or("");
-    let key = path.trim_start_matches('/').to_string();
-    if key.is_empty() || key.contains('/') {
+    let Some(key) = pointer_key(path) else {
         return Err((
             StatusCode::BAD_REQUEST,
             format!("Invalid JSON pointer: {path}"),
         ));
-    }
+    };
     if READ_ONLY.contains(&key.as_str()) || key == "name" && op["op"] == "remove" {
         return Err((
             StatusCode::FORBIDDEN,
             format!("Attribute '{key}' is read-only."),
+        ));
+    }
+    if RESERVED.contains(&key.as_str()) {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("Attribute '{key}' is reserved."),
         ));
     }
     if key.starts_with("com.rackspace") {
@@ -185,6 +241,28 @@ fn apply_op(
             format!("Property '{key}' is protected"),
         ));
     }
+    if key == "min_disk" || key == "min_ram" {
+        let (Some("add" | "replace"), Some(n)) = (op["op"].as_str(), op["value"].as_u64()) else {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                format!("Invalid value for '{key}': an integer is required"),
+            ));
+        };
+        if key == "min_disk" {
+            image.min_disk = n;
+        } else {
+            image.min_ram = n;
+        }
+        return Ok(());
+    }
+    if key == "name" {
+        let (Some("add" | "replace"), Some(n)) = (op["op"].as_str(), op["value"].as_str()) else {
+            return Err((StatusCode::BAD_REQUEST, "Invalid value for 'name'".into()));
+        };
+        image.name = n.to_string();
+        return Ok(());
+    }
+    let props = &mut image.properties;
     let value = op["value"].as_str().map(str::to_string);
     match (op["op"].as_str(), value) {
         (Some("add"), Some(v)) if !props.contains_key(&key) => {
@@ -317,6 +395,11 @@ fn list_tasks(shared: &Shared, region: &str, query: &[(String, String)]) -> Resp
 }
 
 fn create_task(shared: &Arc<Shared>, region: &str, body: &[u8]) -> Response {
+    // Tasks need a customer-admin role (Cloud Images FAQ: identity:user-admin, admin or
+    // cloudImages:admin).
+    if !shared.may_manage_images(region) {
+        return fault(StatusCode::FORBIDDEN, "forbidden", NOT_ADMIN);
+    }
     let Ok(req) = serde_json::from_slice::<Value>(body) else {
         return fault(
             StatusCode::BAD_REQUEST,
@@ -392,7 +475,9 @@ async fn run_task(shared: Arc<Shared>, region: String, id: String) {
         Ok(result) => {
             t.status = "success";
             t.result = Some(result);
-            t.message = "None".into();
+            // Rackspace's 2015 tests expect an empty message on success (cloudcafe
+            // `glance/behaviors.py` `validate_task`; the 2014 docs showed "None").
+            t.message = String::new();
         }
         Err(message) => {
             t.status = "failure";
@@ -409,7 +494,10 @@ async fn import(shared: &Shared, region: &str, input: &Value) -> Result<Value, S
         return Err("Invalid input: image_properties.name is required".into());
     };
     if props.is_some_and(|p| p.len() > 1) {
-        return Err("Invalid input: only the name image property may be given".into());
+        // openstack-archive/cloudcafe `cloudcafe/glance/common/constants.py`.
+        return Err(
+            "Unsupported element in image_properties, please consult the documentation.".into(),
+        );
     }
     if input["import_from_format"]
         .as_str()
@@ -417,7 +505,7 @@ async fn import(shared: &Shared, region: &str, input: &Value) -> Result<Value, S
     {
         return Err("Invalid input: import_from_format must be vhd".into());
     }
-    let not_found = || "Error: Image not found for import. Possible invalid location".to_string();
+    let not_found = || "Image not found for import. Possible invalid location".to_string();
     let (container, object) = location.split_once('/').ok_or_else(not_found)?;
     let files = shared.files(region);
     let source = files
@@ -460,8 +548,19 @@ async fn import(shared: &Shared, region: &str, input: &Value) -> Result<Value, S
         options: "0".into(),
         volume_backed: false,
         virtual_size: report.virtual_size.as_ref().map_or(len, |v| v.bytes),
-        // An import keeps only the name it was given.
-        properties: Default::default(),
+        min_disk: 0,
+        min_ram: 0,
+        // An import keeps only the name it was given, and the service presets some properties of
+        // its own. Which ones is not documented; cloudroast's filters of imported images use
+        // these (`cloudroast/glance/generators.py` `ListImagesFilters`).
+        properties: [
+            ("auto_disk_config", "False"),
+            ("os_type", "linux"),
+            ("user_id", "10001"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
     };
     shared
         .cloud

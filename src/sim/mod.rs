@@ -49,7 +49,7 @@ use md5::{Digest, Md5};
 pub use cloud::Timing;
 pub use disk::{Disk, DiskSpec};
 pub use faults::{Action, Plan, Rule, Service};
-pub use identity::Account;
+pub use identity::{Account, IMAGE_ADMIN_ROLES};
 pub use stats::{Snapshot, Stats};
 
 /// The tenant id the simulated account uses; Cloud Files prefixes it with `MossoCloudFS_`.
@@ -77,6 +77,11 @@ pub struct Variant {
     pub image_options: Option<String>,
     /// The base image's owner [default: the account's tenant].
     pub image_owner: Option<String>,
+    /// Properties of the base image set (`Some`) or removed (`None`) on top of the defaults of
+    /// [`base_properties`]: `os_type`, `vm_mode`, `flavor_classes`, ….
+    pub image_properties: Vec<(String, Option<String>)>,
+    /// The base image's `min_disk` in GB [default: 0].
+    pub image_min_disk: u64,
 }
 
 /// How to run the simulated cloud.
@@ -102,6 +107,9 @@ pub struct SimConfig {
     /// A second account (a UK account, say) with its own identity endpoint, tenant, catalog and
     /// Cloud Files account, and regions only it can see.
     pub second: Option<SecondAccount>,
+    /// The catalog's ServiceNet (internalURL) hosts cannot be reached: as from a machine outside
+    /// the data center. They point at a closed loopback port.
+    pub servicenet_unreachable: bool,
 }
 
 /// How an export writes its segments.
@@ -141,6 +149,7 @@ impl Default for SimConfig {
             servers: Vec::new(),
             faults: Plan::default(),
             second: None,
+            servicenet_unreachable: false,
         }
     }
 }
@@ -172,6 +181,7 @@ pub struct Shared {
     object_stores: BTreeMap<String, String>,
     http: reqwest::Client,
     second: Option<SecondAccount>,
+    servicenet_unreachable: bool,
 }
 
 impl Shared {
@@ -180,6 +190,17 @@ impl Shared {
         match &self.second {
             Some(s) if s.regions.iter().any(|r| r.eq_ignore_ascii_case(region)) => SECOND_TENANT,
             _ => TENANT,
+        }
+    }
+
+    /// Whether the user of the account that owns `region` has a role that may create image tasks
+    /// and properties.
+    fn may_manage_images(&self, region: &str) -> bool {
+        match &self.second {
+            Some(s) if s.regions.iter().any(|r| r.eq_ignore_ascii_case(region)) => {
+                s.account.may_manage_images()
+            }
+            _ => self.account.may_manage_images(),
         }
     }
 
@@ -224,9 +245,18 @@ impl Shared {
             return None;
         }
         let public = self.files_url(region);
-        public
+        let internal = public
             .contains("://127.0.0.1:")
-            .then(|| public.replacen("://127.0.0.1:", "://localhost:", 1))
+            .then(|| public.replacen("://127.0.0.1:", "://localhost:", 1))?;
+        if !self.servicenet_unreachable {
+            return Some(internal);
+        }
+        // Port 9 (discard) on loopback: nothing listens, so a connection is refused.
+        let url = reqwest::Url::parse(&internal).ok().map(|mut u| {
+            let _ = u.set_port(Some(9));
+            u.to_string()
+        })?;
+        Some(url.trim_end_matches('/').to_string())
     }
 
     /// The region's Cloud Files as the image service reaches it.
@@ -387,6 +417,7 @@ pub async fn spawn_on(config: SimConfig, listen: &str) -> Result<SimHandle, Erro
             .chain(config.second.iter().flat_map(|s| s.regions.iter()))
             .map(|r| r.to_uppercase())
             .collect(),
+        servicenet_unreachable: config.servicenet_unreachable,
         second: config.second.clone().map(|mut s| {
             s.regions = s.regions.iter().map(|r| r.to_uppercase()).collect();
             s
@@ -435,8 +466,10 @@ pub async fn spawn_on(config: SimConfig, listen: &str) -> Result<SimHandle, Erro
     })
 }
 
-/// What a Rackspace base image carries besides its core attributes (the Cloud Images FAQ and
-/// cloud-image-transfer.sh name these), plus one key a user set.
+/// What a Rackspace base image carries besides its core attributes, as Rackspace's own mock serves
+/// them (rackerlabs/mimic `mimic/model/rackspace_images.py`, an HVM Linux image: `vm_mode` "hvm",
+/// `os_type` "linux", `flavor_classes` "*,!onmetal"; the Cloud Images FAQ and
+/// cloud-image-transfer.sh name the `os_distro` ones), plus one key a user set.
 fn base_properties() -> BTreeMap<String, String> {
     [
         ("os_distro", "ubuntu"),
@@ -445,6 +478,9 @@ fn base_properties() -> BTreeMap<String, String> {
         ("org.openstack__1__os_version", "22.04"),
         ("com.rackspace__1__visible_core", "1"),
         ("auto_disk_config", "True"),
+        ("os_type", "linux"),
+        ("vm_mode", "hvm"),
+        ("flavor_classes", "*,!onmetal"),
         ("team", "web"),
     ]
     .into_iter()
@@ -480,7 +516,18 @@ fn seed(shared: &Shared, servers: &[SeedServer]) {
                 .unwrap_or_else(|| "0".into()),
             volume_backed: false,
             virtual_size: s.disk.virtual_size,
-            properties: base_properties(),
+            min_disk: s.variant.image_min_disk,
+            min_ram: 512,
+            properties: {
+                let mut p = base_properties();
+                for (k, v) in &s.variant.image_properties {
+                    match v {
+                        Some(v) => p.insert(k.clone(), v.clone()),
+                        None => p.remove(k),
+                    };
+                }
+                p
+            },
         };
         let server = cloud::Server {
             id: cloud::new_id(),

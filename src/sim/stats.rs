@@ -20,6 +20,9 @@ pub struct Snapshot {
     pub created: BTreeMap<String, Vec<String>>,
     /// Cloud Files requests that came over ServiceNet (the `internalURL`), per region.
     pub servicenet: BTreeMap<String, u64>,
+    /// Servers that Nova reports ACTIVE but whose guest did not boot (`region/name`): built from an
+    /// image without `vm_mode`, which XenServer then starts as PV (docs/real-cloud.md).
+    pub unbootable: Vec<String>,
 }
 
 /// Shared, thread-safe counters. The lock is never held across an await.
@@ -53,6 +56,10 @@ impl Stats {
 
     pub fn servicenet(&self, region: &str) {
         self.with(|s| *s.servicenet.entry(region.to_string()).or_default() += 1);
+    }
+
+    pub fn unbootable(&self, name: String) {
+        self.with(|s| s.unbootable.push(name));
     }
 
     pub fn snapshot(&self) -> Snapshot {

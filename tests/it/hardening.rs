@@ -132,6 +132,7 @@ async fn echoed_credentials_and_tokens_are_never_printed_logged_or_saved() {
             username: "echo".into(),
             api_key: KEY.into(),
             password: "unused-password".into(),
+            ..Account::default()
         },
         ..seeded()
     };

@@ -1,7 +1,9 @@
 //! The one integration-test binary (STYLE §8). Each module drives the library or the built binary.
 
 mod api_clients;
+mod boot_ready;
 mod cli;
+mod early_refusals;
 mod exit_codes;
 mod faults;
 mod fleet;

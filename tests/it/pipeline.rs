@@ -116,8 +116,14 @@ async fn a_kill_during_the_pipelined_copy_resumes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_predicted_rejection_deletes_what_was_staged() {
     let w = World::start(slow_export(8 * MIB, None)).await;
-    let mut args = server_args(&w);
-    // The seeded disk is 24 MiB: over this limit, the pre-flight predicts a rejection.
+    // An image (whose min_disk says nothing) rather than a server, whose 40 GB flavor disk would
+    // be refused before imaging under this limit. The seeded disk is 24 MiB: over the limit, the
+    // pre-flight of the export predicts a rejection.
+    let image = w.base_image();
+    let mut args: Vec<String> = World::migrate_args(&["--image", &image])
+        .into_iter()
+        .map(str::to_string)
+        .collect();
     args.extend(["--max-virtual-size".into(), "16MiB".into()]);
     let run = w.run(&refs(&args)).await;
     assert_eq!(run.code, 3, "{run:#?}");

@@ -18,6 +18,7 @@ fn secret_world_config() -> SimConfig {
             username: "leakcheck".into(),
             api_key: KEY.into(),
             password: PASSWORD.into(),
+            ..Account::default()
         },
         ..seeded()
     }

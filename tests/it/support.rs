@@ -289,6 +289,11 @@ impl World {
         );
         let booted = sha256_disk(self.sim.server_disk("IAD", boot).expect("boot disk"));
         assert_eq!(booted, expected_sha256, "the booted server runs the image");
+        let unbootable = self.sim.stats().unbootable;
+        assert!(
+            unbootable.is_empty(),
+            "guests that did not boot (an image without vm_mode): {unbootable:?}"
+        );
         assert_eq!(r["import_verdict"], "accepted");
         assert!(!r["boot_addresses"].as_array().unwrap().is_empty());
     }

@@ -40,8 +40,8 @@ const RACKSPACE_VENDOR_AUTH_URL: &str = "https://identity.api.rackspacecloud.com
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "no user name: export RAX_USERNAME (or RS_USERNAME, OS_USERNAME), or name a profile with \
-         --profile (~/.rack/config) or --os-cloud (clouds.yaml)"
+        "RAX_USERNAME is not set: export your Rackspace user name (or RS_USERNAME, OS_USERNAME), \
+         or name a profile with --profile (~/.rack/config) or --os-cloud (clouds.yaml)"
     )]
     NoUsername,
     #[error("no API key or password for user {user}: {hint}")]

@@ -276,10 +276,16 @@ impl Compute {
     }
 }
 
-/// The last path segment of a `Location` URL, if it looks like an id.
+/// The last path segment of a `Location` URL, if the URL is an image's (`…/images/{id}`) and the
+/// segment looks like an id. Anything else (rackerlabs/mimic answers `www.someurl.com`) yields
+/// `None`, and the caller finds the image by its name instead.
 pub fn image_id_from_location(location: &str) -> Option<String> {
     let path = location.split(['?', '#']).next()?;
-    let last = path.trim_end_matches('/').rsplit('/').next()?;
+    let mut segments = path.trim_end_matches('/').rsplit('/');
+    let last = segments.next()?;
+    if segments.next() != Some("images") {
+        return None;
+    }
     (!last.is_empty()
         && last.len() <= 64
         && last.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
@@ -287,8 +293,9 @@ pub fn image_id_from_location(location: &str) -> Option<String> {
 }
 
 /// A flavor's class as Rackspace's image property `flavor_classes` names them (rackerlabs/mimic
-/// `mimic/model/rackspace_images.py` lists `io1`, `memory1`, `compute1`, `onmetal`): the id before its last `-`
-/// (`general1-2` → `general1`, `onmetal-io1` → `onmetal`), `standard1` for the numbered ones.
+/// `mimic/model/rackspace_images.py` lists `io1`, `memory1`, `compute1`, `onmetal`): the id
+/// before its last `-` (`general1-2` → `general1`, `onmetal-io1` → `onmetal`), `standard1` for
+/// the numbered ones.
 pub fn flavor_class(flavor_id: &str) -> String {
     if flavor_id.starts_with("onmetal") {
         return "onmetal".into();
@@ -332,6 +339,9 @@ mod tests {
             Some("ab-12")
         );
         assert_eq!(image_id_from_location("https://x/images/a b"), None);
+        // Rackspace's own mock answers with a Location that is no image URL.
+        assert_eq!(image_id_from_location("www.someurl.com"), None);
+        assert_eq!(image_id_from_location("https://x/servers/ab-12"), None);
     }
 
     #[test]

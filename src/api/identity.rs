@@ -109,6 +109,9 @@ fn realm_hint(region: &str, available: &[String]) -> String {
     )
 }
 
+/// The catalog names of Rackspace's own compute, image and object-store services.
+const RACKSPACE_NAMES: &[&str] = &["cloudServersOpenStack", "cloudImages", "cloudFiles"];
+
 /// Refuses plain http to anything but loopback.
 pub fn check_transport(url: &str) -> Result<(), CatalogError> {
     let Ok(parsed) = reqwest::Url::parse(url) else {
@@ -148,12 +151,15 @@ impl Session {
         region: &str,
         internal: bool,
     ) -> Result<String, CatalogError> {
-        // First-generation `cloudServers` entries are skipped, as pyrax does.
-        let services: Vec<&Service> = self
+        // First-generation `cloudServers` entries are skipped, as pyrax does. When a type has
+        // several services (rackerlabs/mimic lists `cloudServersBehavior`, its control API, as a
+        // second `compute`), Rackspace's own name comes first.
+        let mut services: Vec<&Service> = self
             .catalog
             .iter()
             .filter(|s| s.kind == kind && s.name != "cloudServers")
             .collect();
+        services.sort_by_key(|s| !RACKSPACE_NAMES.contains(&s.name.as_str()));
         if services.is_empty() {
             return Err(CatalogError::NoService {
                 kind: kind.to_string(),
@@ -351,6 +357,31 @@ mod tests {
                     &[("DFW", "http://10.0.0.1/v2/1")],
                 ),
             ],
+        }
+    }
+
+    #[test]
+    fn rackspaces_own_service_wins_over_another_of_the_same_type() {
+        // rackerlabs/mimic lists its control API as a second `compute` service, first.
+        let mut s = session();
+        s.catalog.insert(
+            0,
+            Service {
+                name: "cloudServersBehavior".into(),
+                kind: "compute".into(),
+                endpoints: vec![Endpoint {
+                    region: Some("DFW".into()),
+                    public_url: "http://127.0.0.1/control".into(),
+                    internal_url: None,
+                    tenant_id: None,
+                }],
+            },
+        );
+        // cloudServersOpenStack's http URL is not loopback, so choosing it is an Insecure error
+        // naming its URL; the control API would have been accepted.
+        match s.endpoint("compute", "DFW") {
+            Err(CatalogError::Insecure { url }) => assert!(url.contains("10.0.0.1"), "{url}"),
+            other => panic!("expected cloudServersOpenStack's endpoint, got {other:?}"),
         }
     }
 

@@ -105,6 +105,7 @@ pub fn config(args: &SimServeArgs) -> Result<SimConfig, Error> {
         export: crate::sim::ExportShape {
             rate: args.export_rate.filter(|r| *r > 0),
             rewrite_segment: args.export_rewrite_segment,
+            ..crate::sim::ExportShape::default()
         },
         object_stores,
         servers,

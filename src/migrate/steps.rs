@@ -291,9 +291,11 @@ async fn exporting(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     }
 }
 
-/// Settles an export whose task id was never learned by what it leaves behind: the export task
-/// writes its manifest object last, so the object means the export is complete. This needs no
-/// task list, which a cloud may refuse to filter or even to give.
+/// Settles an export whose task id was never learned by what it leaves behind. This needs no
+/// task list, which a cloud may refuse to filter or even to give. No source says the export task
+/// writes its manifest last or its segments in order (docs/real-cloud.md), so the manifest alone
+/// does not mean the export is done: it is waited on until what it serves is whole and still
+/// ([`export_settled`]).
 async fn exported_already(ctx: &Ctx, m: &mut Migration) -> Result<bool, Error> {
     if m.facts.export_task.as_ref().is_none_or(|t| t.id.is_some()) {
         return Ok(false);
@@ -316,10 +318,57 @@ async fn exported_already(ctx: &Ctx, m: &mut Migration) -> Result<bool, Error> {
     {
         return Ok(false);
     }
+    export_settled(ctx, m, &export).await?;
     m.facts.export = Some(export);
     m.facts.exported_by_us = true;
     m.step = Step::Exported;
     Ok(true)
+}
+
+/// Waits until the export object is whole and still: its segments list without gaps, its last
+/// 512 bytes are a VHD footer (the export's last bytes), and the same length and ETag are seen
+/// again one poll interval later. Gives up at the step deadline.
+async fn export_settled(ctx: &Ctx, m: &Migration, export: &ObjectRef) -> Result<(), Error> {
+    let files = &ctx.src()?.files;
+    let interval = std::time::Duration::from_secs_f64(m.plan.polling.server_secs);
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_secs_f64(m.plan.polling.deadline_secs);
+    let once = ListingPolicy {
+        attempts: 1,
+        ..ListingPolicy::default()
+    };
+    let mut seen: Option<(u64, Option<String>)> = None;
+    let mut why = String::from("not yet listed");
+    while std::time::Instant::now() < deadline {
+        match transfer::inspect(files, &export.container, &export.object, once).await {
+            Ok(source) if source.len >= 512 => {
+                let tail = files
+                    .fetch_range(&export.container, &export.object, source.len - 512, 512)
+                    .await?;
+                let now = (source.len, source.etag.clone());
+                if !tail.starts_with(b"conectix") {
+                    why = format!("{} bytes so far, no VHD footer at the end", source.len);
+                    seen = None;
+                } else if seen.as_ref() == Some(&now) {
+                    return Ok(());
+                } else {
+                    why = format!("{} bytes, checking it is still", source.len);
+                    seen = Some(now);
+                }
+            }
+            Ok(source) => why = format!("{} bytes so far", source.len),
+            Err(e) => why = e.to_string(),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            () = ctx.cancel.cancelled() => return Err(Error::Interrupted),
+        }
+    }
+    Err(Error::Timeout {
+        what: format!("the export {export} to be complete"),
+        seconds: m.plan.polling.deadline_secs,
+        status: why,
+    })
 }
 
 async fn exported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {

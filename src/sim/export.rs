@@ -87,12 +87,19 @@ pub(super) async fn export(shared: &Shared, region: &str, input: &Value) -> Resu
     }
     let spool = shared.store.spool_dir(region).join(new_id());
     let segments = write_segments(disk, spool.clone(), shared.export_segment_size).await?;
+    if shared.export.manifest_first {
+        files
+            .put_dlo_manifest(region, container, &name, &format!("{name}-"))
+            .await?;
+    }
     let written = store_progressively(shared, region, container, &name, segments).await;
     let _ = tokio::fs::remove_dir_all(&spool).await;
     written?;
-    files
-        .put_dlo_manifest(region, container, &name, &format!("{name}-"))
-        .await?;
+    if !shared.export.manifest_first {
+        files
+            .put_dlo_manifest(region, container, &name, &format!("{name}-"))
+            .await?;
+    }
     Ok(json!({"export_location": format!("{container}/{name}")}))
 }
 
@@ -129,7 +136,11 @@ async fn store_progressively(
     // is busy, as it is with a copy running beside it on the same cores).
     let started = tokio::time::Instant::now();
     let mut written = 0u64;
-    for (i, seg) in segments.into_iter().enumerate() {
+    let mut numbered: Vec<(usize, Segment)> = segments.into_iter().enumerate().collect();
+    if shared.export.reverse_order {
+        numbered.reverse();
+    }
+    for (i, seg) in numbered {
         written += seg.bytes;
         if let Some(rate) = shared.export.rate {
             let due = Duration::from_secs_f64(written as f64 / rate.max(1) as f64);

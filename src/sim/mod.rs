@@ -121,6 +121,11 @@ pub struct ExportShape {
     /// A fault: this segment (1-based) is first written with a byte flipped, and rewritten
     /// correctly after the next one (or before the manifest if it is the last).
     pub rewrite_segment: Option<usize>,
+    /// No source says the export writes its manifest last or its segments in order
+    /// (docs/real-cloud.md): with these, the manifest is written before any segment, and the
+    /// segments last to first.
+    pub manifest_first: bool,
+    pub reverse_order: bool,
 }
 
 /// A second account of the simulated cloud: it authenticates at `/identity-uk/v2.0`, its tenant

@@ -303,6 +303,7 @@ async fn a_member_whose_export_is_done_gives_its_place_while_its_copy_round_runs
     config.export = ExportShape {
         rate: Some(2 * MIB),
         rewrite_segment: None,
+        ..ExportShape::default()
     };
     let (run, order) = one_place(config, 256 * 1024).await;
     let (first, second) = (order[0].as_str(), order[1].as_str());

@@ -9,6 +9,7 @@ mod faults;
 mod fleet;
 mod hardening;
 mod migrate;
+mod mimic;
 mod pipeline;
 mod real_clients;
 mod real_cloud;

@@ -18,6 +18,7 @@ fn slow_export(rate: u64, rewrite: Option<usize>) -> SimConfig {
         export: ExportShape {
             rate: Some(rate),
             rewrite_segment: rewrite,
+            ..ExportShape::default()
         },
         ..seeded()
     }
@@ -169,4 +170,24 @@ async fn the_pipelined_copy_reads_an_export_on_real_swift() {
         0,
         "the export went to Swift"
     );
+}
+
+/// No source says an export writes its manifest last or its segments in order. With the manifest
+/// first and the segments last to first, a migration (pipelined or not) still ends with the
+/// exported bytes, created once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_that_writes_its_manifest_first_and_segments_backwards_still_moves_right() {
+    for pipelined in [true, false] {
+        let mut config = slow_export(8 * MIB, None);
+        config.export.manifest_first = true;
+        config.export.reverse_order = true;
+        let w = World::start(config).await;
+        let mut args = server_args(&w);
+        if !pipelined {
+            args.push("--no-pipeline".into());
+        }
+        let run = w.run(&refs(&args)).await;
+        w.assert_migrated(&run, &w.source_sha256());
+        w.assert_created_once(1);
+    }
 }

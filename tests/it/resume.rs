@@ -184,34 +184,8 @@ async fn kill_while_creating_the_source_server() {
 
 /// The task list refused whole (stricter than upstream Glance, which refuses only type filters
 /// other than `import`).
-fn task_list_refused() -> Rule {
-    Rule::new(
-        Service::Images,
-        "GET",
-        Action::Fail {
-            status: 403,
-            retry_after_secs: None,
-        },
-    )
-    .in_region("DFW")
-    .suffix("/tasks")
-    .firing(1, 10_000)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_export_whose_answer_was_lost_settles_by_its_object_when_no_task_list_is_given() {
-    let w = World::start(seeded()).await;
-    // The export POST is carried out but its answer held back; the run is killed in that window.
-    w.sim.set_faults(Plan::with_rules(vec![
-        task_list_refused(),
-        Rule::new(Service::Images, "POST", Action::DelayResponse { ms: 5000 })
-            .in_region("DFW")
-            .path("/tasks")
-            .firing(1, 1),
-    ]));
-    let args = server_args(&w);
-    let id = run_and_kill(&w, &refs(&args), Trigger::Created("export_task")).await;
-    // Wait for the export to finish writing its manifest object (the last thing it writes).
+/// Waits until the export of migration `id`'s snapshot has its manifest object.
+async fn wait_for_manifest(w: &World, id: &str) {
     let snapshot = format!("imgferry-{id}-snapshot");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let image = loop {
@@ -239,14 +213,45 @@ async fn an_export_whose_answer_was_lost_settles_by_its_object_when_no_task_list
             .await
             .unwrap();
         if head.status().is_success() {
-            break;
+            return;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the export never finished"
+            "the export never wrote its manifest"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+fn task_list_refused() -> Rule {
+    Rule::new(
+        Service::Images,
+        "GET",
+        Action::Fail {
+            status: 403,
+            retry_after_secs: None,
+        },
+    )
+    .in_region("DFW")
+    .suffix("/tasks")
+    .firing(1, 10_000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_whose_answer_was_lost_settles_by_its_object_when_no_task_list_is_given() {
+    let w = World::start(seeded()).await;
+    // The export POST is carried out but its answer held back; the run is killed in that window.
+    w.sim.set_faults(Plan::with_rules(vec![
+        task_list_refused(),
+        Rule::new(Service::Images, "POST", Action::DelayResponse { ms: 5000 })
+            .in_region("DFW")
+            .path("/tasks")
+            .firing(1, 1),
+    ]));
+    let args = server_args(&w);
+    let id = run_and_kill(&w, &refs(&args), Trigger::Created("export_task")).await;
+    // Wait for the export to write its manifest object (the last thing it writes here).
+    wait_for_manifest(&w, &id).await;
     // Resume with the task list still refused: the object settles the export.
     w.sim
         .set_faults(Plan::with_rules(vec![task_list_refused()]));
@@ -269,4 +274,36 @@ async fn a_migration_completes_when_the_task_list_is_refused_whole() {
             && e["message"].as_str().unwrap_or("").contains("task list")),
         "the refusal is reported"
     );
+}
+
+/// No source says the export writes its manifest last. When it writes it first, a resumed run
+/// that lost the task id must not take the half-written export for a finished one: it waits until
+/// the object is whole (its VHD footer at the end, and still), then moves exactly those bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_whose_answer_was_lost_is_not_taken_before_it_is_whole() {
+    let mut config = seeded();
+    config.export_segment_size = MIB;
+    config.export = imgferry::sim::ExportShape {
+        rate: Some(4 * MIB),
+        manifest_first: true,
+        ..imgferry::sim::ExportShape::default()
+    };
+    let w = World::start(config).await;
+    w.sim.set_faults(Plan::with_rules(vec![
+        task_list_refused(),
+        Rule::new(Service::Images, "POST", Action::DelayResponse { ms: 5000 })
+            .in_region("DFW")
+            .path("/tasks")
+            .firing(1, 1),
+    ]));
+    let mut args = server_args(&w);
+    args.push("--no-pipeline".into());
+    let id = run_and_kill(&w, &refs(&args), Trigger::Created("export_task")).await;
+    // Resume as soon as the manifest exists: the segments are still being written.
+    wait_for_manifest(&w, &id).await;
+    w.sim
+        .set_faults(Plan::with_rules(vec![task_list_refused()]));
+    let run = w.resume(&id).await;
+    w.assert_migrated(&run, &w.source_sha256());
+    w.assert_created_once(1);
 }

@@ -165,7 +165,7 @@ impl RunConfig {
 }
 
 /// `us` and `uk` name Rackspace's two identity endpoints; anything else is a URL.
-fn named_identity(v: &str) -> String {
+pub fn named_identity(v: &str) -> String {
     match v.to_ascii_lowercase().as_str() {
         "us" => identity::DEFAULT_URL.to_string(),
         "uk" | "lon" => crate::profiles::UK_IDENTITY_URL.to_string(),
@@ -199,10 +199,13 @@ pub struct FleetSpec {
 /// The most members of a fleet run at once.
 pub const MAX_PARALLEL: usize = 64;
 
-/// Checks `migrate`'s flags and builds the plan; `default_from` is the profile's region.
+/// Checks `migrate`'s flags and builds the plan; `default_from` is the profile's region;
+/// `other_account` says the destination is another account (its own credentials or identity
+/// endpoint), where the source's own region is a valid destination.
 pub fn migrate_request(
     args: &MigrateArgs,
     default_from: Option<&str>,
+    other_account: bool,
 ) -> Result<MigrateRequest, Error> {
     let fleet = fleet_spec(args)?;
     let entry = match &fleet {
@@ -234,8 +237,17 @@ pub fn migrate_request(
         entry,
         String::new(),
     );
-    if to_file.is_none() && plan.from.as_deref() == Some(plan.to.as_str()) {
-        return Err(flag("--to", &plan.to, "is the same region as --from"));
+    // Images can be exported and imported between accounts of one region (support-how-to
+    // `content/cloud-servers/cloud-server-image-limitations.md`); within one account there is
+    // nothing to move.
+    if to_file.is_none() && !other_account && plan.from.as_deref() == Some(plan.to.as_str()) {
+        return Err(flag(
+            "--to",
+            &plan.to,
+            "is the same region as --from, in the same account; to move the image to another \
+             account in this region, give that account's credentials (RAX_DST_USERNAME with \
+             RAX_DST_API_KEY or RAX_DST_PASSWORD)",
+        ));
     }
     plan.boot = args.boot.clone();
     plan.src_container = export_container(&args.src_container)?;

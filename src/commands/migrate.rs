@@ -16,10 +16,17 @@ pub async fn run_migrate(
 ) -> Result<Outcome, Error> {
     let mut cfg = cfg.clone();
     let found = cfg.credentials()?;
-    let request = config::migrate_request(args, found.region.as_deref())?;
+    let dst_creds = cfg.destination_credentials()?;
+    let other_account = dst_creds
+        .as_ref()
+        .is_some_and(|c| c.username != found.creds.username)
+        || args
+            .to_identity_url
+            .as_deref()
+            .is_some_and(|u| config::named_identity(u) != cfg.link(None).identity_url);
+    let request = config::migrate_request(args, found.region.as_deref(), other_account)?;
     let reporter = Arc::new(Reporter::new(cfg.format));
     let mut session = session(&cfg, found.creds.clone(), None, cfg.store()?, &reporter)?;
-    let dst_creds = cfg.destination_credentials()?;
     if request.to_identity_url.is_some() || dst_creds.is_some() {
         let url = request
             .to_identity_url

@@ -141,7 +141,7 @@ fn files_endpoints(catalog: &Catalog<'_>, tenant: &str) -> Vec<Value> {
         .iter()
         .map(|r| {
             let mut e =
-                json!({"region": r, "tenantId": tenant, "publicURL": (catalog.files_url)(r)});
+                json!({"region": super::region_name(r), "tenantId": tenant, "publicURL": (catalog.files_url)(r)});
             if let Some(internal) = (catalog.files_internal_url)(r) {
                 e["internalURL"] = json!(internal);
             }
@@ -209,7 +209,7 @@ pub fn authenticate(
         catalog
             .regions
             .iter()
-            .map(|r| json!({"region": r, "tenantId": tenant, "publicURL": url(r)}))
+            .map(|r| json!({"region": super::region_name(r), "tenantId": tenant, "publicURL": url(r)}))
             .collect()
     };
     let mut roles = vec![
@@ -227,7 +227,7 @@ pub fn authenticate(
             "RAX-AUTH:authenticatedBy": [method],
         },
         "user": {
-            "id": "10001", "name": account.username, "RAX-AUTH:defaultRegion": catalog.regions.first(),
+            "id": "10001", "name": account.username, "RAX-AUTH:defaultRegion": catalog.regions.first().map(|r| super::region_name(r)),
             "roles": roles,
         },
         "serviceCatalog": [

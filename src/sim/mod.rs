@@ -129,8 +129,9 @@ pub struct ExportShape {
 }
 
 /// A second account of the simulated cloud: it authenticates at `/identity-uk/v2.0`, its tenant
-/// is [`SECOND_TENANT`], and its catalog lists only `regions` (which the first account's does
-/// not): as Rackspace's UK realm is separate from the US one.
+/// is [`SECOND_TENANT`], and its catalog lists only `regions`: regions the first account's does
+/// not list (as Rackspace's UK realm is separate from the US one), or regions both list (two US
+/// accounts), which then hold each account's own resources ([`SimHandle::second_region`]).
 #[derive(Debug, Clone)]
 pub struct SecondAccount {
     pub account: Account,
@@ -139,6 +140,15 @@ pub struct SecondAccount {
 
 /// The second account's tenant id.
 pub const SECOND_TENANT: &str = "200200";
+
+/// The suffix of the key under which the second account's copy of a region both accounts have
+/// is kept (`DFW-2`); its catalog names the region without it.
+pub const SHARED_SUFFIX: &str = "-2";
+
+/// The region name a catalog shows for the region kept under `key`.
+pub fn region_name(key: &str) -> &str {
+    key.strip_suffix(SHARED_SUFFIX).unwrap_or(key)
+}
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -285,6 +295,18 @@ pub struct SimHandle {
 }
 
 impl SimHandle {
+    /// The key under which the simulator keeps the second account's `region` (for
+    /// [`SimHandle::servers`], [`SimHandle::images`] and the URL helpers): `DFW-2` when both
+    /// accounts have DFW.
+    pub fn second_region(&self, region: &str) -> String {
+        let region = region.to_uppercase();
+        let shared = format!("{region}{SHARED_SUFFIX}");
+        match &self.shared.second {
+            Some(s) if s.regions.contains(&shared) => shared,
+            _ => region,
+        }
+    }
+
     /// The base URL, `http://127.0.0.1:PORT`.
     pub fn base_url(&self) -> String {
         self.shared.base_url.clone()
@@ -414,19 +436,35 @@ pub async fn spawn_on(config: SimConfig, listen: &str) -> Result<SimHandle, Erro
         .map_err(Error::Bind)?;
     let addr = listener.local_addr().map_err(Error::Bind)?;
     let stats = Arc::new(Stats::default());
+    // A region both accounts have is two regions here: the second account's copy is kept under
+    // its own key (`DFW-2`), with its own servers, images, tasks and Cloud Files, and its catalog
+    // names it `DFW` as the first account's does.
+    let first: Vec<String> = config.regions.iter().map(|r| r.to_uppercase()).collect();
+    let second = config.second.clone().map(|mut s| {
+        s.regions = s
+            .regions
+            .iter()
+            .map(|r| r.to_uppercase())
+            .map(|r| {
+                if first.contains(&r) {
+                    format!("{r}{SHARED_SUFFIX}")
+                } else {
+                    r
+                }
+            })
+            .collect();
+        s
+    });
     let shared = Arc::new(Shared {
         base_url: format!("http://{addr}"),
         regions: config
             .regions
             .iter()
-            .chain(config.second.iter().flat_map(|s| s.regions.iter()))
             .map(|r| r.to_uppercase())
+            .chain(second.iter().flat_map(|s| s.regions.iter().cloned()))
             .collect(),
         servicenet_unreachable: config.servicenet_unreachable,
-        second: config.second.clone().map(|mut s| {
-            s.regions = s.regions.iter().map(|r| r.to_uppercase()).collect();
-            s
-        }),
+        second,
         account: config.account.clone(),
         tokens: identity::Tokens::default(),
         store: object_store::Store::new(root, config.max_object_size, Arc::clone(&stats)),

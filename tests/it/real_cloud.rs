@@ -686,3 +686,78 @@ async fn an_export_the_service_refuses_is_final_and_resume_says_why() {
         "the export was not asked for again"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_region_of_another_account_is_a_destination() {
+    use imgferry::sim::{Account, SecondAccount};
+    const OTHER_KEY: &str = "OTHERKEY0000imgferry0000same0000region";
+    let mut config = seeded();
+    // Two US accounts: both have DFW, each with its own servers, images and Cloud Files.
+    config.second = Some(SecondAccount {
+        account: Account {
+            username: "other-user".into(),
+            api_key: OTHER_KEY.into(),
+            password: "unused".into(),
+            ..Account::default()
+        },
+        regions: vec!["DFW".into()],
+    });
+    let w = World::start(config).await;
+    let server = w.server();
+    let args = [
+        "migrate",
+        "--from",
+        "DFW",
+        "--to",
+        "DFW",
+        "--server",
+        &server,
+        "--boot",
+        "general1-2",
+        "--servicenet",
+        "both",
+        "--poll-interval",
+        "0.02",
+        "--segment-size",
+        "1MiB",
+    ];
+    // Within one account there is nothing to move.
+    let out = w.command(&args).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("RAX_DST_USERNAME"), "{stderr}");
+    // With the other account's credentials it is a migration like any other.
+    let mut c = w.command(&args);
+    c.args(["--to-identity-url", &w.sim.second_identity_url()])
+        .env("RAX_DST_USERNAME", "other-user")
+        .env("RAX_DST_API_KEY", OTHER_KEY);
+    let out = c.output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "report")
+        .expect("a report")["report"]
+        .clone();
+    let image = report["imported_image"].as_str().unwrap();
+    let other = w.sim.second_region("DFW");
+    assert_ne!(other, "DFW");
+    let imported = crate::support::sha256_disk(w.sim.image_disk(&other, image).unwrap());
+    assert_eq!(
+        imported,
+        w.source_sha256(),
+        "the bytes are in the other account"
+    );
+    assert!(
+        w.sim.image_disk("DFW", image).is_none(),
+        "not in the source account"
+    );
+    let boot = report["boot_server"].as_str().unwrap();
+    assert!(w.sim.servers(&other).iter().any(|(id, _)| id == boot));
+}

@@ -53,6 +53,10 @@ pub fn finish(result: &Result<Outcome, Error>, format: Format) -> u8 {
     let e = match result {
         Ok(Outcome::Done) => return crate::exit_code::OK,
         Ok(Outcome::Rejected) => return Class::Rejected.code(),
+        // The reader closed the pipe (`imgferry man | head`): it has what it wanted.
+        Err(Error::Output(io)) if io.kind() == std::io::ErrorKind::BrokenPipe => {
+            return crate::exit_code::OK;
+        }
         Err(e) => e,
     };
     let interrupted = e.class() == Class::Interrupted;
@@ -60,7 +64,10 @@ pub fn finish(result: &Result<Outcome, Error>, format: Format) -> u8 {
     if interrupted {
         eprintln!("interrupted");
     } else {
-        eprintln!("error: {message}");
+        eprintln!(
+            "error: {}",
+            crate::text::escape_controls_keep_lines(&message)
+        );
     }
     for h in e.hints() {
         eprintln!("  {h}");

@@ -66,11 +66,13 @@ pub struct GlobalOpts {
     #[arg(long, global = true, env = "RAX_IDENTITY_URL", value_name = "URL")]
     pub identity_url: Option<String>,
     /// Take credentials (and the default --from region) from this profile of the `rack` CLI
-    /// (~/.rack/config) [default: its [default] section, if any]. The environment wins over it.
+    /// (~/.rack/config); it wins over the environment [default: the environment, then the
+    /// rack CLI's default profile].
     #[arg(long, global = true, value_name = "NAME", conflicts_with = "os_cloud")]
     pub profile: Option<String>,
     /// Take credentials (and the default --from region) from this cloud of an OpenStack
-    /// clouds.yaml (also OS_CLOUD). The environment wins over it.
+    /// clouds.yaml (found as openstacksdk finds it, secure.yaml merged in); it wins over the
+    /// environment, where OS_CLOUD names a cloud with less weight than RAX_*/RS_*/OS_* variables.
     #[arg(long, global = true, value_name = "NAME")]
     pub os_cloud: Option<String>,
 }

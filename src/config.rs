@@ -45,6 +45,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Missing(&'static str),
+    /// A saved migration or fleet moves into another account whose credentials are not set.
+    #[error("{0}")]
+    NoDestinationCredentials(String),
     #[error(transparent)]
     Profile(#[from] crate::profiles::Error),
     #[error(transparent)]
@@ -207,6 +210,15 @@ pub fn migrate_request(
     default_from: Option<&str>,
     other_account: bool,
 ) -> Result<MigrateRequest, Error> {
+    if let (Some(m), false) = (&args.fleet.matching, args.source.all_servers) {
+        // clap's `requires` does not reach across the flattened groups; without this the filter
+        // would be silently ignored.
+        return Err(flag(
+            "--match",
+            m,
+            "filters --all-servers only: add --all-servers, or name the servers with --server",
+        ));
+    }
     let fleet = fleet_spec(args)?;
     let entry = match &fleet {
         Some(_) => Entry::Server { id: String::new() },

@@ -9,7 +9,8 @@
 //! - [`app`]: dispatches commands; the one place where errors become [`exit_code`]s and are
 //!   printed.
 //! - [`commands`]: one renderer per command.
-//! - [`secrets`]: the run's secrets and the scrubber every output passes through.
+//! - [`secrets`]: the run's secrets and the scrubber every output passes through; [`text`]:
+//!   control characters from services escaped for the terminal.
 //! - [`signals`]: Ctrl-C and SIGTERM as a cancellation token; [`fsutil`]: atomic private writes;
 //!   [`units`]: sizes and counts for people.
 //! - [`vhd`]: VHD parsing, validation and import-verdict prediction over any positioned-read source.
@@ -37,6 +38,7 @@ pub mod progress;
 pub mod secrets;
 pub mod signals;
 pub mod sim;
+pub mod text;
 pub mod transfer;
 pub mod units;
 pub mod vhd;

@@ -6,6 +6,7 @@ use imgferry::{app, cli::Cli, config, exit_code};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
+    end_quietly_on_a_closed_pipe();
     let cli = Cli::parse();
     let level = match cli.global.verbose {
         0 => "warn",
@@ -30,4 +31,23 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(app::run(cli));
     app::finish(&result, format).into()
+}
+
+/// `imgferry status | head` closes imgferry's stdout early. Rust ignores SIGPIPE, so the next
+/// `println!` fails and panics; a reader that stopped reading is not an error, so the process
+/// ends there, quietly and with success, as ripgrep does. Every other panic is reported as usual.
+fn end_quietly_on_a_closed_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(exit_code::OK.into());
+        }
+        report(info);
+    }));
 }

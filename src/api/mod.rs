@@ -76,6 +76,15 @@ pub enum Error {
     },
     #[error("{url} answered something unexpected: {detail}")]
     Unexpected { url: String, detail: String },
+    /// Every attempt's answer stopped short of its end (a reset, or a peer too slow to finish
+    /// within the request's deadline); retried within the request's one budget.
+    #[error("{url}: {detail}; gave up after {attempts} attempt(s) in {seconds:.0} s")]
+    Incomplete {
+        url: String,
+        detail: String,
+        attempts: u32,
+        seconds: f64,
+    },
     #[error(transparent)]
     Http(Box<crate::http::Error>),
 }
@@ -287,7 +296,11 @@ enum BodyError {
     Cut(String),
 }
 
-async fn read_body(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, BodyError> {
+async fn read_body(
+    mut resp: reqwest::Response,
+    cap: usize,
+    sent: std::time::Instant,
+) -> Result<Vec<u8>, BodyError> {
     if let Some(n) = resp.content_length().filter(|n| *n > cap as u64) {
         return Err(BodyError::TooLarge(format!(
             "the answer claims {n} bytes, more than the {cap} it may have"
@@ -305,6 +318,15 @@ async fn read_body(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, B
                 body.extend_from_slice(&chunk);
             }
             Ok(None) => return Ok(body),
+            // The request's whole deadline passed while the answer was still arriving (a peer
+            // that dribbles): not a cut connection, and said as what it is.
+            Err(e) if e.is_timeout() => {
+                return Err(BodyError::Cut(format!(
+                    "the answer did not complete within {:.0} s ({} bytes had arrived)",
+                    sent.elapsed().as_secs_f64(),
+                    body.len()
+                )));
+            }
             Err(e) => {
                 return Err(BodyError::Cut(format!(
                     "the answer was cut short after {} bytes ({})",
@@ -330,8 +352,9 @@ pub async fn fetch(
     let mut attempts = crate::http::Attempts::new(retry);
     loop {
         let kind = Idempotency::Idempotent;
+        let sent = std::time::Instant::now();
         let resp = auth::send(auth, &mut attempts, kind, &mut build, on_retry).await?;
-        if let Some(fetched) = read_or_retry(&mut attempts, resp, cap, on_retry).await? {
+        if let Some(fetched) = read_or_retry(&mut attempts, resp, cap, sent, on_retry).await? {
             return Ok(fetched);
         }
     }
@@ -347,8 +370,9 @@ pub async fn fetch_anonymous(
     let mut attempts = crate::http::Attempts::new(retry);
     loop {
         let kind = Idempotency::Idempotent;
+        let sent = std::time::Instant::now();
         let resp = crate::http::send_within(&mut attempts, kind, &mut build, on_retry).await?;
-        if let Some(fetched) = read_or_retry(&mut attempts, resp, cap, on_retry).await? {
+        if let Some(fetched) = read_or_retry(&mut attempts, resp, cap, sent, on_retry).await? {
             return Ok(fetched);
         }
     }
@@ -360,13 +384,14 @@ pub(crate) async fn read_or_retry(
     attempts: &mut crate::http::Attempts,
     resp: reqwest::Response,
     cap: usize,
+    sent: std::time::Instant,
     on_retry: &crate::http::OnRetry,
 ) -> Result<Option<Fetched>, Error> {
     let url = crate::http::redact(resp.url().as_str());
     let status = resp.status().as_u16();
     let location = location(&resp);
     let interrupted = |url: String| Error::Interrupted { url };
-    let Some(read) = attempts.or_cancel(read_body(resp, cap)).await else {
+    let Some(read) = attempts.or_cancel(read_body(resp, cap, sent)).await else {
         return Err(interrupted(url));
     };
     match read {
@@ -378,14 +403,19 @@ pub(crate) async fn read_or_retry(
         })),
         Err(BodyError::Cut(detail)) => {
             let Some(delay) = attempts.retry_after(crate::http::Decision::Retry(None)) else {
-                return Err(Error::Unexpected { url, detail });
+                return Err(Error::Incomplete {
+                    url,
+                    detail,
+                    attempts: attempts.made(),
+                    seconds: attempts.elapsed().as_secs_f64(),
+                });
             };
             let attempt = attempts.made();
             tracing::info!(%url, attempt, delay_ms = delay.as_millis() as u64, %detail, "retrying");
             on_retry(&crate::http::Retry {
                 attempt,
                 delay,
-                reason: "answer cut short",
+                reason: &detail,
                 requested: false,
             });
             match attempts.or_cancel(tokio::time::sleep(delay)).await {
@@ -414,7 +444,7 @@ pub async fn parse_json<T: serde::de::DeserializeOwned>(
     let url = crate::http::redact(resp.url().as_str());
     let status = resp.status().as_u16();
     let location = location(&resp);
-    match read_body(resp, MAX_JSON_BODY).await {
+    match read_body(resp, MAX_JSON_BODY, std::time::Instant::now()).await {
         Ok(body) => Fetched {
             url,
             status,
@@ -505,7 +535,8 @@ pub fn short_message(body: &str) -> String {
             .and_then(|o| o.values().next())
             .and_then(|f| f["message"].as_str())
     {
-        return m.to_string();
+        // One line, as the name says: a service's message may hold line breaks or controls.
+        return crate::text::escape_controls(m).into_owned();
     }
     let mut text = String::new();
     let mut in_tag = false;

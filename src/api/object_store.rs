@@ -287,6 +287,7 @@ impl ObjectStore {
         let cap = usize::try_from(len).unwrap_or(usize::MAX).saturating_add(1);
         let mut attempts = Attempts::new(&self.retry);
         loop {
+            let sent = std::time::Instant::now();
             let resp = auth::send(
                 &self.auth,
                 &mut attempts,
@@ -311,7 +312,8 @@ impl ObjectStore {
                 }
                 _ => return Err(Error::from_response("object", resp).await),
             }
-            let read = super::read_or_retry(&mut attempts, resp, cap, &*self.on_retry).await?;
+            let read =
+                super::read_or_retry(&mut attempts, resp, cap, sent, &*self.on_retry).await?;
             if let Some(fetched) = read {
                 return Ok(fetched.body);
             }
@@ -377,7 +379,42 @@ impl ObjectStore {
                 url: http::redact(&url),
                 detail: http::root_cause(&e),
             })?;
+        self.wait_out_rate_limit(&resp).await;
         stored_etag("object", resp).await
+    }
+
+    /// A streamed PUT is not retried here (its body is gone), but a rate limit it meets is treated
+    /// like any other: the wait the service asks for (`Retry-After`, within the backoff cap or
+    /// the step's long wait) is waited out, shared through the gate when there is one, and
+    /// reported, before the caller sends the piece again from its spill file.
+    async fn wait_out_rate_limit(&self, resp: &reqwest::Response) {
+        let status = resp.status().as_u16();
+        if !(http::gate::is_rate_limit(status) || status == 503) {
+            return;
+        }
+        let asked = http::retry::retry_after(resp.headers());
+        let delay = asked
+            .unwrap_or(self.retry.base)
+            .min(self.retry.max.max(self.retry.long_wait));
+        if let Some(gate) = &self.retry.gate {
+            gate.close_for(delay);
+        }
+        (self.on_retry)(&http::Retry {
+            attempt: 1,
+            delay,
+            reason: &format!("HTTP {status} (rate limited) on a streamed upload"),
+            requested: asked.is_some_and(|a| a > self.retry.max),
+        });
+        let sleep = tokio::time::sleep(delay);
+        match &self.retry.cancel {
+            Some(cancel) => {
+                tokio::select! {
+                    () = sleep => {}
+                    () = cancel.cancelled() => {}
+                }
+            }
+            None => sleep.await,
+        }
     }
 
     /// Creates a container (idempotent).

@@ -5,8 +5,12 @@ use super::{Error, Outcome};
 
 /// Writes the completion script for `shell` to stdout.
 pub fn completions(shell: clap_complete::Shell) -> Result<Outcome, Error> {
+    use std::io::Write;
     let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
-    clap_complete::generate(shell, &mut cmd, "imgferry", &mut std::io::stdout());
+    // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "imgferry", &mut out);
+    std::io::stdout().write_all(&out).map_err(Error::Output)?;
     Ok(Outcome::Done)
 }
 

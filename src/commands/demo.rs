@@ -80,7 +80,7 @@ pub async fn run(args: &DemoArgs, cfg: &RunConfig) -> Result<Outcome, CommandErr
         deadline_secs: 600.0,
     };
     let name = Some(format!("{SERVER} from DFW (imgferry demo)"));
-    let finished = session.start(plan, name).await?;
+    let finished = session.start(plan, name, &|_, _| Ok(())).await?;
     let imported = finished
         .result
         .as_ref()

@@ -42,7 +42,7 @@ pub async fn run_new(
         return dry_run(&session, req, reporter, format).await;
     }
     let session = session.shared(req.concurrency, req.parallel);
-    let fleet = fleet::create(&session, req).await?;
+    let (fleet, _lock) = fleet::create(&session, req).await?;
     let summary = fleet::run(&session, &fleet, false).await;
     render(&summary, format)
 }
@@ -109,7 +109,11 @@ async fn dry_run(
         rejected += usize::from(plan.would_be_rejected());
         let event = Event::Plan(Box::new(plan));
         if format == Format::Human {
-            println!("\n[{}] {}", m.server_name, m.server);
+            println!(
+                "\n[{}] {}",
+                crate::text::escape_controls(&m.server_name),
+                m.server
+            );
             reporter.emit(event);
         } else {
             reporter.emit(Event::Member {
@@ -207,13 +211,13 @@ fn print_table(summary: &Summary, with_age: bool) {
         };
         println!(
             "  {:<20} {:<14} {:<19} {:<14} {:<22} {:>5}  {}",
-            m.server_name,
+            crate::text::escape_controls(&m.server_name),
             m.migration,
             outcome_label(m),
             m.step.map_or("-".into(), |s| s.to_string()),
             copied,
             age,
-            last
+            crate::text::escape_controls(&last)
         );
     }
     println!("  total: {}, {}", counts(summary), size(summary.bytes));

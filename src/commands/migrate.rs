@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{Error, Outcome, Stopped};
 use crate::config::{self, RunConfig};
 use crate::credentials::Credentials;
-use crate::migrate::{Event, Finished, Session, Store};
+use crate::migrate::{Event, Finished, Session, Store, duplicates};
 use crate::progress::{Format, Reporter};
 
 /// `imgferry migrate`.
@@ -47,10 +47,19 @@ pub async fn run_migrate(
             Outcome::Done
         });
     }
-    if !request.new {
-        session.refuse_duplicate(&request.plan)?;
-    }
-    let finished = session.start(request.plan, request.name).await?;
+    // Checked now for a quick answer, and again as the migration is first recorded (under the
+    // state directory's lock), so two runs started together cannot both go ahead.
+    let check = move |store: &Store, plan: &crate::migrate::state::Plan| {
+        if request.new {
+            Ok(())
+        } else {
+            duplicates::refuse(store, plan)
+        }
+    };
+    check(session.store(), &request.plan)?;
+    let finished = session
+        .start(request.plan.clone(), request.name.clone(), &check)
+        .await?;
     render(&reporter, cfg.format, finished)
 }
 
@@ -74,6 +83,7 @@ pub async fn run_resume(
         &reporter,
         &saved.identity_url,
         saved.dst_identity_url.clone(),
+        (id, saved.dst_username.as_deref()),
     )?;
     let finished = session.resume(id, changes).await?;
     render(&reporter, cfg.format, finished)
@@ -87,6 +97,13 @@ async fn resume_fleet(
 ) -> Result<Outcome, Error> {
     let store = cfg.store()?;
     let saved = crate::migrate::fleet::state::load(&store, id)?;
+    // Fleets saved before the destination user was recorded: a member that started knows it.
+    let dst_username = saved.dst_username.clone().or_else(|| {
+        saved
+            .members
+            .iter()
+            .find_map(|m| store.load(&m.migration).ok()?.dst_username)
+    });
     let reporter = Arc::new(Reporter::new(cfg.format));
     let session = resumed_session(
         cfg,
@@ -94,20 +111,37 @@ async fn resume_fleet(
         &reporter,
         &saved.identity_url,
         saved.dst_identity_url.clone(),
+        (id, dst_username.as_deref()),
     )?;
     super::fleet::resume(session, id, changes.concurrency, cfg.format).await
 }
 
 /// A session that logs in where a saved migration or fleet did: its identity endpoint, and its
-/// destination account's when it had one.
+/// destination account's when it had one. `(id, dst_user)` is what is resumed and the
+/// destination account's saved user: when that is another account and its credentials are not
+/// set, the resume is refused before anything is touched (the source credentials would be
+/// refused there, and every member would read as failed).
 fn resumed_session(
     cfg: &mut RunConfig,
     store: Store,
     reporter: &Arc<Reporter>,
     identity_url: &str,
     dst_identity_url: Option<String>,
+    (id, dst_user): (&str, Option<&str>),
 ) -> Result<Session, Error> {
     let found = cfg.credentials()?;
+    if let (Some(url), Some(user)) = (&dst_identity_url, dst_user)
+        && user != found.creds.username
+        && cfg.destination_credentials()?.is_none()
+    {
+        return Err(Error::Config(config::Error::NoDestinationCredentials(
+            format!(
+                "{id} moves into the account of user {user} (identity {url}), whose credentials are \
+             not set; export RAX_DST_USERNAME={user} and RAX_DST_API_KEY (or RAX_DST_PASSWORD), \
+             then resume again (nothing was touched; it stays resumable)"
+            ),
+        )));
+    }
     let mut session = session(
         cfg,
         found.creds.clone(),

@@ -44,6 +44,11 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
     let mut checks = Vec::new();
     // The same checks a real run makes before imaging; they also say what the source is.
     checks.extend(super::eligibility::check(ctx, plan).await?);
+    let mut plan = plan.clone();
+    if plan.name.is_empty() {
+        plan.name = super::preflight::default_name(ctx.src.as_ref(), &plan).await;
+    }
+    let plan = &plan;
     let report = check_vhd(ctx, plan, &mut checks).await?;
     if let (Some(flavor), Some(r)) = (&plan.boot, &report) {
         let needed = r.virtual_size.as_ref().map(|v| v.bytes);

@@ -25,7 +25,8 @@
 //! - [`cleanup`]: deleting what imgferry created, never anything else.
 //! - [`import_code`]: reading a documented import code out of a task message, strictly;
 //! - [`report`]: the final report; [`event`]: what the engine reports while it works.
-//! - [`session`]: logging in, resolving regions, starting and resuming (what a front end calls).
+//! - [`session`]: logging in, resolving regions, starting and resuming (what a front end calls);
+//!   [`duplicates`]: one migration per source and route at a time.
 //! - [`fleet`]: many migrations as one fleet (shared budget, rate-limit gate, one table).
 //! - [`eligibility`]: what the cloud would refuse (unexportable images, volume-backed and
 //!   OnMetal servers, boot flavors), refused before anything is created;
@@ -35,6 +36,7 @@
 
 pub mod cleanup;
 pub mod dry_run;
+pub mod duplicates;
 pub mod eligibility;
 pub mod event;
 pub mod fleet;
@@ -140,6 +142,17 @@ pub enum Error {
          or --segment-size"
     )]
     NoSpace {
+        dir: String,
+        needed: String,
+        available: String,
+    },
+    /// `--to-file`: the download does not fit where it is written.
+    #[error(
+        "not enough free space in {dir} for the download: it needs {needed} more and {available} \
+         is free; free some space there and resume, or start again with --to-file on a larger \
+         file system"
+    )]
+    NoSpaceForFile {
         dir: String,
         needed: String,
         available: String,

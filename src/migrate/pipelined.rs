@@ -281,10 +281,11 @@ fn append_listed(
 
 /// Copies and hashes every piece not done yet.
 async fn copy_listed(ctx: &Ctx, m: &mut Migration, confirm: bool) -> Result<(), Error> {
+    // A copy: an early return leaves the migration's own state in place.
     let mut state = m
         .facts
         .transfer
-        .take()
+        .clone()
         .ok_or(Error::Invariant("a pipelined copy without its transfer"))?;
     let Copy {
         opts,
@@ -319,10 +320,11 @@ pub(super) fn reconcile(
     m: &mut Migration,
     source: Source,
 ) -> Result<Vec<String>, Error> {
+    // A copy: if planning the fresh transfer fails, the early one is still the migration's.
     let early = m
         .facts
         .transfer
-        .take()
+        .clone()
         .ok_or(Error::Invariant("reconciling without a pipelined copy"))?;
     let mut fresh = TransferState::new(
         source,

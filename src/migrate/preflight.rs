@@ -123,8 +123,16 @@ pub async fn unchanged(path: &Path, validated: Option<&FileStamp>) -> Result<(),
 
 /// Re-reads a local VHD whole and compares its SHA-256 with what the transfer sent.
 pub async fn same_sha256(path: &Path, sent: &str) -> Result<(), Error> {
+    if sha256_of(path).await? != sent {
+        return Err(changed(path));
+    }
+    Ok(())
+}
+
+/// The SHA-256 of a whole local file, hex (read off the async workers).
+pub async fn sha256_of(path: &Path) -> Result<String, Error> {
     let p = path.to_path_buf();
-    let now = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<String> {
         use sha2::Digest;
         use std::io::Read;
         let mut f = std::fs::File::open(&p)?;
@@ -139,11 +147,7 @@ pub async fn same_sha256(path: &Path, sent: &str) -> Result<(), Error> {
     })
     .await
     .map_err(|e| Error::Final(format!("cannot read {}: {e}", path.display())))?
-    .map_err(|e| Error::Final(format!("cannot read {}: {e}", path.display())))?;
-    if now != sent {
-        return Err(changed(path));
-    }
-    Ok(())
+    .map_err(|e| Error::Final(format!("cannot read {}: {e}", path.display())))
 }
 
 fn changed(path: &Path) -> Error {

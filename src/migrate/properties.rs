@@ -187,7 +187,9 @@ pub async fn restore(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
                 Some((status, message)) => {
                     ctx.emit(Event::Warning {
                         message: format!(
-                            "the image service refused property {key} ({status}): {message}"
+                            "the image service refused property {} ({status}): {}",
+                            crate::text::escape_controls(&key),
+                            crate::text::escape_controls(&message)
                         ),
                     });
                     refused.push(key);

@@ -99,7 +99,11 @@ impl Report {
     /// The summary for people.
     pub fn render_human(&self) -> String {
         let mut out = String::new();
-        let mut line = |k: &str, v: String| out.push_str(&format!("  {k:<18} {v}\n"));
+        // Every value on one line, whatever a service put in a name (`crate::text`).
+        let mut line = |k: &str, v: String| {
+            let v = crate::text::escape_controls(&v);
+            out.push_str(&format!("  {k:<18} {v}\n"));
+        };
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
         line("migration", format!("{} ({})", self.id, self.step));
         line(

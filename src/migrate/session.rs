@@ -73,9 +73,8 @@ impl Changes {
         let Some(size) = self.segment_size else {
             return Ok(());
         };
-        match m.facts.transfer.take() {
+        match &m.facts.transfer {
             Some(t) if t.hashed > 0 || t.uploaded_bytes() > 0 => {
-                m.facts.transfer = Some(t);
                 return Err(Error::Usage(format!(
                     "migration {} has started its transfer in pieces of {}; --segment-size can \
                      only change before that (lower --concurrency instead)",
@@ -84,8 +83,9 @@ impl Changes {
                 )));
             }
             Some(t) => {
+                // Planned from a copy: a size the plan refuses leaves the old plan in place.
                 let fresh = crate::transfer::TransferState::new(
-                    t.source,
+                    t.source.clone(),
                     &t.dest_container,
                     &t.dest_name,
                     size,
@@ -99,6 +99,10 @@ impl Changes {
         Ok(())
     }
 }
+
+/// What [`Session::start`] checks under the state directory's lock before a new migration is
+/// first recorded (that no unfinished migration moves the same source: `duplicates::refuse`).
+pub type StartCheck = dyn Fn(&Store, &Plan) -> Result<(), Error> + Sync;
 
 /// The end of a run: the saved migration and, on success, its report.
 pub struct Finished {
@@ -153,6 +157,11 @@ impl Session {
     /// The destination account's identity endpoint, when it is another account.
     pub fn destination_url(&self) -> Option<&str> {
         self.dst.as_ref().map(|(url, _)| url.as_str())
+    }
+
+    /// The destination account's user, when it is another account.
+    pub fn destination_username(&self) -> Option<&str> {
+        self.dst.as_ref().map(|(_, c)| c.username.as_str())
     }
 
     /// The source account's user name.
@@ -257,53 +266,45 @@ impl Session {
         })
     }
 
-    /// Refuses a second migration of the same source and route while one is unfinished (a
-    /// re-run from shell history, cron or a CI retry would otherwise image and export again and
-    /// orphan the first). A migration that stopped for good does not count.
-    pub fn refuse_duplicate(&self, plan: &Plan) -> Result<(), Error> {
-        let (all, _) = self.store.list();
-        let same = all.iter().find(|m| {
-            m.step != Step::Done
-                && m.failure.as_ref().is_none_or(|f| f.resumable)
-                && m.plan.entry == plan.entry
-                && m.plan.from == plan.from
-                && m.plan.to == plan.to
-        });
-        match same {
-            Some(m) => Err(Error::Usage(format!(
-                "migration {} already moves {} from {} to {} and is not finished (at {}); \
-                 continue it with `imgferry resume {}`, or pass --new to start another",
-                m.id,
-                m.plan.entry.describe(),
-                m.plan.from.as_deref().unwrap_or("a local file"),
-                m.plan.to,
-                m.step,
-                m.id
-            ))),
-            None => Ok(()),
-        }
-    }
-
     /// Starts a new migration with `plan`. Without a `name`, the imported image is named after its
-    /// source ([`super::preflight::default_name`]).
-    pub async fn start(&self, plan: Plan, name: Option<String>) -> Result<Finished, Error> {
-        self.start_as(new_id(), plan, name, &self.events).await
+    /// source ([`super::preflight::default_name`]). `check` runs under the state directory's lock
+    /// just before the migration is first recorded, so what it checks (no unfinished migration of
+    /// the same source) still holds when the record is written.
+    pub async fn start(
+        &self,
+        plan: Plan,
+        name: Option<String>,
+        check: &StartCheck,
+    ) -> Result<Finished, Error> {
+        self.start_checked(new_id(), plan, name, &self.events, Some(check))
+            .await
     }
 
     /// [`Session::start`] with the migration id chosen by the caller (a fleet records its
-    /// members' ids before any of them starts), reporting to `events`.
+    /// members' ids before any of them starts, and checked them for duplicates then), reporting
+    /// to `events`.
     pub async fn start_as(
+        &self,
+        id: String,
+        plan: Plan,
+        name: Option<String>,
+        events: &Sink,
+    ) -> Result<Finished, Error> {
+        self.start_checked(id, plan, name, events, None).await
+    }
+
+    async fn start_checked(
         &self,
         id: String,
         mut plan: Plan,
         name: Option<String>,
         events: &Sink,
+        check: Option<&StartCheck>,
     ) -> Result<Finished, Error> {
         let ctx = self.connect_with(&plan, events).await?;
-        plan.name = match name {
-            Some(n) => n,
-            None => super::preflight::default_name(ctx.src.as_ref(), &plan).await,
-        };
+        // Without --name the image is named after its source in the first step, once the checks
+        // have read the source: one request to a slow service, not two (docs/reliability.md).
+        plan.name = name.unwrap_or_default();
         let mut m = Migration::new(id, self.link.identity_url.clone(), plan);
         m.username = Some(self.creds.username.clone());
         m.tenant = self.creds.tenant.clone();
@@ -312,7 +313,15 @@ impl Session {
             m.dst_username = Some(creds.username.clone());
         }
         let _lock = self.store.lock(&m.id)?;
-        self.store.persist(&m).await?;
+        match check {
+            Some(check) => {
+                // The check and the first record, as one step against other processes.
+                let _dir = self.store.lock_dir_async().await?;
+                check(&self.store, &m.plan)?;
+                self.store.persist(&m).await?;
+            }
+            None => self.store.persist(&m).await?,
+        }
         Ok(self.run(&ctx, &mut m, false).await)
     }
 
@@ -387,10 +396,8 @@ impl Session {
         name: Option<String>,
     ) -> Result<super::dry_run::DryRun, Error> {
         let ctx = self.connect(&plan).await?;
-        plan.name = match name {
-            Some(n) => n,
-            None => super::preflight::default_name(ctx.src.as_ref(), &plan).await,
-        };
+        // Without --name the image is named after its source once the checks have read it.
+        plan.name = name.unwrap_or_default();
         super::dry_run::run(&ctx, &plan).await
     }
 

@@ -55,7 +55,7 @@ pub(super) fn ambiguous(e: &crate::api::Error) -> bool {
         crate::api::Error::Service { status, .. } => *status >= 500 || *status == 408,
         // A transport failure, or an answer cut short or garbled after the service acted.
         crate::api::Error::Http(e) => !e.is_retry_later(),
-        crate::api::Error::Unexpected { .. } => true,
+        crate::api::Error::Unexpected { .. } | crate::api::Error::Incomplete { .. } => true,
         crate::api::Error::NotFound { .. }
         | crate::api::Error::Conflict { .. }
         | crate::api::Error::Unauthorized { .. }

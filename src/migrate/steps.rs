@@ -58,6 +58,10 @@ pub async fn advance(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
 async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     // What the cloud would refuse late is refused now, before anything is created.
     super::eligibility::check(ctx, &m.plan).await?;
+    if m.plan.name.is_empty() {
+        // Named after its source, read now that the checks have reached it.
+        m.plan.name = preflight::default_name(ctx.src.as_ref(), &m.plan).await;
+    }
     match m.plan.entry.clone() {
         Entry::CreateServer { .. } => {
             m.facts.created_server = Some(Intent {
@@ -424,10 +428,12 @@ async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         super::to_file::download(ctx, m).await?;
         return finish(ctx, m).await;
     }
+    // A copy, never the state moved out: an early return below leaves the migration's own
+    // transfer plan in place, so the saved state can always be resumed.
     let mut state = m
         .facts
         .transfer
-        .take()
+        .clone()
         .ok_or(Error::Invariant("Transferring without a transfer plan"))?;
     let access = match &m.plan.entry {
         Entry::Vhd { path } => {

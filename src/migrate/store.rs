@@ -204,6 +204,41 @@ impl Store {
         }
     }
 
+    /// Takes the state directory's own lock, waiting while another process holds it. Held only
+    /// for the moment that checks for an unfinished migration of the same source and records the
+    /// new one, so two runs started together cannot both go ahead.
+    pub fn lock_dir(&self) -> Result<Lock, Error> {
+        let path = self.dir.join("imgferry.lock");
+        let shown = path.display().to_string();
+        let mut opts = OpenOptions::new();
+        opts.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let file = opts.open(&path).map_err(|source| Error::Lock {
+            path: shown.clone(),
+            source,
+        })?;
+        file.lock().map_err(|source| Error::Lock {
+            path: shown,
+            source,
+        })?;
+        Ok(Lock { _file: file })
+    }
+
+    /// [`Store::lock_dir`] for async code: the wait happens off the async workers.
+    pub async fn lock_dir_async(&self) -> Result<Lock, Error> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.lock_dir())
+            .await
+            .map_err(|e| Error::Lock {
+                path: self.dir.join("imgferry.lock").display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+    }
+
     /// Writes `m` atomically with mode 0600. Blocking: async code calls [`Store::persist`].
     pub fn save(&self, m: &Migration) -> Result<(), Error> {
         let json = self.serialise(m)?;

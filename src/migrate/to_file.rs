@@ -42,10 +42,20 @@ pub fn check_path(path: &Path) -> Result<String, (String, String)> {
             part.display()
         ));
     }
-    match abs.parent() {
-        Some(dir) if dir.is_dir() => Ok(shown),
-        _ => refuse("its directory does not exist: create it first".into()),
+    let Some(dir) = abs.parent().filter(|d| d.is_dir()) else {
+        return refuse("its directory does not exist: create it first".into());
+    };
+    // Writable now, before any snapshot or export exists (a read-only mount, say).
+    if let Err(e) = tempfile::Builder::new()
+        .prefix(".imgferry-write-check")
+        .tempfile_in(dir)
+    {
+        return refuse(format!(
+            "its directory {} cannot be written to ({e}): choose a writable one",
+            dir.display()
+        ));
     }
+    Ok(shown)
 }
 
 fn file_error(what: &'static str, path: &Path, source: std::io::Error) -> Error {
@@ -65,14 +75,15 @@ pub(super) async fn download(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> 
             .ok_or(Error::Invariant("a download without --to-file"))?,
     );
     let part = part_path(&path);
+    // A copy, never the state moved out: an early return below (no space, no source) leaves
+    // the migration's own transfer plan in place, so the saved state can always be resumed.
     let mut state = m
         .facts
         .transfer
-        .take()
+        .clone()
         .ok_or(Error::Invariant("Transferring without a transfer plan"))?;
     if state.is_done() && !part.exists() && path.exists() {
         // Killed after the rename and before the state said so: the file is in place.
-        m.facts.transfer = Some(state);
         return Ok(());
     }
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -80,12 +91,15 @@ pub(super) async fn download(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> 
     if let Ok(available) = crate::fsutil::available_bytes(dir)
         && available < needed
     {
-        return Err(Error::NoSpace {
+        return Err(Error::NoSpaceForFile {
             dir: dir.display().to_string(),
             needed: crate::units::size(needed),
             available: crate::units::size(available),
         });
     }
+    // One download per `.part`: a second run onto the same path (another migration, a retried
+    // job) is refused rather than writing into the same file. Held until the rename.
+    let _part_lock = lock_part(&part, &m.id)?;
     let super::pipelined::Copy {
         opts,
         events,
@@ -103,7 +117,46 @@ pub(super) async fn download(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> 
         Some(r) => r?,
     };
     validate(ctx, m, &part).await?;
-    rename_into_place(&part, &path).await
+    rename_into_place(&part, &path).await?;
+    // What is at PATH now must be what was downloaded and reported.
+    let expected = m.facts.transfer.as_ref().and_then(|t| t.sha256.clone());
+    if let Some(expected) = expected {
+        let found = preflight::sha256_of(&path).await?;
+        if found != expected {
+            return Err(Error::Final(format!(
+                "{} is not the file downloaded: its SHA-256 is {found}, the download's was \
+                 {expected}; another process wrote to it. Remove it and start again",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Creates (or opens) `part` and takes its advisory lock, or refuses at once when another
+/// process holds it.
+fn lock_part(part: &Path, id: &str) -> Result<std::fs::File, Error> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts
+        .open(part)
+        .map_err(|e| file_error("cannot open the download file", part, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Usage(format!(
+            "another imgferry process is downloading into {} (migration {id} was not started \
+             there); wait for it, or choose another --to-file path",
+            part.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(file_error("cannot lock the download file", part, e))
+        }
+    }
 }
 
 /// The whole file validated as `imgferry validate` would: it must get the verdict the export's

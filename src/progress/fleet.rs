@@ -99,11 +99,31 @@ fn member_line(view: &mut MemberView, to: &str, event: &Event) -> Option<String>
                 format!("{}% of {} copied", quarter * 25, size(*total))
             })
         }
-        Event::Report { report } => Some(format!(
-            "done: image {} in {}",
-            report.imported_image.as_deref().unwrap_or("?"),
-            to
-        )),
+        Event::Report { report } => {
+            let mut line = format!(
+                "done: image {} in {}",
+                report.imported_image.as_deref().unwrap_or("?"),
+                to
+            );
+            // As `nova boot` does: the service returns the password once, and imgferry never
+            // stores it, so this line is the only place it is shown.
+            if let Some(server) = &report.boot_server {
+                line.push_str(&format!(
+                    "; booted server {server} ({})",
+                    if report.boot_addresses.is_empty() {
+                        "no address yet".to_string()
+                    } else {
+                        report.boot_addresses.join(", ")
+                    }
+                ));
+                if let Some(pass) = &report.admin_pass {
+                    line.push_str(&format!(
+                        ", admin password {pass} (shown once; imgferry does not store it)"
+                    ));
+                }
+            }
+            Some(line)
+        }
         Event::Error { message, .. } => Some(format!(
             "stopped: {}",
             message.lines().next().unwrap_or_default()

@@ -125,9 +125,12 @@ fn export_done_line(task: &str) -> String {
     format!("export task {task}: success (copying the last listed segments)")
 }
 
-/// The event with the text a service may have written (and so may echo a secret in) scrubbed.
+/// The event for human output: the text a service may have written (and so may echo a secret
+/// in) scrubbed, and its control characters escaped (`crate::text`).
 fn scrubbed(event: Event) -> Event {
-    let clean = |s: String| crate::secrets::scrub(&s);
+    let clean = |s: String| {
+        crate::text::escape_controls_keep_lines(&crate::secrets::scrub(&s)).into_owned()
+    };
     match event {
         Event::Warning { message } => Event::Warning {
             message: clean(message),
@@ -175,7 +178,7 @@ fn scrubbed(event: Event) -> Event {
             detail,
         } => Event::Member {
             member,
-            server,
+            server: crate::text::escape_controls(&server).into_owned(),
             detail: Box::new(scrubbed(*detail)),
         },
         other => other,
@@ -350,9 +353,13 @@ fn print_plan(plan: &DryRun) {
         plan.source
     );
     for c in &plan.checks {
-        let _ = writeln!(out, "  checked: {c}");
+        let _ = writeln!(out, "  checked: {}", crate::text::escape_controls(c));
     }
-    let _ = writeln!(out, "  image name: {}", plan.image_name);
+    let _ = writeln!(
+        out,
+        "  image name: {}",
+        crate::text::escape_controls(&plan.image_name)
+    );
     for (i, s) in plan.steps.iter().enumerate() {
         let _ = writeln!(out, "  {:>2}. {s}", i + 1);
     }

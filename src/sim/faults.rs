@@ -406,12 +406,17 @@ fn cut_after(s: ByteStream, limit: u64) -> impl Stream<Item = Result<Bytes, axum
 pub fn throttle(s: ByteStream, rate: u64) -> ByteStream {
     let rate = rate.max(1);
     let start = Instant::now();
-    let pieces = s.flat_map(|chunk| {
+    // Pieces of about a sixteenth of a second's worth (at most 64 KiB): at a few bytes a second
+    // the answer dribbles in byte by byte, as a slow peer's does, instead of arriving whole late.
+    let size = usize::try_from(rate / 16)
+        .unwrap_or(usize::MAX)
+        .clamp(1, 64 * 1024);
+    let pieces = s.flat_map(move |chunk| {
         let parts: Vec<Result<Bytes, axum::Error>> = match chunk {
             Err(e) => vec![Err(e)],
             Ok(b) => (0..b.len())
-                .step_by(64 * 1024)
-                .map(|i| Ok(b.slice(i..(i + 64 * 1024).min(b.len()))))
+                .step_by(size)
+                .map(|i| Ok(b.slice(i..(i + size).min(b.len()))))
                 .collect(),
         };
         futures::stream::iter(parts)

@@ -25,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::session::{Changes, Finished, Session};
 use super::state::{Entry, Plan, Step};
-use super::{Error, Event, Migration, Sink};
+use super::{Error, Event, Migration, Sink, store};
 pub use select::{Chosen, Selection};
 pub use state::{Fleet, Member, Shard};
 
@@ -149,10 +149,22 @@ impl Summary {
 }
 
 /// Chooses the members of a new fleet, records it, and returns it (nothing remote is created).
-pub async fn create(session: &Session, req: Request) -> Result<Fleet, Error> {
+/// The fleet's lock is taken before it is saved and held by the caller while it runs, and the
+/// members are checked again for duplicates under the state directory's lock as the fleet is
+/// recorded (`duplicates`).
+pub async fn create(session: &Session, req: Request) -> Result<(Fleet, store::Lock), Error> {
+    let new = req.new;
     let mut fleet = choose(session, req).await?;
-    state::save(session.store(), &mut fleet).await?;
-    Ok(fleet)
+    let store = session.store();
+    let lock = store.lock(&fleet.id)?;
+    let _dir = store.lock_dir_async().await?;
+    if !new {
+        for member in &fleet.members {
+            super::duplicates::refuse(store, &member.plan)?;
+        }
+    }
+    state::save(store, &mut fleet).await?;
+    Ok((fleet, lock))
 }
 
 /// The members of a new fleet, each with its migration id and plan; nothing is saved (a dry run
@@ -184,6 +196,7 @@ pub async fn choose(session: &Session, req: Request) -> Result<Fleet, Error> {
     );
     fleet.username = Some(session.username().to_string());
     fleet.dst_identity_url = session.destination_url().map(str::to_string);
+    fleet.dst_username = session.destination_username().map(str::to_string);
     fleet.parallel = req.parallel.max(1);
     fleet.concurrency = req.concurrency.max(1);
     fleet.shard = req.shard;
@@ -193,7 +206,7 @@ pub async fn choose(session: &Session, req: Request) -> Result<Fleet, Error> {
         plan.entry = Entry::Server { id: c.id.clone() };
         plan.concurrency = fleet.concurrency;
         if !req.new {
-            session.refuse_duplicate(&plan)?;
+            super::duplicates::refuse(session.store(), &plan)?;
         }
         let mut migration = super::session::new_id();
         while fleet.members.iter().any(|m| m.migration == migration) {
@@ -437,6 +450,14 @@ pub async fn resume(
     concurrency: Option<usize>,
 ) -> Result<Summary, Error> {
     let mut fleet = state::load(session.store(), id)?;
+    // A second `resume` of a running fleet touches none of its members.
+    let _lock = session.store().lock(id).map_err(|e| match e {
+        store::Error::Locked { .. } => Error::Usage(format!(
+            "fleet {id} is running in another imgferry process; its members were not touched \
+             (`imgferry status {id}` shows their progress)"
+        )),
+        other => other.into(),
+    })?;
     if fleet.identity_url != session.identity_url() {
         return Err(Error::Usage(format!(
             "fleet {id} was started against the identity endpoint {}, but this run would log in \

@@ -96,11 +96,21 @@ pub async fn resolve(compute: &Compute, selection: &Selection) -> Result<Vec<Cho
     Ok(out)
 }
 
-/// Parses `--servers-file`: one id or name per line; blank lines and `#` comments are skipped.
+/// Parses `--servers-file`: one id or name per line; blank lines and `#` comments are skipped,
+/// a comment may follow a name after whitespace (`web-2  # the second`), as in a shell, and a
+/// UTF-8 byte order mark (as Windows editors write) is ignored. A `#` inside a name stays.
 pub fn parse_servers_file(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    text.strip_prefix('\u{feff}')
+        .unwrap_or(text)
+        .lines()
+        .map(|l| {
+            let cut = l
+                .char_indices()
+                .find(|&(i, c)| c == '#' && (i == 0 || l[..i].ends_with(char::is_whitespace)))
+                .map_or(l, |(i, _)| &l[..i]);
+            cut.trim()
+        })
+        .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect()
 }
@@ -175,6 +185,9 @@ mod tests {
     fn servers_files_skip_blanks_and_comments() {
         let text = "# the web tier\nweb-1\n\n  web-2  \n# db\n1234-abcd\n";
         assert_eq!(parse_servers_file(text), ["web-1", "web-2", "1234-abcd"]);
+        // A byte order mark, a trailing comment, a `#` inside a name.
+        let text = "\u{feff}web-1\nweb-2  # the second\nweb#3\t# tab\n";
+        assert_eq!(parse_servers_file(text), ["web-1", "web-2", "web#3"]);
     }
 
     #[test]

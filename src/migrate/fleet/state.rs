@@ -54,6 +54,9 @@ pub struct Fleet {
     /// The destination account's identity endpoint, when it is another account.
     #[serde(default)]
     pub dst_identity_url: Option<String>,
+    /// The destination account's user, when it is another account.
+    #[serde(default)]
+    pub dst_username: Option<String>,
     pub from: String,
     pub to: String,
     /// Members imaging and exporting at once (`--parallel`; see `fleet::Places`).
@@ -77,6 +80,7 @@ impl Fleet {
             identity_url,
             username: None,
             dst_identity_url: None,
+            dst_username: None,
             from,
             to,
             parallel: 1,
@@ -162,4 +166,20 @@ pub fn load(store: &Store, id: &str) -> Result<Fleet, store::Error> {
         path: shown,
         source,
     })
+}
+
+/// Every readable fleet in the state directory (unreadable ones are skipped: `status` reports
+/// them).
+pub fn list(store: &Store) -> Vec<Fleet> {
+    let Ok(entries) = std::fs::read_dir(dir(store)) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let id = name.strip_suffix(".json")?;
+            load(store, id).ok()
+        })
+        .collect()
 }

@@ -5,13 +5,23 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `imgferry --version`: the version, the commit it was built from and the target (`-V` shows
+/// the version alone).
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("IMGFERRY_COMMIT"),
+    "\ntarget: ",
+    env!("IMGFERRY_TARGET")
+);
+
 /// Move a server image from one Rackspace Cloud region to another, resumably and verified.
 ///
 /// Exit codes: 0 done; 1 failed (state saved, resumable) or a file could not be read; 2 usage or
 /// configuration error; 3 VHD invalid or import rejected; 4 interrupted (resumable); 5 authentication
 /// failed.
 #[derive(Debug, Parser)]
-#[command(name = "imgferry", version, max_term_width = 100)]
+#[command(name = "imgferry", version, long_version = LONG_VERSION, max_term_width = 100)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,
@@ -98,7 +108,7 @@ pub enum Command {
         #[arg(long, value_name = "N")]
         concurrency: Option<usize>,
         /// Segment size for plain objects and local files, when the transfer has not started yet.
-        #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+        #[arg(long, value_name = "SIZE", value_parser = parse_size_with_unit)]
         segment_size: Option<u64>,
         /// Stop copying the source image's properties onto the imported image (for a migration
         /// whose restore the service keeps refusing); vm_mode is still set.
@@ -172,7 +182,7 @@ pub struct MigrateArgs {
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub concurrency: usize,
     /// Segment size for plain objects and local files (at least 1 MiB).
-    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_bytes)]
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size_with_unit)]
     pub segment_size: u64,
     /// Import even when validation predicts a rejection.
     #[arg(long)]
@@ -190,11 +200,11 @@ pub struct MigrateArgs {
     pub poll_interval: Option<f64>,
     /// Largest virtual size the destination imports, inclusive [default: 160GiB, Rackspace's
     /// limit]; for clouds with another limit.
-    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_with_unit)]
     pub max_virtual_size: Option<u64>,
     /// Largest physical size (file length without the footer) the destination imports
     /// [default: 160GiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_with_unit)]
     pub max_physical_size: Option<u64>,
     /// Do not copy the source image's properties (os_distro, org.openstack__1__*, your own keys)
     /// onto the imported image.
@@ -319,10 +329,10 @@ pub struct ValidateArgs {
     pub remote: Option<Vec<String>>,
     /// Largest accepted virtual size, inclusive (bytes, or with a unit: 160GiB, Rackspace's limit
     /// since 2019).
-    #[arg(long, value_name = "SIZE", default_value = "160GiB", value_parser = parse_bytes)]
+    #[arg(long, value_name = "SIZE", default_value = "160GiB", value_parser = parse_size_with_unit)]
     pub max_virtual_size: u64,
     /// Largest accepted physical size (file length without the footer), inclusive.
-    #[arg(long, value_name = "SIZE", default_value = "160GiB", value_parser = parse_bytes)]
+    #[arg(long, value_name = "SIZE", default_value = "160GiB", value_parser = parse_size_with_unit)]
     pub max_physical_size: u64,
 }
 
@@ -407,11 +417,26 @@ pub struct SimServeArgs {
 
 /// Parses a byte size: a plain number of bytes, or a number with a unit. Every unit is a power of
 /// 1024 (`40G`, `40GB` and `40GiB` all mean 40 GiB), matching how the 40 GB import limit is read.
+/// A size people type on `migrate`, `resume` and `validate`: `--max-virtual-size 40` almost
+/// always means 40 GiB, and read as 40 bytes it would refuse every image, so the unit is
+/// required (`B` for bytes). The simulator's and benchmarks' flags take bare bytes
+/// ([`parse_bytes`]).
+pub fn parse_size_with_unit(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!(
+            "a size needs a unit: {t}GiB, {t}MiB, or {t}B if you mean bytes"
+        ));
+    }
+    parse_bytes(s)
+}
+
+/// A size in bytes, with or without a binary unit.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     parse_size::Config::new()
         .with_binary()
         .parse_size(s)
-        .map_err(|e| format!("{e}: expected a size such as 42949672960, 40GiB or 128MiB"))
+        .map_err(|e| format!("{e}: expected a size such as 40GiB or 128MiB"))
 }
 
 #[cfg(test)]
@@ -420,6 +445,11 @@ mod tests {
 
     #[test]
     fn sizes_parse() {
+        // A number alone is refused where people type sizes, with the units it probably meant.
+        let bare = parse_size_with_unit("40").unwrap_err();
+        assert!(bare.contains("40GiB") && bare.contains("40B"), "{bare}");
+        assert_eq!(parse_size_with_unit("42949672960B"), Ok(40 << 30));
+        assert_eq!(parse_size_with_unit("40GiB"), Ok(40 << 30));
         assert_eq!(parse_bytes("40GiB"), Ok(40 << 30));
         assert_eq!(parse_bytes("40G"), Ok(40 << 30));
         assert_eq!(parse_bytes("128MiB"), Ok(128 << 20));

@@ -73,3 +73,15 @@ fn without_path(e: std::io::Error) -> std::io::Error {
         None => std::io::Error::new(e.kind(), e.kind().to_string()),
     }
 }
+
+/// Opens (creating it, private, never truncating) a file to take an advisory lock on.
+pub fn lock_file(path: &Path) -> std::io::Result<fs::File> {
+    let mut opts = fs::OpenOptions::new();
+    opts.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+}

@@ -24,7 +24,7 @@ pub async fn run_migrate(
             .to_identity_url
             .as_deref()
             .is_some_and(|u| config::named_identity(u) != cfg.link(None).identity_url);
-    let request = config::migrate_request(args, found.region.as_deref(), other_account)?;
+    let mut request = config::migrate_request(args, found.region.as_deref(), other_account)?;
     let reporter = Arc::new(Reporter::new(cfg.format));
     let mut session = session(&cfg, found.creds.clone(), None, cfg.store()?, &reporter)?;
     if request.to_identity_url.is_some() || dst_creds.is_some() {
@@ -37,6 +37,7 @@ pub async fn run_migrate(
     if let Some(spec) = request.fleet.clone() {
         return super::fleet::run_new(session, request, spec, &reporter, cfg.format).await;
     }
+    resolve_server_name(&session, &mut request.plan).await?;
     if request.dry_run {
         let plan = session.dry_run(request.plan, request.name).await?;
         let rejected = plan.would_be_rejected();
@@ -61,6 +62,40 @@ pub async fn run_migrate(
         .start(request.plan.clone(), request.name.clone(), &check)
         .await?;
     render(&reporter, cfg.format, finished)
+}
+
+/// `--server NAME` for one server, as for a fleet: a value that is not a server id is looked up
+/// among the source region's servers by exact name, and the migration is recorded with the id
+/// (so a later run by id or by name is the same migration). A name two servers share is refused,
+/// naming both ids.
+async fn resolve_server_name(
+    session: &Session,
+    plan: &mut crate::migrate::state::Plan,
+) -> Result<(), Error> {
+    use crate::migrate::fleet::select::{self, Selection};
+    use crate::migrate::state::Entry;
+    let Entry::Server { id } = &plan.entry else {
+        return Ok(());
+    };
+    if looks_like_uuid(id) {
+        return Ok(());
+    }
+    let ctx = session.connect(plan).await?;
+    let chosen = select::resolve(&ctx.src()?.compute, &Selection::Named(vec![id.clone()])).await?;
+    if let Some(c) = chosen.first() {
+        plan.entry = Entry::Server { id: c.id.clone() };
+    }
+    Ok(())
+}
+
+/// Nova's server ids are UUIDs (8-4-4-4-12 hex digits).
+fn looks_like_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 /// `imgferry resume ID`.

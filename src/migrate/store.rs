@@ -10,7 +10,7 @@
 //!   `imgferry resume` of the same id stops with a clear error. The OS drops the lock when the
 //!   process dies, even by SIGKILL, so a killed run never leaves a stale lock behind.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use super::state::{Migration, VERSION};
@@ -180,14 +180,7 @@ impl Store {
     pub fn lock(&self, id: &str) -> Result<Lock, Error> {
         let path = self.dir.join(format!("{id}.lock"));
         let shown = path.display().to_string();
-        let mut opts = OpenOptions::new();
-        opts.create(true).truncate(false).write(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let file = opts.open(&path).map_err(|source| Error::Lock {
+        let file = crate::fsutil::lock_file(&path).map_err(|source| Error::Lock {
             path: shown.clone(),
             source,
         })?;
@@ -210,14 +203,7 @@ impl Store {
     pub fn lock_dir(&self) -> Result<Lock, Error> {
         let path = self.dir.join("imgferry.lock");
         let shown = path.display().to_string();
-        let mut opts = OpenOptions::new();
-        opts.create(true).truncate(false).write(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let file = opts.open(&path).map_err(|source| Error::Lock {
+        let file = crate::fsutil::lock_file(&path).map_err(|source| Error::Lock {
             path: shown.clone(),
             source,
         })?;

@@ -136,15 +136,7 @@ pub(super) async fn download(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> 
 /// Creates (or opens) `part` and takes its advisory lock, or refuses at once when another
 /// process holds it.
 fn lock_part(part: &Path, id: &str) -> Result<std::fs::File, Error> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.create(true).truncate(false).write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let file = opts
-        .open(part)
+    let file = crate::fsutil::lock_file(part)
         .map_err(|e| file_error("cannot open the download file", part, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),

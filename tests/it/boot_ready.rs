@@ -11,23 +11,12 @@ use crate::support::{World, seeded};
 async fn imported_image(w: &World, run: &crate::support::Run) -> Value {
     let id = run.report()["imported_image"]
         .as_str()
-        .expect("an imported image")
-        .to_string();
-    reqwest::Client::new()
-        .get(format!("{}/images/{id}", w.sim.images_url("IAD")))
-        .header("X-Auth-Token", w.sim.issue_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+        .expect("an imported image");
+    w.image_json("IAD", id).await
 }
 
 fn with_variant(variant: Variant) -> SimConfig {
-    let mut config = seeded();
-    config.servers[0].variant = variant;
-    config
+    crate::support::seeded_with(variant)
 }
 
 fn warnings(run: &crate::support::Run) -> Vec<String> {

@@ -7,9 +7,7 @@ use imgferry::sim::{Account, SimConfig, Variant};
 use crate::support::{World, seeded};
 
 fn with_variant(variant: Variant) -> SimConfig {
-    let mut config = seeded();
-    config.servers[0].variant = variant;
-    config
+    crate::support::seeded_with(variant)
 }
 
 /// Runs `args` as a migration and as its dry run: both stop with `code` and an error containing
@@ -105,46 +103,7 @@ async fn windows_images_are_refused_before_imaging_and_by_the_export_task() {
         let image = w.base_image();
         stopped_up_front(&w, &["--image", &image], 3, "Windows image").await;
         // The export task refuses it in the service's own words.
-        let http = reqwest::Client::new();
-        let token = w.sim.issue_token();
-        let put = http
-            .put(format!("{}/exports", w.sim.object_store_url("DFW")))
-            .header("X-Auth-Token", &token)
-            .header("Content-Length", "0")
-            .send()
-            .await
-            .unwrap();
-        assert!(put.status().is_success());
-        let task: serde_json::Value = http
-            .post(format!("{}/tasks", w.sim.images_url("DFW")))
-            .header("X-Auth-Token", &token)
-            .json(&serde_json::json!({"type": "export", "input": {"image_uuid": image, "receiving_swift_container": "exports"}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let url = format!(
-            "{}/tasks/{}",
-            w.sim.images_url("DFW"),
-            task["id"].as_str().unwrap()
-        );
-        let done = loop {
-            let t: serde_json::Value = http
-                .get(&url)
-                .header("X-Auth-Token", &token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if t["status"] == "failure" || t["status"] == "success" {
-                break t;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        };
+        let done = w.export_task(&image).await;
         assert!(
             done["message"]
                 .as_str()

@@ -374,11 +374,15 @@ async fn ids_cannot_climb_out_of_their_url_path() {
         assert_eq!(code, 2, "{bad}: {stderr}");
         assert!(stderr.contains("--server"), "{stderr}");
     }
-    // Anything else is percent-encoded into one path segment: looked up, not found, final.
+    // Anything else is looked up by id or name among the region's servers (a value that is not
+    // a server id is a name): not found, final.
     let args = World::migrate_args(&["--server", "..", "--new"]);
     let (code, stderr) = human(&w, &args, &[]).await;
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("server .. is not in DFW"), "{stderr}");
+    assert!(
+        stderr.contains("no server with the id or name .."),
+        "{stderr}"
+    );
     assert_eq!(w.created("snapshot"), 0);
 }
 

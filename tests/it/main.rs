@@ -6,6 +6,7 @@ mod cli;
 mod early_refusals;
 mod exit_codes;
 mod faults;
+mod first_hour;
 mod fleet;
 mod hardening;
 mod migrate;

@@ -92,9 +92,7 @@ async fn a_wait_longer_than_the_step_may_take_is_a_resumable_failure_that_says_w
 
 /// A world whose one server has `variant`.
 async fn world_with(variant: imgferry::sim::Variant) -> World {
-    let mut config = seeded();
-    config.servers[0].variant = variant;
-    World::start(config).await
+    World::start(crate::support::seeded_with(variant)).await
 }
 
 /// Runs `args` as a migration and as its dry run: both must stop with exit 3 naming `rule`,
@@ -199,46 +197,10 @@ async fn the_simulator_refuses_what_the_services_refuse() {
         ..Variant::default()
     })
     .await;
+    let image = w.base_image();
+    let done = w.export_task(&image).await;
     let http = reqwest::Client::new();
     let token = w.sim.issue_token();
-    let images = w.sim.images_url("DFW");
-    let image = w.base_image();
-    let put = http
-        .put(format!("{}/exports", w.sim.object_store_url("DFW")))
-        .header("X-Auth-Token", &token)
-        .header("Content-Length", "0")
-        .send()
-        .await
-        .unwrap();
-    assert!(put.status().is_success());
-    let task: serde_json::Value = http
-        .post(format!("{images}/tasks"))
-        .header("X-Auth-Token", &token)
-        .json(&serde_json::json!({"type": "export", "input": {"image_uuid": image, "receiving_swift_container": "exports"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let url = format!("{images}/tasks/{}", task["id"].as_str().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let done = loop {
-        let t: serde_json::Value = http
-            .get(&url)
-            .header("X-Auth-Token", &token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if t["status"] == "failure" || t["status"] == "success" {
-            break t;
-        }
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
     assert_eq!(done["status"], "failure");
     assert!(
         done["message"]
@@ -301,15 +263,7 @@ async fn servicenet_reaches_cloud_files_by_the_catalogs_internal_urls() {
 
 /// The imported image as the destination's image service shows it.
 async fn imported_image(w: &World, id: &str) -> serde_json::Value {
-    reqwest::Client::new()
-        .get(format!("{}/images/{id}", w.sim.images_url("IAD")))
-        .header("X-Auth-Token", w.sim.issue_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    w.image_json("IAD", id).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

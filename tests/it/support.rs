@@ -101,6 +101,13 @@ pub async fn sim_session(sim: &imgferry::sim::SimHandle) -> imgferry::api::ident
 
 pub const MIB: u64 = 1 << 20;
 
+/// [`seeded`] with its one server given `variant`.
+pub fn seeded_with(variant: imgferry::sim::Variant) -> SimConfig {
+    let mut config = seeded();
+    config.servers[0].variant = variant;
+    config
+}
+
 /// A simulator with a 24 MiB (half allocated) server `web-1` in DFW, and a private state dir.
 pub struct World {
     pub sim: SimHandle,
@@ -314,6 +321,66 @@ impl World {
                 n,
                 "{kind}: {created:?}"
             );
+        }
+    }
+
+    /// Image `id` as the image service of `region` shows it.
+    pub async fn image_json(&self, region: &str, id: &str) -> Value {
+        reqwest::Client::new()
+            .get(format!("{}/images/{id}", self.sim.images_url(region)))
+            .header("X-Auth-Token", self.sim.issue_token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Exports `image` of DFW into a fresh container by the service's own task (no imgferry) and
+    /// returns the task once it has ended.
+    pub async fn export_task(&self, image: &str) -> Value {
+        let http = reqwest::Client::new();
+        let token = self.sim.issue_token();
+        let images = self.sim.images_url("DFW");
+        let put = http
+            .put(format!("{}/exports", self.sim.object_store_url("DFW")))
+            .header("X-Auth-Token", &token)
+            .header("Content-Length", "0")
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success());
+        let task: Value = http
+            .post(format!("{images}/tasks"))
+            .header("X-Auth-Token", &token)
+            .json(&serde_json::json!({"type": "export", "input": {"image_uuid": image, "receiving_swift_container": "exports"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let url = format!("{images}/tasks/{}", task["id"].as_str().unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let t: Value = http
+                .get(&url)
+                .header("X-Auth-Token", &token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if t["status"] == "failure" || t["status"] == "success" {
+                return t;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the export task never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -229,5 +229,8 @@ async fn dry_runs_and_early_refusals_against_rackspaces_mock() {
         ])
         .await;
     assert_eq!(code, 2, "{error}");
-    assert!(error.contains("is not in ORD"), "{error}");
+    assert!(
+        error.contains("no server with the id or name no-such-server"),
+        "{error}"
+    );
 }

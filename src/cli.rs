@@ -247,7 +247,7 @@ pub enum VmMode {
 #[derive(Debug, Args)]
 pub struct FleetArgs {
     /// With --all-servers: only servers whose name matches this regular expression.
-    #[arg(long = "match", value_name = "REGEX", requires = "all_servers")]
+    #[arg(long = "match", value_name = "REGEX")]
     pub matching: Option<String>,
     /// Members of a fleet imaging and exporting at once. A member gives its place to the next as
     /// soon as its export is complete, and at most N more may be exported and not yet uploaded;

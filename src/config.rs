@@ -211,8 +211,8 @@ pub fn migrate_request(
     other_account: bool,
 ) -> Result<MigrateRequest, Error> {
     if let (Some(m), false) = (&args.fleet.matching, args.source.all_servers) {
-        // clap's `requires` does not reach across the flattened groups; without this the filter
-        // would be silently ignored.
+        // Checked here rather than by clap: `--all-servers` lives in another flattened group, which
+        // clap's `requires` does not reach, so the filter was silently ignored.
         return Err(flag(
             "--match",
             m,

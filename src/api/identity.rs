@@ -109,6 +109,10 @@ fn realm_hint(region: &str, available: &[String]) -> String {
     )
 }
 
+/// The roles that may create image tasks and image properties: the "customer admin" roles of the
+/// Cloud Images FAQ (rackerlabs/rackspace-how-to `content/cloud-images/cloud-images-faq.md`).
+pub const IMAGE_ADMIN_ROLES: &[&str] = &["identity:user-admin", "admin", "cloudImages:admin"];
+
 /// The catalog names of Rackspace's own compute, image and object-store services.
 const RACKSPACE_NAMES: &[&str] = &["cloudServersOpenStack", "cloudImages", "cloudFiles"];
 

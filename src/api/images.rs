@@ -44,6 +44,15 @@ pub struct Image {
     pub flavor_classes: Option<String>,
 }
 
+/// Whether an image is a Windows image, which Rackspace never exports ("The export of Windows
+/// based images is not allowed", openstack-archive/cloudcafe `cloudcafe/glance/common/
+/// constants.py`): its `os_type` is `windows`, or its `org.openstack__1__os_distro` is
+/// `com.microsoft.*` (Rackspace's own mock serves its Windows images with the first and no
+/// `com.rackspace__1__options`).
+pub fn is_windows(os_type: Option<&str>, os_distro: Option<&str>) -> bool {
+    os_type == Some("windows") || os_distro.is_some_and(|d| d.starts_with("com.microsoft"))
+}
+
 /// A task: an export or an import.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Task {

@@ -15,7 +15,8 @@
 
 use super::state::{Entry, Plan};
 use super::{Ctx, Error};
-use crate::api::images::Image;
+use crate::api::identity::IMAGE_ADMIN_ROLES;
+use crate::api::images::{self, Image};
 
 const FAQ: &str = "Cloud Images FAQ (rackspace-how-to cloud-images-faq.md)";
 const LIMITS: &str = "Rackspace's cloud server image limitations (docs.rackspace.com)";
@@ -86,13 +87,9 @@ struct Source {
     image: Option<Image>,
 }
 
-/// The roles that may create image tasks and properties: "customer admin" roles (Cloud Images
-/// FAQ: identity:user-admin, admin or cloudImages:admin). A login answer that lists no roles at
-/// all is not judged.
-const IMAGE_ADMIN_ROLES: &[&str] = &["identity:user-admin", "admin", "cloudImages:admin"];
-
 /// Both sides' users may do what the plan asks of them: the source user exports (a task), the
 /// destination user imports (a task) and sets properties. Refused with exit 5, naming the user.
+/// A login answer that lists no roles at all is not judged.
 fn check_roles(ctx: &Ctx, plan: &Plan) -> Result<(), Error> {
     let exports = matches!(
         plan.entry,
@@ -295,11 +292,7 @@ async fn image(ctx: &Ctx, id: &str, owned: bool) -> Result<Image, Error> {
 
 /// The export rules for one image; `tenant` is checked against the owner when given.
 fn exportable(image: &Image, tenant: Option<&str>) -> Result<(), Error> {
-    let windows = image.os_type.as_deref() == Some("windows")
-        || image
-            .os_distro
-            .as_deref()
-            .is_some_and(|d| d.starts_with("com.microsoft"));
+    let windows = images::is_windows(image.os_type.as_deref(), image.os_distro.as_deref());
     if windows {
         return Err(refused(
             format!(

@@ -158,11 +158,34 @@ fn refused_alone(e: &crate::api::Error) -> Option<(u16, String)> {
     }
 }
 
-/// Copies the source image's properties and imgferry's two onto the imported image.
-pub async fn restore(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+/// What the imported image gets once it is active: the source image's properties (unless
+/// `--no-restore-properties`), then `vm_mode` if it still has none. The image is read once; what
+/// each PATCH sets is kept in that copy.
+pub async fn apply(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     let imported = m.facts.imported_image.clone().ok_or(Error::Invariant(
-        "restoring properties without an imported image",
+        "setting properties without an imported image",
     ))?;
+    let mut current = ctx
+        .dst
+        .images
+        .get_image_properties(&imported)
+        .await?
+        .unwrap_or_default();
+    if m.plan.restore_properties {
+        restore(ctx, m, &imported, &mut current).await?;
+    }
+    // Never an image without vm_mode, and never a boot of one.
+    ensure_vm_mode(ctx, m, &imported, &current).await
+}
+
+/// Copies the source image's properties and imgferry's two onto the imported image, whose
+/// properties are `current` (updated with what is set).
+async fn restore(
+    ctx: &Ctx,
+    m: &mut Migration,
+    imported: &str,
+    current: &mut Map<String, Value>,
+) -> Result<(), Error> {
     let mut wanted = Vec::new();
     if let (Some(src), Some(image)) = (ctx.src.as_ref(), m.facts.source_image.clone()) {
         if let Some(props) = src.images.get_image_properties(&image).await? {
@@ -173,16 +196,13 @@ pub async fn restore(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         wanted.push((SOURCE_KEY.into(), json!(format!("{}/{image}", src.name))));
     }
     wanted.push((MIGRATION_KEY.into(), json!(m.id)));
-    let current = ctx
-        .dst
-        .images
-        .get_image_properties(&imported)
-        .await?
-        .unwrap_or_default();
     let (mut restored, mut refused) = (Vec::new(), Vec::new());
     for (key, value) in wanted {
-        match set_property(ctx, &imported, &current, &key, &value).await {
-            Ok(()) => restored.push(key),
+        match set_property(ctx, imported, current, &key, &value).await {
+            Ok(()) => {
+                current.insert(key.clone(), value);
+                restored.push(key);
+            }
             Err(e) => match refused_alone(&e) {
                 Some((status, message)) => {
                     ctx.emit(Event::Warning {
@@ -207,16 +227,12 @@ pub async fn restore(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
 /// source image), else set from `--vm-mode` or [`DEFAULT_VM_MODE`]. Records the mode and where
 /// it came from. A refusal is an error when a boot follows (the guest could not start; the boot
 /// is not attempted), and a warning otherwise.
-pub async fn ensure_vm_mode(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
-    let imported = m.facts.imported_image.clone().ok_or(Error::Invariant(
-        "setting vm_mode without an imported image",
-    ))?;
-    let current = ctx
-        .dst
-        .images
-        .get_image_properties(&imported)
-        .await?
-        .unwrap_or_default();
+async fn ensure_vm_mode(
+    ctx: &Ctx,
+    m: &mut Migration,
+    imported: &str,
+    current: &Map<String, Value>,
+) -> Result<(), Error> {
     if let Some(mode) = current
         .get(VM_MODE_KEY)
         .and_then(Value::as_str)
@@ -234,7 +250,7 @@ pub async fn ensure_vm_mode(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         Some(mode) => (mode.clone(), "--vm-mode"),
         None => (DEFAULT_VM_MODE.to_string(), "the default (--vm-mode)"),
     };
-    match set_property(ctx, &imported, &current, VM_MODE_KEY, &json!(mode)).await {
+    match set_property(ctx, imported, current, VM_MODE_KEY, &json!(mode)).await {
         Ok(()) => {
             m.facts.vm_mode = Some((mode, from.to_string()));
             Ok(())

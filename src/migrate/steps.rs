@@ -560,11 +560,7 @@ async fn imported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         .clone()
         .ok_or(Error::Invariant("Imported without an image"))?;
     wait_image_active(ctx, &ctx.dst, m, &image).await?;
-    if m.plan.restore_properties {
-        super::properties::restore(ctx, m).await?;
-    }
-    // Never an image without vm_mode, and never a boot of one.
-    super::properties::ensure_vm_mode(ctx, m).await?;
+    super::properties::apply(ctx, m).await?;
     if m.plan.boot.is_some() {
         m.facts.boot_server = Some(Intent {
             name: m.boot_server_name(),

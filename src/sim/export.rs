@@ -33,14 +33,13 @@ pub(super) fn export_allowed(image: &Image, tenant: &str) -> Result<(), String> 
             image.options
         ));
     }
-    let windows = image
-        .properties
-        .get("os_type")
-        .is_some_and(|t| t == "windows")
-        || image
+    let windows = crate::api::images::is_windows(
+        image.properties.get("os_type").map(String::as_str),
+        image
             .properties
             .get("org.openstack__1__os_distro")
-            .is_some_and(|d| d.starts_with("com.microsoft"));
+            .map(String::as_str),
+    );
     if windows {
         return Err(
             "The export of Windows based images is not allowed. Distribution of Windows \

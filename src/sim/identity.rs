@@ -18,21 +18,18 @@ pub struct Account {
     pub api_key: String,
     pub password: String,
     /// The user's roles in the login answer besides the per-service defaults [default:
-    /// `identity:user-admin`, the account owner]. Without one of [`IMAGE_ADMIN_ROLES`] the image
+    /// `identity:user-admin`, the account owner]. Without one of
+    /// [`crate::api::identity::IMAGE_ADMIN_ROLES`] the image
     /// service refuses tasks and property changes.
     pub roles: Vec<String>,
 }
-
-/// The roles that may create image tasks and properties: "customer admin" roles per the Cloud
-/// Images FAQ (rackerlabs/rackspace-how-to `content/cloud-images/cloud-images-faq.md`).
-pub const IMAGE_ADMIN_ROLES: &[&str] = &["identity:user-admin", "admin", "cloudImages:admin"];
 
 impl Account {
     /// Whether this user may create image tasks and change image properties.
     pub fn may_manage_images(&self) -> bool {
         self.roles
             .iter()
-            .any(|r| IMAGE_ADMIN_ROLES.contains(&r.as_str()))
+            .any(|r| crate::api::identity::IMAGE_ADMIN_ROLES.contains(&r.as_str()))
     }
 }
 

@@ -49,7 +49,7 @@ use md5::{Digest, Md5};
 pub use cloud::Timing;
 pub use disk::{Disk, DiskSpec};
 pub use faults::{Action, Plan, Rule, Service};
-pub use identity::{Account, IMAGE_ADMIN_ROLES};
+pub use identity::Account;
 pub use stats::{Snapshot, Stats};
 
 /// The tenant id the simulated account uses; Cloud Files prefixes it with `MossoCloudFS_`.

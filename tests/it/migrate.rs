@@ -314,8 +314,8 @@ async fn dry_run_plans_and_creates_nothing() {
 async fn configuration_errors_exit_2_and_bad_credentials_exit_5() {
     let w = World::start(seeded()).await;
     let run = w.run(&World::migrate_args(&["--server", "x"])).await;
-    // Before session 3 this was exit 1 with "to continue: imgferry resume", which could never
-    // succeed (issue 11): a source that does not exist is a final, usage-class error.
+    // Not exit 1 with "to continue: imgferry resume", which could never succeed: a source that
+    // does not exist is a final, usage-class error.
     assert_eq!(
         run.code, 2,
         "an unknown server is refused before imaging: {run:#?}"

@@ -7,17 +7,7 @@
 use serde_json::Value;
 
 pub fn mimic_url() -> Option<String> {
-    match std::env::var("IMGFERRY_MIMIC_URL") {
-        Ok(url) => Some(url.trim_end_matches('/').to_string()),
-        Err(_) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must start mimic and set IMGFERRY_MIMIC_URL"
-            );
-            eprintln!("skipping: IMGFERRY_MIMIC_URL is not set (run scripts/mimic.sh start)");
-            None
-        }
-    }
+    crate::support::service_url("IMGFERRY_MIMIC_URL", "scripts/mimic.sh start")
 }
 
 /// A mimic user (mimic makes one per user name) and its token and catalog.

@@ -3,45 +3,13 @@
 //! `scripts/swift-saio.sh start`, whose URL the tests read from IMGFERRY_SWIFT_URL. Locally they skip
 //! with a printed reason when it is unset; in CI `.ci/run` starts Swift and they must run.
 
-use std::time::{Duration, Instant};
-
 use imgferry::sim::{self, DiskSpec, SeedServer, SimConfig};
 use serde_json::{Value, json};
 
-use crate::support::MIB;
+use crate::support::{MIB, wait_task};
 
 pub fn swift_url() -> Option<String> {
-    match std::env::var("IMGFERRY_SWIFT_URL") {
-        Ok(url) => Some(url.trim_end_matches('/').to_string()),
-        Err(_) => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must start Swift and set IMGFERRY_SWIFT_URL"
-            );
-            eprintln!("skipping: IMGFERRY_SWIFT_URL is not set (run scripts/swift-saio.sh start)");
-            None
-        }
-    }
-}
-
-async fn wait_task(http: &reqwest::Client, token: &str, url: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v: Value = http
-            .get(url)
-            .header("X-Auth-Token", token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if v["status"] == "success" || v["status"] == "failure" {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "task did not finish: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::support::service_url("IMGFERRY_SWIFT_URL", "scripts/swift-saio.sh start")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,6 +101,46 @@ pub async fn sim_session(sim: &imgferry::sim::SimHandle) -> imgferry::api::ident
 
 pub const MIB: u64 = 1 << 20;
 
+/// The URL of a real service `.ci/run` starts (`var`, set by `how`), trailing `/` trimmed; `None`
+/// with a printed reason when it is unset locally. In CI its absence is a failure.
+pub fn service_url(var: &str, how: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) => Some(url.trim_end_matches('/').to_string()),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must start it and set {var} ({how})"
+            );
+            eprintln!("skipping: {var} is not set (run {how})");
+            None
+        }
+    }
+}
+
+/// GETs the task at `url` until it has ended (success or failure), within 60 s.
+pub async fn wait_task(http: &reqwest::Client, token: &str, url: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v: Value = http
+            .get(url)
+            .header("X-Auth-Token", token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["status"] == "success" || v["status"] == "failure" {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "task did not finish: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// [`seeded`] with its one server given `variant`.
 pub fn seeded_with(variant: imgferry::sim::Variant) -> SimConfig {
     let mut config = seeded();
@@ -362,26 +402,7 @@ impl World {
             .await
             .unwrap();
         let url = format!("{images}/tasks/{}", task["id"].as_str().unwrap());
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let t: Value = http
-                .get(&url)
-                .header("X-Auth-Token", &token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if t["status"] == "failure" || t["status"] == "success" {
-                return t;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the export task never ended"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_task(&http, &token, &url).await
     }
 
     /// How many resources of `kind` the simulator created.

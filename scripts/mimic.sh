@@ -34,8 +34,14 @@ cd "$base"
 echo $! > "$base/pid"
 url="http://localhost:$port/identity/v2.0"
 for _ in $(seq 1 100); do
-    if curl -fsS -o /dev/null 2>/dev/null -X POST "$url/tokens" -H 'Content-Type: application/json' \
-        -d '{"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"probe","apiKey":"probe"}}}'; then
+    # A login answers once mimic is up (python3 is there on every machine; curl may not be).
+    if python3 - "$url/tokens" 2>/dev/null <<'PY'
+import sys, urllib.request
+body = b'{"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"probe","apiKey":"probe"}}}'
+req = urllib.request.Request(sys.argv[1], data=body, headers={"Content-Type": "application/json"})
+urllib.request.urlopen(req, timeout=2)
+PY
+    then
         echo "$url"
         exit 0
     fi

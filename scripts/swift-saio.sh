@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs upstream OpenStack Swift from PyPI into .swift/venv and runs a one-replica Swift on loopback
-# (recipe: reference/swift-on-loopback.md). No auth middleware: any X-Auth-Token is accepted and
+# (after https://docs.openstack.org/swift/latest/development_saio.html). No auth middleware: any X-Auth-Token is accepted and
 # accounts are created on first use, so .../v1/AUTH_dfw and .../v1/AUTH_iad act as two regions.
 #
 #   scripts/swift-saio.sh start [PORT]   start (default proxy port 8080); prints the proxy URL

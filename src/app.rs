@@ -17,33 +17,67 @@ pub use crate::commands::{Error, Outcome, Stopped};
 
 /// Runs the command line.
 pub async fn run(cli: Cli) -> Result<Outcome, Error> {
-    let cfg = RunConfig::from_global(&cli.global)?;
+    let g = &cli.global;
     match cli.command {
-        Command::Validate(args) => commands::validate::run(&args, &cfg).await,
-        Command::Transfer(args) => commands::transfer::run(&args, &cfg).await,
-        Command::Migrate(args) => commands::migrate::run_migrate(&args, &cfg).await,
-        Command::Resume {
-            id,
-            poll_interval,
-            concurrency,
-            segment_size,
-            no_restore_properties,
-        } => {
-            let changes = config::resume_changes(
-                poll_interval,
-                concurrency,
-                segment_size,
-                no_restore_properties,
-            )?;
-            commands::migrate::run_resume(&id, changes, &cfg).await
+        Command::Validate(args) => {
+            let cfg = RunConfig::new(g, None, Some(&args.credentials), Some(&args.http))?;
+            commands::validate::run(&args, &cfg).await
         }
-        Command::Status { id } => commands::status::run(id.as_deref(), &cfg),
-        Command::Demo(args) => commands::demo::run(&args, &cfg).await,
+        Command::Transfer(args) => {
+            let cfg = RunConfig::new(g, None, None, Some(&args.http))?;
+            commands::transfer::run(&args, &cfg).await
+        }
+        Command::Migrate(args) => {
+            let cfg = RunConfig::new(
+                g,
+                Some(&args.state),
+                Some(&args.credentials),
+                Some(&args.http),
+            )?;
+            commands::migrate::run_migrate(&args, &cfg).await
+        }
+        Command::Resume(args) => {
+            let cfg = RunConfig::new(
+                g,
+                Some(&args.state),
+                Some(&args.credentials),
+                Some(&args.http),
+            )?;
+            let changes = config::resume_changes(
+                args.poll_interval,
+                args.concurrency,
+                args.segment_size,
+                args.no_restore_properties,
+            )?;
+            commands::migrate::run_resume(&args.id, changes, &cfg).await
+        }
+        Command::Status { id, state } => {
+            let cfg = RunConfig::new(g, Some(&state), None, None)?;
+            commands::status::run(id.as_deref(), &cfg)
+        }
+        Command::Forget { id, force, state } => {
+            let cfg = RunConfig::new(g, Some(&state), None, None)?;
+            commands::forget::forget(&id, force, &cfg)
+        }
+        Command::Clean {
+            older_than,
+            dry_run,
+            state,
+        } => {
+            let cfg = RunConfig::new(g, Some(&state), None, None)?;
+            commands::forget::clean(older_than, dry_run, &cfg)
+        }
+        Command::Demo(args) => {
+            let cfg = RunConfig::new(g, Some(&args.state), None, Some(&args.http))?;
+            commands::demo::run(&args, &cfg).await
+        }
         Command::Sim {
             command: SimCommand::Serve(args),
         } => commands::sim_serve::run(&args).await,
         Command::Completions { shell } => commands::completions::completions(shell),
-        Command::Man => commands::completions::man(),
+        Command::Man { command, dir } => {
+            commands::completions::man(command.as_deref(), dir.as_deref())
+        }
     }
 }
 

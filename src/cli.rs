@@ -1,9 +1,11 @@
-//! The command-line surface (DESIGN §1), declared with clap's derive API. Doc comments here are the
+//! The command-line surface, declared with clap's derive API. Doc comments here are the
 //! `--help` text.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::units::{parse_bytes, parse_secs, parse_size_with_unit};
 
 /// `imgferry --version`: the version, the commit it was built from and the target (`-V` shows
 /// the version alone).
@@ -15,11 +17,30 @@ const LONG_VERSION: &str = concat!(
     env!("IMGFERRY_TARGET")
 );
 
+/// The command line's definition, with the manual's EXAMPLES, ENVIRONMENT, FILES and EXIT
+/// STATUS after each command's `--help` ([`crate::manual`]).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command().after_long_help(crate::manual::help_text(None));
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    for name in names {
+        let text = crate::manual::help_text(Some(&name));
+        cmd = cmd.mut_subcommand(name, |s| s.after_long_help(text));
+    }
+    cmd
+}
+
+/// Parses the process's arguments against [`command`].
+pub fn parse() -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let matches = command().try_get_matches()?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command()))
+}
+
 /// Move a server image from one Rackspace Cloud region to another, resumably and verified.
-///
-/// Exit codes: 0 done; 1 failed (state saved, resumable) or a file could not be read; 2 usage or
-/// configuration error; 3 VHD invalid or import rejected; 4 interrupted (resumable); 5 authentication
-/// failed.
 #[derive(Debug, Parser)]
 #[command(name = "imgferry", version, long_version = LONG_VERSION, max_term_width = 100)]
 pub struct Cli {
@@ -29,62 +50,96 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command takes.
+/// Options every command takes: how it speaks, not what it does.
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
     /// Output format: human-readable text, or one JSON object per line on stdout.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human, help_heading = GLOBAL)]
     pub output: OutputFormat,
-    /// More log output on stderr (-v info, -vv debug, -vvv trace). RUST_LOG overrides it.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More log output on stderr: -v says where credentials and regions came from, -vv adds
+    /// every request imgferry makes (method, URL, status, time), -vvv the HTTP libraries' own
+    /// detail. RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
-    /// Where migration state files live [default: $XDG_STATE_HOME/imgferry or ~/.local/state/imgferry].
-    #[arg(long, global = true, env = "IMGFERRY_STATE_DIR", value_name = "DIR")]
+    /// Print only the result and errors: no progress, no warnings.
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
+    pub quiet: bool,
+    /// Also write a timestamped log to FILE (appended): each step, warning, retry and request,
+    /// for runs nobody watches. Secrets never appear in it.
+    #[arg(long, global = true, value_name = "FILE", env = "IMGFERRY_LOG_FILE", help_heading = GLOBAL)]
+    pub log_file: Option<PathBuf>,
+}
+
+/// Heading of the options every command takes.
+const GLOBAL: &str = "Global options";
+
+/// Where migration state lives: for the commands that read or write it.
+#[derive(Debug, Args, Clone, Default)]
+pub struct StateOpts {
+    /// Where migration state files live [default: $XDG_STATE_HOME/imgferry or
+    /// ~/.local/state/imgferry].
+    #[arg(long, env = "IMGFERRY_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Seconds to wait for a connection, or between bytes of an answer, before the request counts
-    /// as timed out (and, when it is safe, is retried).
+}
+
+/// How to log in: for the commands that reach a cloud.
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Credentials")]
+pub struct CredentialOpts {
+    /// Identity v2.0 endpoint: a URL, or us for Rackspace's global endpoint
+    /// (https://identity.api.rackspacecloud.com/v2.0, which serves US and UK accounts alike) or
+    /// uk for the older UK one (https://lon.identity.api.rackspacecloud.com/v2.0) [default: us].
+    #[arg(long, env = "RAX_IDENTITY_URL", value_name = "URL")]
+    pub identity_url: Option<String>,
+    /// Take credentials (and the default --from region) from this profile of the rack CLI
+    /// (~/.rack/config); it wins over the environment [default: the environment, then the
+    /// rack CLI's default profile].
+    #[arg(long, value_name = "NAME", conflicts_with = "os_cloud")]
+    pub profile: Option<String>,
+    /// Take credentials (and the default --from region) from this cloud of an OpenStack
+    /// clouds.yaml (found as openstacksdk finds it, secure.yaml merged in); it wins over the
+    /// environment, where OS_CLOUD names a cloud with less weight than RAX_*/RS_*/OS_* variables.
+    #[arg(long, value_name = "NAME")]
+    pub os_cloud: Option<String>,
+}
+
+/// How patient to be with the network: for the commands that make requests.
+#[derive(Debug, Args, Clone)]
+#[command(next_help_heading = "Network")]
+pub struct HttpOpts {
+    /// How long to wait for a connection, or between bytes of an answer, before the request
+    /// counts as timed out (and, when it is safe, is retried): 120, 2m, 90s.
     #[arg(
         long,
-        global = true,
         env = "IMGFERRY_HTTP_TIMEOUT",
-        value_name = "SECS",
-        default_value_t = 120.0
+        value_name = "DURATION",
+        default_value = "120s",
+        value_parser = parse_secs
     )]
     pub http_timeout: f64,
     /// Times a failed request is tried again (when it is safe), with growing random delays.
-    #[arg(
-        long,
-        global = true,
-        env = "IMGFERRY_RETRIES",
-        value_name = "N",
-        default_value_t = 8
-    )]
+    #[arg(long, env = "IMGFERRY_RETRIES", value_name = "N", default_value_t = 8)]
     pub retries: u32,
     /// The longest wait between retries, unless the service itself asks for longer (then the
     /// wait is the service's, within the step deadline).
     #[arg(
         long,
-        global = true,
         env = "IMGFERRY_MAX_BACKOFF",
-        value_name = "SECS",
-        default_value_t = 30.0
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_secs
     )]
     pub max_backoff: f64,
-    /// Identity v2.0 endpoint: a URL, or `us` for Rackspace's global endpoint
-    /// (https://identity.api.rackspacecloud.com/v2.0, which serves US and UK accounts alike) or
-    /// `uk` for the older UK one (https://lon.identity.api.rackspacecloud.com/v2.0) [default: us].
-    #[arg(long, global = true, env = "RAX_IDENTITY_URL", value_name = "URL")]
-    pub identity_url: Option<String>,
-    /// Take credentials (and the default --from region) from this profile of the `rack` CLI
-    /// (~/.rack/config); it wins over the environment [default: the environment, then the
-    /// rack CLI's default profile].
-    #[arg(long, global = true, value_name = "NAME", conflicts_with = "os_cloud")]
-    pub profile: Option<String>,
-    /// Take credentials (and the default --from region) from this cloud of an OpenStack
-    /// clouds.yaml (found as openstacksdk finds it, secure.yaml merged in); it wins over the
-    /// environment, where OS_CLOUD names a cloud with less weight than RAX_*/RS_*/OS_* variables.
-    #[arg(long, global = true, value_name = "NAME")]
-    pub os_cloud: Option<String>,
+}
+
+impl Default for HttpOpts {
+    fn default() -> Self {
+        Self {
+            http_timeout: 120.0,
+            retries: 8,
+            max_backoff: 30.0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -98,27 +153,36 @@ pub enum Command {
     /// Move an image to another region: image, export, transfer, import and optionally boot.
     Migrate(Box<MigrateArgs>),
     /// Continue an interrupted migration, or every unfinished member of a fleet.
-    Resume {
-        /// The migration id (m-…) or fleet id (f-…) printed when it started (see `imgferry status`).
-        id: String,
-        /// Seconds between status checks, overriding the saved plan's intervals.
-        #[arg(long, value_name = "SECS")]
-        poll_interval: Option<f64>,
-        /// Segments transferred in parallel from now on (fewer need less free disk).
-        #[arg(long, value_name = "N")]
-        concurrency: Option<usize>,
-        /// Segment size for plain objects and local files, when the transfer has not started yet.
-        #[arg(long, value_name = "SIZE", value_parser = parse_size_with_unit)]
-        segment_size: Option<u64>,
-        /// Stop copying the source image's properties onto the imported image (for a migration
-        /// whose restore the service keeps refusing); vm_mode is still set.
-        #[arg(long)]
-        no_restore_properties: bool,
-    },
-    /// Show one migration in detail, a fleet's members, or a table of all known migrations.
+    Resume(ResumeArgs),
+    /// Show one migration in detail, a fleet's members, or tables of all known migrations and
+    /// fleets.
     Status {
-        /// A migration id (m-…) or fleet id (f-…); without it, every known migration is listed.
+        /// A migration id (m-...) or fleet id (f-...); without it, everything known is listed.
         id: Option<String>,
+        #[command(flatten)]
+        state: StateOpts,
+    },
+    /// Drop a migration or fleet from the state directory (what it created in the cloud stays).
+    Forget {
+        /// The migration id (m-...) or fleet id (f-...).
+        id: String,
+        /// Forget it even though it is unfinished and holds resources in the cloud (they are
+        /// listed; delete them yourself).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        state: StateOpts,
+    },
+    /// Drop finished migrations (and fleets whose members all finished) from the state directory.
+    Clean {
+        /// Only those finished longer ago than this (7d, 12h).
+        #[arg(long, value_name = "DURATION", value_parser = parse_secs)]
+        older_than: Option<f64>,
+        /// List what would be dropped, and drop nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        state: StateOpts,
     },
     /// Check VHD files and predict whether Cloud Images would import them, and with which code.
     Validate(ValidateArgs),
@@ -133,107 +197,175 @@ pub enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
-    /// Print a shell completion script (e.g. `imgferry completions bash > /etc/bash_completion.d/imgferry`).
+    /// Print a shell completion script (e.g. imgferry completions bash >
+    /// /etc/bash_completion.d/imgferry).
     Completions {
         /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), generated from the same definitions as --help
-    /// (`imgferry man > imgferry.1`).
-    Man,
+    /// Print a manual page (roff), generated from the same definitions as --help: imgferry man
+    /// > imgferry.1, imgferry man migrate, or every page with --dir.
+    Man {
+        /// The command whose page to print [default: the program's page].
+        command: Option<String>,
+        /// Write every page (imgferry.1, imgferry-migrate.1, ...) into this directory instead.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        dir: Option<PathBuf>,
+    },
+}
+
+// The arguments of `imgferry resume` (its help is the variant's doc).
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The migration id (m-...) or fleet id (f-...) printed when it started (see imgferry status).
+    pub id: String,
+    /// Time between status checks, overriding the saved plan's intervals (10s, 0.5).
+    #[arg(long, env = "IMGFERRY_POLL_INTERVAL", value_name = "DURATION", value_parser = parse_secs)]
+    pub poll_interval: Option<f64>,
+    /// Segments transferred in parallel from now on (fewer need less free disk).
+    #[arg(long, value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Segment size for plain objects and local files, when the transfer has not started yet.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_with_unit)]
+    pub segment_size: Option<u64>,
+    /// Stop copying the source image's properties onto the imported image (for a migration
+    /// whose restore the service keeps refusing); vm_mode is still set.
+    #[arg(long)]
+    pub no_restore_properties: bool,
+    #[command(flatten)]
+    pub state: StateOpts,
+    #[command(flatten)]
+    pub credentials: CredentialOpts,
+    #[command(flatten)]
+    pub http: HttpOpts,
 }
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// Source region (a catalog region code such as DFW; case-insensitive) [default: the
     /// profile's region].
-    #[arg(long, value_name = "REGION")]
+    #[arg(long, value_name = "REGION", help_heading = "Source")]
     pub from: Option<String>,
     /// Destination region (such as IAD).
-    #[arg(long, value_name = "REGION", required_unless_present = "to_file")]
+    #[arg(
+        long,
+        value_name = "REGION",
+        required_unless_present = "to_file",
+        help_heading = "Destination"
+    )]
     pub to: Option<String>,
     /// Instead of importing into another region, end at a local VHD file: downloaded in verified,
-    /// resumable segments, written sparse, validated, and renamed into place when done.
+    /// resumable segments, written sparse, validated, and renamed into place when done. An
+    /// existing directory (or a path ending in /) gets DIR/<image name>.vhd.
     #[arg(
         long,
         value_name = "PATH",
-        conflicts_with_all = ["to", "boot", "vhd", "servers_file", "all_servers"]
+        conflicts_with_all = ["to", "boot", "vhd", "servers_file", "all_servers"],
+        help_heading = "Destination"
     )]
     pub to_file: Option<PathBuf>,
     #[command(flatten)]
     pub source: MigrateSource,
     /// Name of the imported image [default: derived from the source].
-    #[arg(long)]
+    #[arg(long, help_heading = "Destination")]
     pub name: Option<String>,
     /// Boot a server of this flavor from the imported image.
-    #[arg(long, value_name = "FLAVOR")]
+    #[arg(long, value_name = "FLAVOR", help_heading = "Destination")]
     pub boot: Option<String>,
     /// Cloud Files container for the export in the source region.
-    #[arg(long, value_name = "CONTAINER", default_value = "imgferry-exports")]
+    #[arg(
+        long,
+        value_name = "CONTAINER",
+        default_value = "imgferry-exports",
+        help_heading = "Source"
+    )]
     pub src_container: String,
     /// Cloud Files container for the upload in the destination region.
-    #[arg(long, value_name = "CONTAINER", default_value = "imgferry-imports")]
+    #[arg(
+        long,
+        value_name = "CONTAINER",
+        default_value = "imgferry-imports",
+        help_heading = "Destination"
+    )]
     pub dst_container: String,
     /// What to delete afterwards: nothing, the staging copies, or also what imgferry created.
-    #[arg(long, value_enum, default_value_t = Cleanup::None)]
+    #[arg(long, value_enum, default_value_t = Cleanup::None, help_heading = "Safety")]
     pub cleanup: Cleanup,
     /// Segments transferred in parallel.
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = 4, value_name = "N", help_heading = "Transfer")]
     pub concurrency: usize,
     /// Segment size for plain objects and local files (at least 1 MiB).
-    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size_with_unit)]
+    #[arg(long, value_name = "SIZE", default_value = "128MiB", value_parser = parse_size_with_unit, help_heading = "Transfer")]
     pub segment_size: u64,
     /// Import even when validation predicts a rejection.
-    #[arg(long)]
+    #[arg(long, help_heading = "Safety")]
     pub force: bool,
     /// Print the plan and create nothing.
-    #[arg(long)]
+    #[arg(long, help_heading = "Safety")]
     pub dry_run: bool,
     /// Start a new migration even though an unfinished one of the same source and route exists
     /// (without it, imgferry refuses and names the one to resume).
-    #[arg(long)]
+    #[arg(long, help_heading = "Safety")]
     pub new: bool,
-    /// Seconds between status checks of servers, images and tasks [default: 10 for servers and
-    /// images, 30 for tasks, as Rackspace asks]. Shorter intervals suit the simulator.
-    #[arg(long, value_name = "SECS")]
+    /// Time between status checks of servers, images and tasks (a number is seconds: 0.5, 30s,
+    /// 1m) [default: 10s for servers and images, 30s for tasks, as Rackspace asks]. Shorter
+    /// intervals suit the simulator.
+    #[arg(
+        long,
+        env = "IMGFERRY_POLL_INTERVAL",
+        value_name = "DURATION",
+        value_parser = parse_secs,
+        help_heading = "Transfer"
+    )]
     pub poll_interval: Option<f64>,
     /// Largest virtual size the destination imports, inclusive [default: 160GiB, Rackspace's
     /// limit]; for clouds with another limit.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size_with_unit)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_with_unit, help_heading = "Safety")]
     pub max_virtual_size: Option<u64>,
     /// Largest physical size (file length without the footer) the destination imports
     /// [default: 160GiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size_with_unit)]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_with_unit, help_heading = "Safety")]
     pub max_physical_size: Option<u64>,
     /// Do not copy the source image's properties (os_distro, org.openstack__1__*, your own keys)
     /// onto the imported image.
-    #[arg(long)]
+    #[arg(long, help_heading = "Destination")]
     pub no_restore_properties: bool,
     /// How XenServer starts the imported image when the source image does not say (or with
     /// --no-restore-properties, --vhd, --export): hvm for PVHVM guests (every current Linux and
     /// Windows image), xen for PV-only guests. Without vm_mode a guest fails to boot.
     /// [default: the source image's, else hvm]
-    #[arg(long, value_enum, value_name = "MODE")]
+    #[arg(long, value_enum, value_name = "MODE", help_heading = "Destination")]
     pub vm_mode: Option<VmMode>,
     /// Wait for the export to finish before copying anything (by default each export segment is
     /// copied as soon as it is listed, and checked again when the export is done).
-    #[arg(long)]
+    #[arg(long, help_heading = "Transfer")]
     pub no_pipeline: bool,
-    /// The destination is in another account: its identity endpoint (a URL, or `us` / `uk`), with
+    /// The destination is in another account: its identity endpoint (a URL, or us / uk), with
     /// RAX_DST_USERNAME and RAX_DST_API_KEY (or RAX_DST_PASSWORD); without them the source
     /// credentials log in there.
-    #[arg(long, env = "RAX_DST_IDENTITY_URL", value_name = "URL")]
+    #[arg(
+        long,
+        env = "RAX_DST_IDENTITY_URL",
+        value_name = "URL",
+        help_heading = "Destination"
+    )]
     pub to_identity_url: Option<String>,
     /// Reach Cloud Files over ServiceNet (the catalog's internalURL) on these sides: no bandwidth
     /// charge, but it only works when imgferry runs on a server inside that region.
-    #[arg(long, value_enum, default_value_t = ServiceNet::None, value_name = "SIDES")]
+    #[arg(long, value_enum, default_value_t = ServiceNet::None, value_name = "SIDES", help_heading = "Transfer")]
     pub servicenet: ServiceNet,
-    /// Give up waiting for any one step after this many hours.
-    #[arg(long, value_name = "HOURS", default_value_t = 12.0)]
-    pub step_deadline_hours: f64,
+    /// Give up waiting for any one step after this long (12h, 90m, 2d).
+    #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = parse_secs, help_heading = "Transfer")]
+    pub step_deadline: f64,
     #[command(flatten)]
     pub fleet: FleetArgs,
+    #[command(flatten)]
+    pub state: StateOpts,
+    #[command(flatten)]
+    pub credentials: CredentialOpts,
+    #[command(flatten)]
+    pub http: HttpOpts,
 }
 
 /// XenServer's virtualisation mode for the imported image (Glance's `vm_mode` property).
@@ -245,6 +377,7 @@ pub enum VmMode {
 
 /// How a fleet (several servers) runs.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Fleet")]
 pub struct FleetArgs {
     /// With --all-servers: only servers whose name matches this regular expression.
     #[arg(long = "match", value_name = "REGEX")]
@@ -263,13 +396,14 @@ pub struct FleetArgs {
 
 /// Where the image comes from: exactly one of these.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Source")]
 #[group(required = true, multiple = false)]
 pub struct MigrateSource {
     /// Image an existing server (the usual case), by id or name. Repeat it to move several
     /// servers as one fleet.
     #[arg(long, value_name = "ID|NAME")]
     pub server: Vec<String>,
-    /// Move the servers listed in FILE (one id or name per line; `#` starts a comment) as one
+    /// Move the servers listed in FILE (one id or name per line; # starts a comment) as one
     /// fleet.
     #[arg(long, value_name = "FILE")]
     pub servers_file: Option<PathBuf>,
@@ -299,9 +433,13 @@ pub struct DemoArgs {
     /// Fraction of the disk's blocks that hold data.
     #[arg(long, default_value_t = 0.4, value_name = "FRACTION")]
     pub allocated: f64,
-    /// Seconds each simulated build, imaging or task takes.
-    #[arg(long, default_value_t = 3.0, value_name = "SECONDS")]
+    /// How long each simulated build, imaging or task takes (3s, 0.5).
+    #[arg(long, default_value = "3s", value_name = "DURATION", value_parser = parse_secs)]
     pub step_seconds: f64,
+    #[command(flatten)]
+    pub state: StateOpts,
+    #[command(flatten)]
+    pub http: HttpOpts,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -334,6 +472,10 @@ pub struct ValidateArgs {
     /// Largest accepted physical size (file length without the footer), inclusive.
     #[arg(long, value_name = "SIZE", default_value = "160GiB", value_parser = parse_size_with_unit)]
     pub max_physical_size: u64,
+    #[command(flatten)]
+    pub credentials: CredentialOpts,
+    #[command(flatten)]
+    pub http: HttpOpts,
 }
 
 #[derive(Debug, Args)]
@@ -365,6 +507,8 @@ pub struct TransferArgs {
     /// Where spill files go [default: a temporary directory].
     #[arg(long, value_name = "DIR")]
     pub work_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub http: HttpOpts,
 }
 
 #[derive(Debug, Subcommand)]
@@ -415,47 +559,9 @@ pub struct SimServeArgs {
     pub export_rewrite_segment: Option<usize>,
 }
 
-/// Parses a byte size: a plain number of bytes, or a number with a unit. Every unit is a power of
-/// 1024 (`40G`, `40GB` and `40GiB` all mean 40 GiB), matching how the 40 GB import limit is read.
-/// A size people type on `migrate`, `resume` and `validate`: `--max-virtual-size 40` almost
-/// always means 40 GiB, and read as 40 bytes it would refuse every image, so the unit is
-/// required (`B` for bytes). The simulator's and benchmarks' flags take bare bytes
-/// ([`parse_bytes`]).
-pub fn parse_size_with_unit(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return Err(format!(
-            "a size needs a unit: {t}GiB, {t}MiB, or {t}B if you mean bytes"
-        ));
-    }
-    parse_bytes(s)
-}
-
-/// A size in bytes, with or without a binary unit.
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    parse_size::Config::new()
-        .with_binary()
-        .parse_size(s)
-        .map_err(|e| format!("{e}: expected a size such as 40GiB or 128MiB"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse() {
-        // A number alone is refused where people type sizes, with the units it probably meant.
-        let bare = parse_size_with_unit("40").unwrap_err();
-        assert!(bare.contains("40GiB") && bare.contains("40B"), "{bare}");
-        assert_eq!(parse_size_with_unit("42949672960B"), Ok(40 << 30));
-        assert_eq!(parse_size_with_unit("40GiB"), Ok(40 << 30));
-        assert_eq!(parse_bytes("40GiB"), Ok(40 << 30));
-        assert_eq!(parse_bytes("40G"), Ok(40 << 30));
-        assert_eq!(parse_bytes("128MiB"), Ok(128 << 20));
-        assert_eq!(parse_bytes("512"), Ok(512));
-        assert!(parse_bytes("lots").is_err());
-    }
 
     #[test]
     fn cli_is_well_formed() {

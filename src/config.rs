@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::identity;
-use crate::cli::{self, GlobalOpts, MigrateArgs, OutputFormat};
+use crate::cli::{
+    self, CredentialOpts, GlobalOpts, HttpOpts, MigrateArgs, OutputFormat, StateOpts,
+};
 use crate::http::RetryConfig;
 use crate::migrate::fleet::{Selection, Shard};
 use crate::migrate::session::Link;
@@ -25,8 +27,8 @@ pub const MAX_CONCURRENCY: usize = 64;
 pub const HTTP_TIMEOUT_SECS: (f64, f64) = (0.1, 3600.0);
 /// Bounds of `--poll-interval` in seconds: 0 would poll in a busy loop.
 pub const POLL_SECS: (f64, f64) = (0.01, 3600.0);
-/// Bounds of `--step-deadline-hours`: a step may wait up to 30 days.
-pub const DEADLINE_HOURS: (f64, f64) = (0.001, 720.0);
+/// Bounds of `--step-deadline` in seconds: a step may wait up to 30 days.
+pub const DEADLINE_SECS: (f64, f64) = (1.0, 720.0 * 3600.0);
 
 /// Bounds of `--max-backoff` in seconds.
 pub const MAX_BACKOFF_SECS: (f64, f64) = (0.2, 3600.0);
@@ -76,6 +78,8 @@ pub fn finite_in(name: &'static str, v: f64, (lo, hi): (f64, f64)) -> Result<f64
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub format: Format,
+    /// `-q`: the result and errors only.
+    pub quiet: bool,
     pub http_timeout: Duration,
     /// The one retry policy of the run (random jitter per request).
     pub retry: RetryConfig,
@@ -90,12 +94,22 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
-    pub fn from_global(g: &GlobalOpts) -> Result<Self, Error> {
-        let secs = finite_in("--http-timeout", g.http_timeout, HTTP_TIMEOUT_SECS)?;
-        if g.retries > MAX_RETRIES {
+    /// The settings of one run: the global options, and the state, credential and network
+    /// options of the command when it takes them (defaults otherwise).
+    pub fn new(
+        g: &GlobalOpts,
+        state: Option<&StateOpts>,
+        credentials: Option<&CredentialOpts>,
+        http: Option<&HttpOpts>,
+    ) -> Result<Self, Error> {
+        let default_http = HttpOpts::default();
+        let http = http.unwrap_or(&default_http);
+        let credentials = credentials.cloned().unwrap_or_default();
+        let secs = finite_in("--http-timeout", http.http_timeout, HTTP_TIMEOUT_SECS)?;
+        if http.retries > MAX_RETRIES {
             return Err(flag(
                 "--retries",
-                g.retries,
+                http.retries,
                 format!("use 0 to {MAX_RETRIES}"),
             ));
         }
@@ -104,20 +118,21 @@ impl RunConfig {
                 OutputFormat::Human => Format::Human,
                 OutputFormat::Json => Format::Json,
             },
+            quiet: g.quiet,
             http_timeout: Duration::from_secs_f64(secs),
             retry: RetryConfig {
-                max_retries: g.retries,
+                max_retries: http.retries,
                 max: Duration::from_secs_f64(finite_in(
                     "--max-backoff",
-                    g.max_backoff,
+                    http.max_backoff,
                     MAX_BACKOFF_SECS,
                 )?),
                 ..RetryConfig::default()
             },
-            state_dir: g.state_dir.clone(),
-            identity_url: g.identity_url.as_deref().map(named_identity),
-            profile: g.profile.clone(),
-            os_cloud: g.os_cloud.clone(),
+            state_dir: state.and_then(|s| s.state_dir.clone()),
+            identity_url: credentials.identity_url.as_deref().map(named_identity),
+            profile: credentials.profile,
+            os_cloud: credentials.os_cloud,
         })
     }
 
@@ -236,6 +251,9 @@ pub fn migrate_request(
                 .to_uppercase(),
         ),
     };
+    if let (Some(f), Some(_)) = (&from, &args.from) {
+        tracing::info!("source region {f} from --from");
+    }
     let to_file = args
         .to_file
         .as_deref()
@@ -337,12 +355,7 @@ fn tuning(plan: &mut Plan, args: &MigrateArgs) -> Result<(), Error> {
     if let Some(p) = args.max_physical_size {
         plan.max_physical_size = p;
     }
-    let hours = finite_in(
-        "--step-deadline-hours",
-        args.step_deadline_hours,
-        DEADLINE_HOURS,
-    )?;
-    plan.polling.deadline_secs = hours * 3600.0;
+    plan.polling.deadline_secs = finite_in("--step-deadline", args.step_deadline, DEADLINE_SECS)?;
     if let Some(p) = poll_interval(args.poll_interval)? {
         plan.polling.server_secs = p;
         plan.polling.task_secs = p;

@@ -1,4 +1,4 @@
-//! The process exit codes, one table for every command (README "Exit codes", DESIGN §1).
+//! The process exit codes, one table for every command (README "Exit codes").
 
 /// Done: the migration finished, or every validated image would be accepted.
 pub const OK: u8 = 0;

@@ -32,6 +32,8 @@ pub mod credentials;
 pub mod exit_code;
 pub mod fsutil;
 pub mod http;
+pub mod logging;
+pub mod manual;
 pub mod migrate;
 pub mod profiles;
 pub mod progress;
@@ -44,7 +46,7 @@ pub mod units;
 pub mod vhd;
 
 /// Renders an error and its causes on one line each: `outer\n  caused by: inner`.
-/// Messages never embed their source (STYLE §3), so each cause appears exactly once.
+/// Messages never embed their source, so each cause appears exactly once.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut out = error.to_string();
     let mut cause = error.source();

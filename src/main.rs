@@ -1,27 +1,28 @@
 //! The `imgferry` binary: parse the command line, set up logging and the runtime, run, print the
 //! outcome once and exit with its code (`app::finish` is the only error printer).
 
-use clap::Parser;
-use imgferry::{app, cli::Cli, config, exit_code};
-use tracing_subscriber::EnvFilter;
+use imgferry::{app, exit_code};
 
 fn main() -> std::process::ExitCode {
     end_quietly_on_a_closed_pipe();
-    let cli = Cli::parse();
-    let level = match cli.global.verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
+    let cli = match imgferry::cli::parse() {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| imgferry::secrets::ScrubbingStderr)
-        .with_ansi(imgferry::progress::color_on_stderr())
-        .init();
-    let format = config::RunConfig::from_global(&cli.global)
-        .map_or(imgferry::progress::Format::Human, |c| c.format);
+    let g = &cli.global;
+    if let Err(e) = imgferry::logging::init(g.verbose, g.quiet, g.log_file.as_deref()) {
+        let file = g.log_file.as_deref().unwrap_or(std::path::Path::new("-"));
+        eprintln!(
+            "error: cannot open the log file {}\n  caused by: {e}\n  choose a file you can write, \
+             or leave out --log-file",
+            file.display()
+        );
+        return exit_code::USAGE.into();
+    }
+    let format = match g.output {
+        imgferry::cli::OutputFormat::Json => imgferry::progress::Format::Json,
+        imgferry::cli::OutputFormat::Human => imgferry::progress::Format::Human,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -1,5 +1,5 @@
 //! The token every API client shares: authenticated once, refreshed a minute before it expires, and
-//! refreshed once after a 401 (reference/rackspace-api.md §1.6; STYLE §4).
+//! refreshed once after a 401 (rackerlabs/docs-cloud-identity `api-docs/getting-started/manage-auth-tokens.rst`).
 //!
 //! A 401 from any service invalidates only the token that request carried: when several parallel
 //! segment uploads hit the same expiry, the first one re-authenticates and the rest reuse the new

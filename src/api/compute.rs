@@ -1,5 +1,5 @@
 //! Cloud Servers (Nova v2 as Rackspace runs it): create, get, find by name and delete servers, and
-//! the createImage action (reference/rackspace-api.md §2).
+//! the createImage action (rackerlabs/docs-cloud-servers `api-docs/api-reference/methods/post-create-image-of-specified-server-servers-server-id-actions.rst`).
 //!
 //! Creating calls are not retried on timeouts (the migration settles them by name instead); the id
 //! of a new image comes from the `Location` header, else a body `image_id` (Nova microversion

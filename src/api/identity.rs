@@ -1,5 +1,5 @@
 //! Identity v2.0: authenticate with an API key or password and read the service catalog
-//! (reference/rackspace-api.md §1).
+//! (rackerlabs/docs-cloud-identity `api-docs/api-reference/methods/token/post-authenticate-as-user-with-password-or-api-key-v2.0-tokens.rst`).
 //!
 //! Regions are matched case-insensitively; an unknown region is an error that lists the regions the
 //! catalog offers. Endpoints must be https, except on loopback addresses (the simulator and a local
@@ -292,7 +292,7 @@ pub async fn authenticate(
 }
 
 /// Parses a token response. Both expiry forms are read: `2016-08-11T20:00:44.526Z` and the older
-/// `2012-05-02T14:27:40.000-05:00` (reference/rackspace-api.md §1.3); an unreadable expiry means
+/// `2012-05-02T14:27:40.000-05:00` (rackerlabs/docs-cloud-identity `api-docs/api-reference/methods/samples/auth-response.json`); an unreadable expiry means
 /// "refresh only after a 401".
 pub fn parse_session(text: &str) -> Result<Session, String> {
     let parsed: Response = serde_json::from_str(text)

@@ -1,5 +1,5 @@
 //! Cloud Images (Glance v2 as Rackspace runs it): images get, find by name and delete; tasks
-//! create, get and list (reference/rackspace-api.md §3).
+//! create, get and list (rackerlabs/docs-cloud-images `api-docs/api-reference/methods/`).
 //!
 //! Quirks handled here: the images URL carries no tenant; list pages are followed through `next`
 //! (which repeats the `/v2` prefix the base URL already has); a task's `message` may be `"None"`,

@@ -35,7 +35,7 @@ pub fn segment(id: &str) -> String {
     }
 }
 
-/// What an API call can fail with, by meaning rather than status code (STYLE §3).
+/// What an API call can fail with, by meaning rather than status code.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{what} was not found ({url})")]

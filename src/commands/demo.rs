@@ -45,10 +45,16 @@ pub async fn run(args: &DemoArgs, cfg: &RunConfig) -> Result<Outcome, CommandErr
         .ok_or(Error::NoServer)?;
     // The demo's state lives in a temporary directory unless --state-dir says otherwise, so it
     // never mixes with real migrations.
-    let tmp = tempfile::Builder::new()
-        .prefix("imgferry-demo-")
-        .tempdir()
-        .map_err(Error::StateDir)?;
+    let mut tmp = tempfile::Builder::new();
+    tmp.prefix("imgferry-demo-");
+    // Private from the start: the state directory check would otherwise warn about (and
+    // tighten) the directory the demo itself made.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.permissions(std::fs::Permissions::from_mode(0o700));
+    }
+    let tmp = tmp.tempdir().map_err(Error::StateDir)?;
     let dir = cfg
         .state_dir
         .clone()
@@ -57,7 +63,7 @@ pub async fn run(args: &DemoArgs, cfg: &RunConfig) -> Result<Outcome, CommandErr
     if human {
         introduce(&sim, &server_id, args.disk_size);
     }
-    let reporter = Arc::new(Reporter::new(cfg.format));
+    let reporter = Arc::new(Reporter::new(cfg.format, cfg.quiet));
     let mut link = cfg.link(None);
     link.identity_url = sim.identity_url();
     let session = Session::new(

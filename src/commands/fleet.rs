@@ -189,9 +189,17 @@ fn outcome_label(m: &MemberResult) -> &'static str {
 }
 
 fn print_table(summary: &Summary, with_age: bool) {
-    println!(
-        "  {:<20} {:<14} {:<19} {:<14} {:<22} {:>5}  IMAGE / LAST ERROR",
-        "SERVER", "MIGRATION", "RESULT", "STEP", "COPIED", "AGE"
+    let mut t = super::table::new(
+        &[
+            "SERVER",
+            "MIGRATION",
+            "RESULT",
+            "STEP",
+            "COPIED",
+            "AGE",
+            "IMAGE / LAST ERROR",
+        ],
+        &[1, 2, 3, 5],
     );
     let now = crate::migrate::state::unix_now();
     for m in &summary.members {
@@ -201,7 +209,7 @@ fn print_table(summary: &Summary, with_age: bool) {
             "-".into()
         };
         let age = match (with_age, m.updated) {
-            (true, Some(t)) => age(now.saturating_sub(t)),
+            (true, Some(t)) => super::table::age(now.saturating_sub(t)),
             _ => "-".into(),
         };
         let last = match (&m.image, &m.error) {
@@ -209,25 +217,16 @@ fn print_table(summary: &Summary, with_age: bool) {
             (Some(i), None) => i.clone(),
             (None, None) => String::new(),
         };
-        println!(
-            "  {:<20} {:<14} {:<19} {:<14} {:<22} {:>5}  {}",
-            crate::text::escape_controls(&m.server_name),
-            m.migration,
-            outcome_label(m),
+        t.add_row(vec![
+            crate::text::escape_controls(&m.server_name).into_owned(),
+            m.migration.clone(),
+            outcome_label(m).to_string(),
             m.step.map_or("-".into(), |s| s.to_string()),
             copied,
             age,
-            crate::text::escape_controls(&last)
-        );
+            crate::text::escape_controls(&last).into_owned(),
+        ]);
     }
+    super::table::print(&t);
     println!("  total: {}, {}", counts(summary), size(summary.bytes));
-}
-
-fn age(secs: u64) -> String {
-    match secs {
-        0..=119 => format!("{secs}s"),
-        120..=7199 => format!("{}m", secs / 60),
-        7200..=172_799 => format!("{}h", secs / 3600),
-        _ => format!("{}d", secs / 86_400),
-    }
 }

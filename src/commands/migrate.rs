@@ -25,7 +25,7 @@ pub async fn run_migrate(
             .as_deref()
             .is_some_and(|u| config::named_identity(u) != cfg.link(None).identity_url);
     let mut request = config::migrate_request(args, found.region.as_deref(), other_account)?;
-    let reporter = Arc::new(Reporter::new(cfg.format));
+    let reporter = Arc::new(Reporter::new(cfg.format, cfg.quiet));
     let mut session = session(&cfg, found.creds.clone(), None, cfg.store()?, &reporter)?;
     if request.to_identity_url.is_some() || dst_creds.is_some() {
         let url = request
@@ -111,7 +111,7 @@ pub async fn run_resume(
     // The migration first: an unknown id is the clearer error.
     let store = cfg.store()?;
     let saved = store.load(id)?;
-    let reporter = Arc::new(Reporter::new(cfg.format));
+    let reporter = Arc::new(Reporter::new(cfg.format, cfg.quiet));
     let session = resumed_session(
         &mut cfg,
         store,
@@ -139,7 +139,7 @@ async fn resume_fleet(
             .iter()
             .find_map(|m| store.load(&m.migration).ok()?.dst_username)
     });
-    let reporter = Arc::new(Reporter::new(cfg.format));
+    let reporter = Arc::new(Reporter::new(cfg.format, cfg.quiet));
     let session = resumed_session(
         cfg,
         store,
@@ -210,7 +210,11 @@ fn session(
 
 /// Prints the report of a finished run, or returns why it stopped.
 pub fn render(reporter: &Reporter, format: Format, finished: Finished) -> Result<Outcome, Error> {
-    let Finished { migration, result } = finished;
+    let Finished {
+        migration,
+        result,
+        kept,
+    } = finished;
     match result {
         Ok(report) => {
             // The event first: it closes the last step's progress line before the report prints.
@@ -223,6 +227,8 @@ pub fn render(reporter: &Reporter, format: Format, finished: Finished) -> Result
             }
             Ok(Outcome::Done)
         }
+        // Refused before it created anything: nothing was kept, so nothing to resume.
+        Err(error) if !kept => Err(Error::Refused(error)),
         Err(error) => Err(Error::Stopped(Box::new(Stopped {
             error,
             id: migration.id,

@@ -5,9 +5,11 @@
 pub mod completions;
 pub mod demo;
 pub mod fleet;
+pub mod forget;
 pub mod migrate;
 pub mod sim_serve;
 pub mod status;
+pub mod table;
 pub mod transfer;
 pub mod validate;
 
@@ -31,6 +33,9 @@ pub enum Error {
     Config(#[from] config::Error),
     #[error(transparent)]
     Migrate(#[from] engine::Error),
+    /// A new migration refused before it created anything; its record was not kept.
+    #[error(transparent)]
+    Refused(engine::Error),
     /// A migration that started and stopped: its state is saved.
     #[error(transparent)]
     Stopped(Box<Stopped>),
@@ -46,6 +51,8 @@ pub enum Error {
     Store(#[from] engine::store::Error),
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
+    #[error(transparent)]
+    Forget(forget::Refusal),
     /// A fleet whose members did not all finish.
     #[error(transparent)]
     Fleet(fleet::Stopped),
@@ -78,6 +85,7 @@ impl Error {
             Error::Config(_) => Class::Usage,
             Error::Migrate(e) => e.class(),
             Error::Stopped(s) => s.error.class(),
+            Error::Refused(e) => e.class(),
             Error::Validate(e) => e.class(),
             Error::Transfer(e) => e.class(),
             Error::Sim(_) => Class::Usage,
@@ -85,6 +93,7 @@ impl Error {
             Error::Store(e) => e.class(),
             Error::Output(_) => Class::Failed,
             Error::Fleet(f) => f.class,
+            Error::Forget(_) => Class::Usage,
         }
     }
 
@@ -116,6 +125,13 @@ impl Error {
                 "state saved at step {}; details: imgferry status {}",
                 s.step, s.id
             ));
+        }
+        if let Error::Refused(_) = self {
+            out.push(
+                "nothing was created and nothing was kept: run the same command again once the \
+                 cause is fixed"
+                    .to_string(),
+            );
         }
         if let Error::Fleet(f) = self {
             out.push(format!("each member: imgferry status {}", f.fleet));

@@ -117,7 +117,7 @@ pub fn config(args: &SimServeArgs) -> Result<SimConfig, Error> {
 fn parse_server(spec: &str, region: &str, seed: u64) -> Option<SeedServer> {
     let mut parts = spec.split(':');
     let name = parts.next().filter(|n| !n.is_empty())?.to_string();
-    let size = crate::cli::parse_bytes(parts.next()?).ok()?;
+    let size = crate::units::parse_bytes(parts.next()?).ok()?;
     let allocated: f64 = parts
         .next()?
         .parse()

@@ -104,7 +104,7 @@ fn store(
 pub async fn run(args: &TransferArgs, cfg: &RunConfig) -> Result<Outcome, CommandError> {
     let concurrency = config::concurrency(args.concurrency)?;
     let segment_size = config::segment_size(args.segment_size)?;
-    let reporter = Arc::new(Reporter::new(cfg.format));
+    let reporter = Arc::new(Reporter::new(cfg.format, cfg.quiet));
     let sink = reporter.sink();
     let dst = object(&args.dst)?;
     let dst_store = store(cfg, &args.dst_url, "IMGFERRY_DST_TOKEN", &sink)?;

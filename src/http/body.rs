@@ -1,6 +1,6 @@
 //! Request bodies that can be sent again. A retry must never depend on bytes that already went
 //! out on a broken connection, so every body here is a description (nothing, some bytes, or a
-//! region of a local file) from which a fresh `reqwest::Body` is made for each attempt (STYLE §4;
+//! region of a local file) from which a fresh `reqwest::Body` is made for each attempt (as
 //! object_store clones its payload per attempt the same way).
 
 use std::path::PathBuf;

@@ -183,7 +183,8 @@ pub async fn send_within(
             url: redact(request.url().as_str()),
             attempt,
         };
-        let Some(tried) = attempts.or_cancel(try_once(&client, request)).await else {
+        let call = logged(&failed, try_once(&client, request));
+        let Some(tried) = attempts.or_cancel(call).await else {
             return Err(failed.error(attempts, Cause::Cancelled, None, String::new()));
         };
         let decision = classify(&tried.outcome, kind);
@@ -233,6 +234,24 @@ pub async fn send_within(
         };
         return Err(failed.error(attempts, cause, status, body));
     }
+}
+
+/// `-vv`: every request imgferry makes, its answer and how long it took. The URL is the redacted
+/// one; headers, where tokens travel, are never logged.
+async fn logged(request: &Failed, attempt: impl Future<Output = Attempt>) -> Attempt {
+    let sent = std::time::Instant::now();
+    let tried = attempt.await;
+    tracing::debug!(
+        "{} {} -> {} in {:.3} s",
+        request.method,
+        request.url,
+        match &tried.outcome {
+            Outcome::Status { status, .. } => status.to_string(),
+            other => other.reason(),
+        },
+        sent.elapsed().as_secs_f64()
+    );
+    tried
 }
 
 /// Waits while a rate limit another request of the fleet met holds this one too.

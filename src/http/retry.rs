@@ -1,4 +1,4 @@
-//! Retry policy as pure functions (STYLE §4): what to retry, and how long to wait.
+//! Retry policy as pure functions: what to retry, and how long to wait.
 //!
 //! Idempotent requests retry 5xx, 408, 429, 498 (Swift's rate limit), 413 when the service says
 //! when to retry (Rackspace's compute `overLimit`), connection failures, resets and timeouts.
@@ -56,8 +56,8 @@ impl Default for RetryConfig {
     }
 }
 
-/// Whether a request may be repeated without changing the outcome (STYLE §9: an enum, not a
-/// `bool`, since it crosses modules).
+/// Whether a request may be repeated without changing the outcome (an enum, not a `bool`,
+/// since it crosses modules).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Idempotency {
     /// Reads, PUTs of objects and containers, deletes, authentication.

@@ -1,4 +1,4 @@
-//! `--cleanup staging|all`: delete what imgferry created, and nothing else (DESIGN §2).
+//! `--cleanup staging|all`: delete what imgferry created, and nothing else.
 //!
 //! - `staging`: the uploaded copy in the destination (its segments and SLO manifest) and, when
 //!   imgferry exported it, the exported VHD in the source (its DLO segments and manifest).

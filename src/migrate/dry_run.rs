@@ -48,13 +48,25 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
     if plan.name.is_empty() {
         plan.name = super::preflight::default_name(ctx.src.as_ref(), &plan).await;
     }
+    super::to_file::name_in_directory(&mut plan)?;
     let plan = &plan;
     let report = check_vhd(ctx, plan, &mut checks).await?;
     if let (Some(flavor), Some(r)) = (&plan.boot, &report) {
         let needed = r.virtual_size.as_ref().map(|v| v.bytes);
         super::eligibility::check_boot(ctx, flavor, needed).await?;
     }
-    checks.push("the cloud's rules allow this export and boot (docs/real-cloud.md)".into());
+    // Only what this plan does: a local VHD is not exported, a plan without --boot boots nothing.
+    let exports = !matches!(plan.entry, Entry::Vhd { .. } | Entry::Export { .. });
+    let what = match (exports, plan.boot.is_some(), plan.to_file.is_some()) {
+        (true, _, true) => "export",
+        (true, true, false) => "export, import and boot",
+        (true, false, false) => "export and import",
+        (false, true, _) => "import and boot",
+        (false, false, _) => "import",
+    };
+    checks.push(format!(
+        "the cloud's rules allow this {what} (docs/real-cloud.md)"
+    ));
     let predicted_code = report
         .as_ref()
         .and_then(|r| r.verdict.code)

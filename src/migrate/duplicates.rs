@@ -52,3 +52,13 @@ pub fn refuse(store: &Store, plan: &Plan) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// The finished migrations that already moved `plan`'s source along its route, by source: what
+/// `--all-servers` skips unless `--new`.
+pub fn finished(store: &Store) -> Vec<(Plan, String)> {
+    let (all, _) = store.list();
+    all.into_iter()
+        .filter(|m| m.step == Step::Done)
+        .map(|m| (m.plan, m.id))
+        .collect()
+}

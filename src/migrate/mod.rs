@@ -1,5 +1,5 @@
-//! The migration: a resumable state machine over the Rackspace APIs (DESIGN §2,
-//! docs/state-machine.md).
+//! The migration: a resumable state machine over the Rackspace APIs
+//! (docs/state-machine.md).
 //!
 //! ```text
 //! Planned ─► [ServerCreating ─► ServerActive] ─► Imaging ─► ImageActive ─► Exporting ─► Exported
@@ -40,6 +40,7 @@ pub mod duplicates;
 pub mod eligibility;
 pub mod event;
 pub mod fleet;
+mod held;
 pub mod import_code;
 pub mod pipelined;
 pub mod preflight;

@@ -1,4 +1,4 @@
-//! The final report (DESIGN §2): ids in both regions, sizes, whole-image digests, segment count,
+//! The final report: ids in both regions, sizes, whole-image digests, segment count,
 //! bytes moved, time per step, and the predicted and actual import verdicts. It is built from the
 //! saved facts, so `imgferry status ID` can show it again later.
 

@@ -12,17 +12,16 @@ pub fn describe(m: &Migration) -> String {
         Step::ServerCreating => format!("creating server {} in {from}", m.created_server_name()),
         Step::ServerActive => "server is active; imaging it next".into(),
         Step::Imaging => format!("imaging server into {}", m.snapshot_name()),
-        Step::ImageActive => format!(
-            "exporting image {} to Cloud Files in {from}",
-            f.source_image.as_deref().unwrap_or("?")
-        ),
+        Step::ImageActive => format!("exporting {} to Cloud Files in {from}", exported_image(m)),
         Step::Exporting => format!("waiting for the export task in {from}"),
         Step::Exported => format!(
             "inspecting and validating {} by ranged reads",
-            f.export
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default()
+            match (&f.export, &m.plan.entry) {
+                (Some(e), _) => e.to_string(),
+                (None, Entry::Export { container, object }) => format!("{container}/{object}"),
+                // Before the export exists (a dry run): where it will be written.
+                (None, _) => format!("the export in {}", m.plan.src_container),
+            }
         ),
         Step::Inspected | Step::Transferring if m.plan.to_file.is_some() => format!(
             "downloading the VHD to {}",
@@ -48,6 +47,15 @@ pub fn describe(m: &Migration) -> String {
         ),
         Step::Booted | Step::CleanedUp => "finishing".into(),
         Step::Done => "done".into(),
+    }
+}
+
+/// The image the export step exports: known once imaging is done, given with `--image`, or the
+/// snapshot this migration will take.
+fn exported_image(m: &Migration) -> String {
+    match (&m.facts.source_image, &m.plan.entry) {
+        (Some(id), _) | (None, Entry::Image { id }) => format!("image {id}"),
+        (None, _) => format!("the snapshot {}", m.snapshot_name()),
     }
 }
 

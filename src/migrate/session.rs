@@ -108,6 +108,9 @@ pub type StartCheck = dyn Fn(&Store, &Plan) -> Result<(), Error> + Sync;
 pub struct Finished {
     pub migration: Migration,
     pub result: Result<Report, Error>,
+    /// Whether its record stays in the state directory: a new migration refused before it
+    /// created anything is not kept (there is nothing to resume or to clean up).
+    pub kept: bool,
 }
 
 impl Session {
@@ -322,7 +325,17 @@ impl Session {
             }
             None => self.store.persist(&m).await?,
         }
-        Ok(self.run(&ctx, &mut m, false).await)
+        let mut finished = self.run(&ctx, &mut m, false).await;
+        // A fleet lists its members' ids in its own record, so only a lone migration is dropped.
+        if check.is_some()
+            && finished.result.is_err()
+            && m.step == Step::Planned
+            && m.held().is_empty()
+        {
+            self.store.forget(&m.id)?;
+            finished.kept = false;
+        }
+        Ok(finished)
     }
 
     /// Continues migration `id`, with `changes` made to its saved plan.
@@ -343,6 +356,7 @@ impl Session {
             return Ok(Finished {
                 result: Ok(Report::new(&m, None)),
                 migration: m,
+                kept: true,
             });
         }
         if let Some(f) = &m.failure
@@ -420,6 +434,7 @@ impl Session {
         Finished {
             result: result.map(|()| Report::new(m, pass)),
             migration: m.clone(),
+            kept: true,
         }
     }
 }

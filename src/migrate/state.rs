@@ -3,7 +3,7 @@
 //! The step is an enum; the facts are one record of optional remote ids that only ever fill in.
 //! Facts outlive the step that learned them because the final report names all of them (ids in
 //! both regions, digests, sizes, per-step times) and task records expire 48 hours after they
-//! finish, so anything a task said is copied here the moment it is seen (DESIGN §2).
+//! finish, so anything a task said is copied here the moment it is seen (docs/state-machine.md).
 //!
 //! An [`Intent`] is written before every POST that creates something; its `id` stays `None` until
 //! the answer is read. A resumed run that finds an intent without an id looks the resource up by its
@@ -19,7 +19,7 @@ use crate::transfer::TransferState;
 /// The state file format. Files with a larger number are refused, never rewritten.
 pub const VERSION: u32 = 1;
 
-/// The states of DESIGN §2, in order. Each names what is true on entering it.
+/// The states of docs/state-machine.md, in order. Each names what is true on entering it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Step {
     Planned,
@@ -107,7 +107,7 @@ impl std::fmt::Display for Step {
     }
 }
 
-/// Where the image comes from (DESIGN §1).
+/// Where the image comes from (`--server`, `--image`, `--export`, `--vhd`, `--create-server`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Entry {
@@ -507,6 +507,12 @@ impl Migration {
 
     pub fn upload_object(&self) -> String {
         format!("imgferry-{}.vhd", self.id)
+    }
+
+    /// Whether [`Migration::progress`]'s total is the image's size: not while a pipelined export
+    /// is still writing (the total is then only what it has listed so far).
+    pub fn total_known(&self) -> bool {
+        !(self.facts.pipelined && self.step < Step::Exported)
     }
 
     /// Transfer progress as (uploaded bytes, total bytes), once a transfer is planned.

@@ -1,4 +1,4 @@
-//! One handler per state (DESIGN §2). Each does the work that leaves its state, records what it
+//! One handler per state (docs/state-machine.md). Each does the work that leaves its state, records what it
 //! learned in the facts and names the next state; the driver saves after it returns.
 //!
 //! Crash safety of the creating steps (docs/state-machine.md has the full argument):
@@ -62,6 +62,7 @@ async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         // Named after its source, read now that the checks have reached it.
         m.plan.name = preflight::default_name(ctx.src.as_ref(), &m.plan).await;
     }
+    super::to_file::name_in_directory(&mut m.plan)?;
     match m.plan.entry.clone() {
         Entry::CreateServer { .. } => {
             m.facts.created_server = Some(Intent {

@@ -73,6 +73,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot remove {path}")]
+    Remove {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot serialise the migration state")]
     Serialise(#[source] serde_json::Error),
     #[error(
@@ -251,7 +257,7 @@ impl Store {
     }
 
     /// [`Store::save`] for async code: the record is serialised here and the file and directory
-    /// fsyncs run on the blocking pool, never on a runtime worker (STYLE §6).
+    /// fsyncs run on the blocking pool, never on a runtime worker.
     pub async fn persist(&self, m: &Migration) -> Result<(), Error> {
         let json = self.serialise(m)?;
         let (store, id) = (self.clone(), m.id.clone());
@@ -274,6 +280,28 @@ impl Store {
             });
         }
         load_file(&path)
+    }
+
+    /// Removes migration `id`'s record, its spill files and its lock file. The caller holds the
+    /// migration's lock ([`Store::lock`]), so no run is driving it.
+    pub fn forget(&self, id: &str) -> Result<(), Error> {
+        let remove = |path: PathBuf, dir: bool| {
+            let r = if dir {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            match r {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::Remove {
+                    path: path.display().to_string(),
+                    source: e,
+                }),
+                _ => Ok(()),
+            }
+        };
+        remove(self.path(id), false)?;
+        remove(self.work_dir(id), true)?;
+        remove(self.dir.join(format!("{id}.lock")), false)
     }
 
     /// Every migration in the directory, oldest first, with the files that could not be read.

@@ -24,10 +24,27 @@ pub fn part_path(path: &Path) -> PathBuf {
 /// `--to-file PATH` made absolute (a resume may run elsewhere). Refused, with the path shown and
 /// the reason, when the file (or an unfinished download of it) exists or its directory does not:
 /// imgferry never overwrites a file.
+///
+/// An existing directory, or a path ending in `/`, stands for `DIR/<image name>.vhd`: it is kept
+/// with its trailing `/` until the first step knows the image's name ([`name_in_directory`]).
 pub fn check_path(path: &Path) -> Result<String, (String, String)> {
     let abs = std::path::absolute(path).map_err(|e| (path.display().to_string(), e.to_string()))?;
     let shown = abs.display().to_string();
     let refuse = |why: String| Err((shown.clone(), why));
+    if path.as_os_str().to_string_lossy().ends_with('/') || abs.is_dir() {
+        if !abs.is_dir() {
+            return refuse("the directory does not exist: create it first".into());
+        }
+        if let Err(e) = tempfile::Builder::new()
+            .prefix(".imgferry-write-check")
+            .tempfile_in(&abs)
+        {
+            return refuse(format!(
+                "cannot be written to ({e}): choose a writable directory"
+            ));
+        }
+        return Ok(format!("{}/", shown.trim_end_matches('/')));
+    }
     if abs.file_name().is_none() {
         return refuse("name a file, not a directory".into());
     }
@@ -56,6 +73,40 @@ pub fn check_path(path: &Path) -> Result<String, (String, String)> {
         ));
     }
     Ok(shown)
+}
+
+/// For a `--to-file DIR/`, the file: `DIR/<image name>.vhd`, checked like any `--to-file` path
+/// (never overwriting). A plan that names a file is left as it is.
+pub fn name_in_directory(plan: &mut super::state::Plan) -> Result<(), super::Error> {
+    let Some(dir) = plan.to_file.as_deref().filter(|p| p.ends_with('/')) else {
+        return Ok(());
+    };
+    let file = format!("{dir}{}.vhd", file_name_for(&plan.name));
+    plan.to_file = Some(
+        check_path(Path::new(&file))
+            .map_err(|(path, why)| super::Error::Usage(format!("--to-file {path}: {why}")))?,
+    );
+    Ok(())
+}
+
+/// An image name as a file name: path separators and control characters become `_` (a name is
+/// the cloud's text, and may hold anything), and an empty name becomes `image`.
+fn file_name_for(name: &str) -> String {
+    let clean: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    match clean.as_str() {
+        "" | "." | ".." => "image".into(),
+        _ => clean,
+    }
 }
 
 fn file_error(what: &'static str, path: &Path, source: std::io::Error) -> Error {

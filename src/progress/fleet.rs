@@ -1,9 +1,17 @@
-//! A fleet's progress for people: members run side by side, so instead of bars each member gets
-//! plain lines prefixed with its server's name, one per user-visible step, transfer progress
-//! every 25%, and its warnings, retries and outcome. The fleet's table is the command's result
-//! and is printed by the command, on stdout.
+//! A fleet's progress for people. Members run side by side:
+//!
+//! - on a terminal, as `rclone -P` shows transfers: one line per active member (its step, then
+//!   its bytes and rate while it copies) and a total line (members done, failed and waiting,
+//!   bytes copied and the rate), with each member's warnings and outcome printed above them;
+//! - otherwise, plain lines prefixed with the server's name, one per user-visible step, transfer
+//!   progress every 25%, and warnings, retries and outcome.
+//!
+//! The fleet's table is the command's result and is printed by the command, on stdout.
 
 use std::collections::HashMap;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar};
 
 use crate::migrate::Event;
 use crate::transfer;
@@ -14,6 +22,138 @@ use crate::units::size;
 pub(super) struct FleetState {
     to: String,
     members: HashMap<String, MemberView>,
+    /// The bars, when drawing on a terminal.
+    tty: Option<Bars>,
+}
+
+/// A terminal's bars: one per active member, and the fleet's total below them.
+struct Bars {
+    multi: MultiProgress,
+    total: ProgressBar,
+    active: HashMap<String, ProgressBar>,
+    /// Bytes each member has copied, for the total.
+    copied: HashMap<String, u64>,
+    members: usize,
+    done: usize,
+    failed: usize,
+}
+
+impl FleetState {
+    /// A fleet drawn as bars on `multi`.
+    pub(super) fn drawing(multi: MultiProgress) -> Self {
+        let total = ProgressBar::hidden();
+        Self {
+            tty: Some(Bars {
+                multi,
+                total,
+                active: HashMap::new(),
+                copied: HashMap::new(),
+                members: 0,
+                done: 0,
+                failed: 0,
+            }),
+            ..Self::default()
+        }
+    }
+}
+
+impl Bars {
+    fn started(&mut self, members: usize) {
+        self.members = members;
+        let total = self.multi.add(ProgressBar::no_length());
+        total.set_style(super::style(
+            "{spinner:.cyan} {msg} {bytes} copied at {bytes_per_sec}, {elapsed}",
+            "{spinner} {msg} {bytes} copied at {bytes_per_sec}, {elapsed}",
+        ));
+        total.enable_steady_tick(Duration::from_millis(120));
+        self.total = total;
+        self.count();
+    }
+
+    /// "fleet: 2/5 done, 1 failed, 2 waiting;"
+    fn count(&self) {
+        let waiting = self
+            .members
+            .saturating_sub(self.done + self.failed + self.active.len());
+        let mut msg = format!("fleet: {}/{} done", self.done, self.members);
+        if self.failed > 0 {
+            msg.push_str(&format!(", {} failed", self.failed));
+        }
+        msg.push_str(&format!(
+            ", {} active, {waiting} waiting;",
+            self.active.len()
+        ));
+        self.total.set_message(msg);
+    }
+
+    fn member(&mut self, member: &str, server: &str, to: &str, event: &Event) {
+        match event {
+            Event::Started { .. } => {
+                let pb = self
+                    .multi
+                    .insert_before(&self.total, ProgressBar::new_spinner());
+                pb.set_style(super::style(
+                    "  {spinner:.cyan} {prefix:.bold} {wide_msg}",
+                    "  {spinner} {prefix} {wide_msg}",
+                ));
+                pb.set_prefix(format!("[{server}]"));
+                pb.set_message("starting");
+                pb.enable_steady_tick(Duration::from_millis(120));
+                self.active.insert(member.to_string(), pb);
+                self.count();
+            }
+            Event::StepStarted { step, .. } => {
+                if let Some(pb) = self.active.get(member) {
+                    pb.set_message(step.label(to));
+                }
+            }
+            Event::Transfer {
+                detail: transfer::Event::Started { total, .. },
+            } => {
+                if let Some(pb) = self.active.get(member) {
+                    pb.set_length(*total);
+                    pb.set_style(super::style(
+                        "  {prefix:.bold} [{bar:20.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                        "  {prefix} [{bar:20}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                    ));
+                }
+            }
+            Event::Transfer {
+                detail: transfer::Event::Progress { done, .. },
+            } => {
+                if let Some(pb) = self.active.get(member) {
+                    if pb.length().is_none() {
+                        pb.set_message(format!("{} copied while the export writes", size(*done)));
+                    }
+                    pb.set_position(*done);
+                }
+                self.copied.insert(member.to_string(), *done);
+                self.total.set_position(self.copied.values().sum());
+            }
+            Event::Transfer {
+                detail: transfer::Event::Committed { .. },
+            } => {
+                if let Some(pb) = self.active.get(member) {
+                    pb.set_style(super::style(
+                        "  {spinner:.cyan} {prefix:.bold} {wide_msg}",
+                        "  {spinner} {prefix} {wide_msg}",
+                    ));
+                }
+            }
+            Event::Report { .. } | Event::Error { .. } => {
+                if let Some(pb) = self.active.remove(member) {
+                    pb.finish_and_clear();
+                }
+                if matches!(event, Event::Report { .. }) {
+                    self.done += 1;
+                } else {
+                    self.failed += 1;
+                }
+                self.count();
+            }
+            _ => {}
+        }
+    }
 }
 
 #[derive(Default)]
@@ -37,10 +177,17 @@ pub(super) fn human(state: &mut FleetState, event: &Event) {
         } => {
             state.to = to.clone();
             let verb = if *resumed { "Resuming" } else { "Starting" };
-            eprintln!(
+            let line = format!(
                 "{verb} fleet {fleet}: {members} server(s), {from} → {to}, {parallel} at a time, \
                  {concurrency} transfer connection(s) shared\n    state: {state_file}"
             );
+            match &mut state.tty {
+                Some(bars) => {
+                    let _ = bars.multi.println(line);
+                    bars.started(*members);
+                }
+                None => eprintln!("{line}"),
+            }
         }
         Event::Member {
             member,
@@ -48,8 +195,36 @@ pub(super) fn human(state: &mut FleetState, event: &Event) {
             detail,
         } => {
             let view = state.members.entry(member.clone()).or_default();
-            if let Some(line) = member_line(view, &state.to, detail) {
-                eprintln!("[{server}] {line}");
+            let line = member_line(view, &state.to, detail);
+            match &mut state.tty {
+                Some(bars) => {
+                    bars.member(member, server, &state.to, detail);
+                    // Steps and progress are on the member's bar; what is worth keeping scrolls
+                    // above the bars.
+                    let keep = matches!(
+                        detail.as_ref(),
+                        Event::Warning { .. }
+                            | Event::Retry { .. }
+                            | Event::Report { .. }
+                            | Event::Error { .. }
+                    );
+                    if let Some(line) = line.filter(|_| keep) {
+                        let _ = bars.multi.println(format!("[{server}] {line}"));
+                    }
+                }
+                None => {
+                    if let Some(line) = line {
+                        eprintln!("[{server}] {line}");
+                    }
+                }
+            }
+        }
+        Event::FleetReport { .. } => {
+            if let Some(bars) = &state.tty {
+                bars.total.finish_and_clear();
+                for pb in bars.active.values() {
+                    pb.finish_and_clear();
+                }
             }
         }
         _ => {}

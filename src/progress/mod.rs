@@ -1,5 +1,5 @@
 //! Progress reporting for migrations: typed [`Event`]s from the engine, rendered for people or for
-//! scripts (DESIGN §1, STYLE §7).
+//! scripts.
 //!
 //! - Human, on a terminal: one indicatif spinner line per step and a bytes/throughput/ETA bar for
 //!   the transfer, all on stderr.
@@ -42,7 +42,7 @@ pub fn color_on_stderr() -> bool {
 /// Renders events in the chosen format.
 pub struct Reporter {
     mode: Mode,
-    /// A fleet's members, shown as prefixed lines in either human mode.
+    /// A fleet's members, shown as prefixed lines (or, on a terminal, one bar each).
     fleet: Mutex<fleet::FleetState>,
 }
 
@@ -50,6 +50,8 @@ enum Mode {
     Json(Mutex<JsonState>),
     Plain(Mutex<PlainState>),
     Tty(Mutex<TtyState>),
+    /// `-q`: only a dry run's plan (the command's result); errors are printed by the caller.
+    Quiet,
 }
 
 struct JsonState {
@@ -58,6 +60,9 @@ struct JsonState {
 
 struct PlainState {
     next_tenth: u64,
+    /// Whether the copy's total is known (a pipelined copy's grows with the export, so no share
+    /// of it is printed).
+    total_known: bool,
     /// The destination region, for step labels ("copy to IAD").
     to: String,
     /// The label of the step being shown, and the seconds spent in it so far: several states make
@@ -67,26 +72,28 @@ struct PlainState {
 
 struct TtyState {
     multi: MultiProgress,
-    step: Option<ProgressBar>,
+    /// The step being shown: its label, its spinner and the seconds its states took so far.
+    step: Option<(String, ProgressBar, f64)>,
+    /// The copy's bar: a byte count and rate while the export still writes (the total is not
+    /// known yet), then a bar once it is.
     bar: Option<ProgressBar>,
     to: String,
 }
 
 impl Reporter {
-    /// The reporter for `format`, drawing bars only when stderr is a terminal.
-    pub fn new(format: Format) -> Self {
+    /// The reporter for `format` (`quiet`: results only), drawing bars only when stderr is a
+    /// terminal.
+    pub fn new(format: Format, quiet: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
         let mode = match format {
             Format::Json => Mode::Json(Mutex::new(JsonState {
                 last_progress: None,
             })),
-            Format::Human if std::io::stderr().is_terminal() => Mode::Tty(Mutex::new(TtyState {
-                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-                step: None,
-                bar: None,
-                to: String::new(),
-            })),
+            Format::Human if quiet => Mode::Quiet,
+            Format::Human if tty => return Self::drawing_to(ProgressDrawTarget::stderr()),
             Format::Human => Mode::Plain(Mutex::new(PlainState {
                 next_tenth: 1,
+                total_known: false,
                 to: String::new(),
                 current: None,
             })),
@@ -97,6 +104,20 @@ impl Reporter {
         }
     }
 
+    /// The terminal renderer, drawing to `target` (stderr, or a test's in-memory terminal).
+    pub fn drawing_to(target: ProgressDrawTarget) -> Self {
+        let multi = MultiProgress::with_draw_target(target);
+        Self {
+            fleet: Mutex::new(fleet::FleetState::drawing(multi.clone())),
+            mode: Mode::Tty(Mutex::new(TtyState {
+                multi,
+                step: None,
+                bar: None,
+                to: String::new(),
+            })),
+        }
+    }
+
     /// This reporter as the engine's event sink.
     pub fn sink(self: &Arc<Self>) -> crate::migrate::Sink {
         let me = Arc::clone(self);
@@ -104,11 +125,17 @@ impl Reporter {
     }
 
     pub fn emit(&self, event: Event) {
+        // The log file (--log-file) keeps every event; stderr shows them as progress instead.
+        if tracing::enabled!(target: crate::logging::EVENTS, tracing::Level::INFO)
+            && let Some(v) = fleet::json_value(&event)
+        {
+            tracing::info!(target: crate::logging::EVENTS, "{v}");
+        }
         let fleet_event = matches!(
             event,
             Event::FleetStarted { .. } | Event::Member { .. } | Event::FleetReport { .. }
         );
-        if fleet_event && !matches!(self.mode, Mode::Json(_)) {
+        if fleet_event && matches!(self.mode, Mode::Plain(_) | Mode::Tty(_)) {
             fleet::human(&mut lock(&self.fleet), &scrubbed(event));
             return;
         }
@@ -116,6 +143,11 @@ impl Reporter {
             Mode::Json(s) => json(&mut lock(s), &event),
             Mode::Plain(s) => plain(&mut lock(s), &scrubbed(event)),
             Mode::Tty(s) => tty(&mut lock(s), &scrubbed(event)),
+            Mode::Quiet => {
+                if let Event::Plan(plan) = &event {
+                    print_plan(plan);
+                }
+            }
         }
     }
 }
@@ -276,11 +308,14 @@ fn plain_transfer(state: &mut PlainState, detail: &transfer::Event) {
             ..
         } => {
             state.next_tenth = 1 + already_done * 10 / (*total).max(1);
+            state.total_known = true;
             eprintln!(
                 "    {}",
                 transfer_started_line(*total, *pieces, *already_done)
             );
         }
+        // Before the copy's start is announced its total is only what the export has listed.
+        transfer::Event::Progress { .. } if !state.total_known => {}
         transfer::Event::Progress { done, total } => {
             let tenth = done * 10 / (*total).max(1);
             if tenth >= state.next_tenth {
@@ -294,7 +329,8 @@ fn plain_transfer(state: &mut PlainState, detail: &transfer::Event) {
             };
             eprintln!("    {}", retry_line(&e).unwrap_or_default());
         }
-        transfer::Event::PieceDone { .. } | transfer::Event::Committed { .. } => {}
+        transfer::Event::Committed { .. } => state.total_known = false,
+        transfer::Event::PieceDone { .. } => {}
     }
 }
 
@@ -380,33 +416,44 @@ fn tty(state: &mut TtyState, event: &Event) {
             let _ = state.multi.println(line);
         }
         Event::StepStarted { step, detail } => {
+            let label = step.label(&state.to);
+            // Several states make one user-visible step: one line for all of them.
+            if let Some((current, pb, _)) = &state.step
+                && *current == label
+            {
+                pb.set_message(detail.clone());
+                return;
+            }
+            tty_finish_step(state);
             let pb = state.multi.add(ProgressBar::new_spinner());
             pb.set_style(style(
                 "{spinner:.cyan} {prefix:.bold} {wide_msg} {elapsed:.dim}",
                 "{spinner} {prefix} {wide_msg} {elapsed}",
             ));
-            pb.set_prefix(step.label(&state.to));
+            pb.set_prefix(label.clone());
             pb.set_message(detail.clone());
             pb.enable_steady_tick(Duration::from_millis(120));
-            state.step = Some(pb);
+            state.step = Some((label, pb, 0.0));
         }
         Event::Waiting { what, status } => {
-            if let Some(pb) = &state.step {
+            if let Some((_, pb, _)) = &state.step {
                 pb.set_message(format!("{what}: {status}"));
             }
         }
         Event::ExportDone { task } => {
-            if let Some(pb) = &state.step {
+            if let Some((_, pb, _)) = &state.step {
                 pb.set_message(export_done_line(task));
             }
         }
-        Event::StepFinished { step, seconds } => {
-            if let Some(pb) = state.step.take() {
-                // Message and prefix first: changing the style redraws with whatever is set.
-                pb.set_message(format!("{} ({seconds:.1} s)", step.label(&state.to)));
-                pb.set_prefix("✓");
-                pb.set_style(style("{prefix:.green} {wide_msg}", "{prefix} {wide_msg}"));
-                pb.finish();
+        Event::StepFinished { seconds, .. } => {
+            if let Some((_, _, total)) = &mut state.step {
+                *total += seconds;
+            }
+        }
+        Event::Report { .. } | Event::Error { .. } => {
+            tty_finish_step(state);
+            if let Some(bar) = state.bar.take() {
+                bar.abandon();
             }
         }
         Event::Warning { message } => {
@@ -420,11 +467,20 @@ fn tty(state: &mut TtyState, event: &Event) {
         Event::Transfer { detail } => tty_transfer(state, detail),
         Event::Plan(plan) => print_plan(plan),
         Event::State { .. }
-        | Event::Report { .. }
-        | Event::Error { .. }
         | Event::FleetStarted { .. }
         | Event::Member { .. }
         | Event::FleetReport { .. } => {}
+    }
+}
+
+/// Ends the step being shown: "✓ export to Cloud Files (4.2 s)", once.
+fn tty_finish_step(state: &mut TtyState) {
+    if let Some((label, pb, seconds)) = state.step.take() {
+        // Message and prefix first: changing the style redraws with whatever is set.
+        pb.set_message(format!("{label} ({seconds:.1} s)"));
+        pb.set_prefix("✓");
+        pb.set_style(style("{prefix:.green} {wide_msg}", "{prefix} {wide_msg}"));
+        pb.finish();
     }
 }
 
@@ -435,6 +491,10 @@ fn tty_transfer(state: &mut TtyState, detail: &transfer::Event) {
             already_done,
             ..
         } => {
+            // A pipelined copy's byte count gives way to the bar, under the copy step's line.
+            if let Some(growing) = state.bar.take() {
+                growing.finish_and_clear();
+            }
             let bar = state.multi.add(ProgressBar::new(*total));
             bar.set_style(
                 style(
@@ -448,6 +508,18 @@ fn tty_transfer(state: &mut TtyState, detail: &transfer::Event) {
             state.bar = Some(bar);
         }
         transfer::Event::Progress { done, .. } => {
+            if state.bar.is_none() {
+                // A pipelined copy: segments go as the export lists them, before the image's
+                // size is known, so bytes and rate without a share.
+                let bar = state.multi.add(ProgressBar::no_length());
+                bar.set_style(style(
+                    "  {spinner:.cyan} {bytes} copied to {msg} at {bytes_per_sec} while the export writes",
+                    "  {spinner} {bytes} copied to {msg} at {bytes_per_sec} while the export writes",
+                ));
+                bar.set_message(state.to.clone());
+                bar.enable_steady_tick(Duration::from_millis(120));
+                state.bar = Some(bar);
+            }
             if let Some(bar) = &state.bar {
                 bar.set_position(*done);
             }
@@ -480,4 +552,209 @@ fn started_line(id: &str, resumed: bool, from: Option<&str>, to: &str, source: &
     let verb = if resumed { "Resuming" } else { "Starting" };
     let from = from.unwrap_or("local file");
     format!("{verb} migration {id}: {source}, {from} → {to}")
+}
+
+#[cfg(test)]
+mod tests {
+    use indicatif::{InMemoryTerm, ProgressDrawTarget};
+
+    use super::*;
+    use crate::migrate::Step;
+
+    fn reporter() -> (Reporter, InMemoryTerm) {
+        let term = InMemoryTerm::new(40, 100);
+        let target = ProgressDrawTarget::term_like(Box::new(term.clone()));
+        (Reporter::drawing_to(target), term)
+    }
+
+    fn step(r: &Reporter, step: Step, detail: &str) {
+        r.emit(Event::StepStarted {
+            step,
+            detail: detail.into(),
+        });
+        r.emit(Event::StepFinished { step, seconds: 0.5 });
+    }
+
+    fn copied(r: &Reporter, done: u64, total: u64) {
+        r.emit(Event::Transfer {
+            detail: transfer::Event::Progress { done, total },
+        });
+    }
+
+    /// What the terminal shows once drawing has settled.
+    fn screen(term: &InMemoryTerm) -> String {
+        std::thread::sleep(Duration::from_millis(200));
+        term.contents()
+    }
+
+    #[test]
+    fn a_terminal_shows_one_line_per_step_and_the_bytes_of_a_pipelined_copy() {
+        let (r, term) = reporter();
+        r.emit(Event::Started {
+            id: "m-1".into(),
+            from: Some("DFW".into()),
+            to: "IAD".into(),
+            source: "server s".into(),
+            state_file: "/x".into(),
+            resumed: false,
+        });
+        step(&r, Step::Planned, "planning");
+        step(&r, Step::Imaging, "imaging");
+        // Two states of the export, and a copy running beside it whose total is what the export
+        // has listed so far.
+        step(&r, Step::ImageActive, "starting the export");
+        r.emit(Event::StepStarted {
+            step: Step::Exporting,
+            detail: "waiting".into(),
+        });
+        copied(&r, 6 << 20, 8 << 20);
+        let during = screen(&term);
+        assert!(
+            during.contains("6 MiB copied to IAD") || during.contains("6.00 MiB copied to IAD"),
+            "{during}"
+        );
+        assert!(
+            !during.contains('%'),
+            "no share of an unknown total: {during}"
+        );
+        r.emit(Event::StepFinished {
+            step: Step::Exporting,
+            seconds: 1.0,
+        });
+        step(&r, Step::Exported, "inspecting");
+        r.emit(Event::StepStarted {
+            step: Step::Inspected,
+            detail: "copying".into(),
+        });
+        r.emit(Event::Transfer {
+            detail: transfer::Event::Started {
+                total: 16 << 20,
+                pieces: 2,
+                already_done: 8 << 20,
+                segment_size: 8 << 20,
+            },
+        });
+        copied(&r, 16 << 20, 16 << 20);
+        step(&r, Step::Transferring, "committing");
+        for s in [Step::Uploaded, Step::Importing, Step::Imported] {
+            step(&r, s, "importing");
+        }
+        r.emit(Event::Error {
+            message: "stop".into(),
+            exit_code: 1,
+            resume: None,
+        });
+        let end = screen(&term);
+        for label in [
+            "plan",
+            "image the server",
+            "export to Cloud Files",
+            "check the VHD",
+            "copy to IAD",
+            "import",
+        ] {
+            let lines = end
+                .lines()
+                .filter(|l| l.trim_start().starts_with(&format!("✓ {label} (")))
+                .count();
+            assert_eq!(lines, 1, "one line for {label}:\n{end}");
+        }
+        // The export's two states add up on its one line.
+        assert!(end.contains("✓ export to Cloud Files (1.5 s)"), "{end}");
+        assert!(
+            end.contains("16.00 MiB/16.00 MiB") || end.contains("16 MiB/16 MiB"),
+            "{end}"
+        );
+    }
+
+    #[test]
+    fn a_fleet_on_a_terminal_has_a_bar_per_active_member_and_a_total() {
+        let (r, term) = reporter();
+        r.emit(Event::FleetStarted {
+            fleet: "f-1".into(),
+            from: "DFW".into(),
+            to: "IAD".into(),
+            members: 3,
+            parallel: 2,
+            concurrency: 4,
+            state_file: "/x".into(),
+            resumed: false,
+        });
+        let member = |m: &str, server: &str, e: Event| {
+            r.emit(Event::Member {
+                member: m.into(),
+                server: server.into(),
+                detail: Box::new(e),
+            })
+        };
+        for (m, server) in [("m-a", "web-1"), ("m-b", "web-2")] {
+            member(
+                m,
+                server,
+                Event::Started {
+                    id: m.into(),
+                    from: Some("DFW".into()),
+                    to: "IAD".into(),
+                    source: server.into(),
+                    state_file: "/x".into(),
+                    resumed: false,
+                },
+            );
+        }
+        member(
+            "m-a",
+            "web-1",
+            Event::StepStarted {
+                step: Step::Imaging,
+                detail: "imaging".into(),
+            },
+        );
+        member(
+            "m-b",
+            "web-2",
+            Event::Transfer {
+                detail: transfer::Event::Started {
+                    total: 4 << 20,
+                    pieces: 1,
+                    already_done: 0,
+                    segment_size: 4 << 20,
+                },
+            },
+        );
+        member(
+            "m-b",
+            "web-2",
+            Event::Transfer {
+                detail: transfer::Event::Progress {
+                    done: 2 << 20,
+                    total: 4 << 20,
+                },
+            },
+        );
+        let shown = screen(&term);
+        assert!(shown.contains("[web-1] image the server"), "{shown}");
+        assert!(
+            shown.contains("[web-2]") && shown.contains("2.00 MiB/4.00 MiB"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("fleet: 0/3 done, 2 active, 1 waiting;"),
+            "{shown}"
+        );
+        member(
+            "m-b",
+            "web-2",
+            Event::Error {
+                message: "no room".into(),
+                exit_code: 1,
+                resume: None,
+            },
+        );
+        let after = screen(&term);
+        assert!(after.contains("[web-2] stopped: no room"), "{after}");
+        assert!(
+            after.contains("fleet: 0/3 done, 1 failed, 1 active, 1 waiting;"),
+            "{after}"
+        );
+    }
 }

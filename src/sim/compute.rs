@@ -1,6 +1,6 @@
 //! Cloud Servers (Nova v2) as the simulator serves it: servers create, get, list (with `?name=`),
 //! detail and delete; the createImage action with the `Location` header; BUILD → ACTIVE; 409
-//! `conflictingRequest` while a server is imaging (reference/rackspace-api.md §2).
+//! `conflictingRequest` while a server is imaging (rackerlabs/docs-cloud-servers `api-docs/api-reference/methods/post-create-image-of-specified-server-servers-server-id-actions.rst`).
 
 use std::time::{Instant, SystemTime};
 

@@ -1,6 +1,6 @@
 //! Identity v2.0 as the simulator serves it: `POST /identity/v2.0/tokens` with API-key or password
 //! credentials, a service catalog for every region, and tokens that expire
-//! (reference/rackspace-api.md §1).
+//! (rackerlabs/docs-cloud-identity `api-docs/api-reference/methods/token/post-authenticate-as-user-with-password-or-api-key-v2.0-tokens.rst`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

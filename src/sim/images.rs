@@ -2,7 +2,7 @@
 //! tasks create, get and list (filtered by type and status); exports written as DLO segments of the
 //! image's real VHD; imports that read the object (following DLO and SLO manifests), validate it with
 //! imgferry's own validator and either create an active image or fail with the documented code
-//! (reference/rackspace-api.md §3).
+//! (rackerlabs/docs-cloud-images `api-docs/api-reference/methods/`).
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -572,7 +572,7 @@ async fn import(shared: &Shared, region: &str, input: &Value) -> Result<Value, S
 }
 
 /// The failure message of a rejected import: Rackspace documents the code, not the exact wording,
-/// so clients must find the number (reference/rackspace-api.md §3.3).
+/// so clients must find the number (rackerlabs/rackspace-how-to `content/cloud-images/cloud-images-faq.md` and rackerlabs/docs-cloud-images `api-docs/api-reference/methods/post-task-to-import-image-tasks.rst`).
 pub fn coded_message(code: ImportCode) -> String {
     format!(
         "{}: The image cannot be imported. {}.",

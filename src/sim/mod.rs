@@ -1,5 +1,5 @@
 //! The simulated Rackspace cloud: one axum server on loopback serving two or more regions, used by
-//! `imgferry demo`, `imgferry sim serve` and the tests (DESIGN §5, docs/simulator.md).
+//! `imgferry demo`, `imgferry sim serve` and the tests (docs/simulator.md).
 //!
 //! # Layout
 //! - [`identity`]: `POST /identity/v2.0/tokens`, the catalog, token expiry.

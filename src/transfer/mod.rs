@@ -1,5 +1,5 @@
 //! The transfer engine: copies an image between Cloud Files accounts (or from a local file) in
-//! parallel, pipelined, verified, resumable segments (DESIGN §3).
+//! parallel, pipelined, verified, resumable segments (docs/architecture.md).
 //!
 //! ```text
 //! inspect ─► plan ─► pipeline: ┌ whole source segment: GET streamed into the spill file and, at

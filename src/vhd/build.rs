@@ -2,8 +2,8 @@
 //!
 //! - **qemu style** is what `qemu-img create/convert -O vpc` writes: creator `qemu` 5.3 on `Wi2k`,
 //!   the size rounded up to an exact geometry, blocks packed right after the BAT.
-//! - **XenServer style** is what blktap's `vhd-util create` writes (reference/vhd-format.md §0.7 and
-//!   §2 "Well-formed layouts"): creator `tap\0` 1.3, host OS 0, the size rounded up to 2 MiB with a
+//! - **XenServer style** is what blktap's `vhd-util create` writes (xapi-project/blktap
+//!   `vhd/lib/libvhd.c`, checked against the images it makes): creator `tap\0` 1.3, host OS 0, the size rounded up to 2 MiB with a
 //!   geometry whose product is *below* it, a batmap after the BAT, and block data aligned to 4 KiB,
 //!   which leaves gaps between blocks.
 //!
@@ -448,7 +448,7 @@ mod tests {
     #[test]
     fn qemu_dynamic_matches_qemu_layout() {
         // D20: qemu-img convert of a 20 MiB raw with data in blocks 0 and 4 → entries 0x4, 0x1005,
-        // file 4 197 888 bytes (reference/vhd-format.md §2 "Well-formed layouts").
+        // file 4 197 888 bytes (as `vhd-util create` lays it out).
         let img = Builder::new(Kind::Dynamic, Style::Qemu, 20 * MIB)
             .block(0, 1)
             .block(4, 2)

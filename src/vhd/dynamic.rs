@@ -1,7 +1,7 @@
 //! The dynamic disk header ("cxsparse"), the block allocation table (BAT) and blktap's batmap.
 //!
-//! Layout and rules: reference/vhd-format.md §2 and §3.3 steps 5–8 (blktap's header, differencing-
-//! header, BAT and batmap checks). Functions here check bytes they are handed; reading them, and
+//! Layout and rules: the VHD specification (Microsoft, "Virtual Hard Disk Image Format Specification" 1.0) and xapi-project/blktap
+//! `vhd/lib/vhd-util-check.c` (its header, differencing-header, BAT and batmap checks). Functions here check bytes they are handed; reading them, and
 //! bounding how much is read, is [`super::validate`]'s job.
 
 use super::findings::{Findings, ImportCode};
@@ -20,7 +20,7 @@ pub const UNUSED: u32 = u32::MAX;
 pub const BATMAP_COOKIE: &[u8; 8] = b"tdbatmap";
 pub const BATMAP_MAX_VERSION: u32 = 0x0001_0002;
 
-/// Byte offsets of the dynamic header fields (reference/vhd-format.md §2).
+/// Byte offsets of the dynamic header fields (the VHD specification, "Dynamic Disk Header Format").
 pub mod off {
     pub const COOKIE: usize = 0;
     pub const DATA_OFFSET: usize = 8;
@@ -256,7 +256,7 @@ fn check_no_parent(h: &Header, cx: Context, findings: &mut Findings) {
 }
 
 /// blktap's batmap header, which `tap` images of creator version 1.2 and later carry right after
-/// the BAT (reference/vhd-format.md §2 "Well-formed layouts").
+/// the BAT (as qemu and blktap write them).
 #[derive(Debug, Clone)]
 pub struct BatmapHeader {
     pub raw: [u8; 512],

@@ -2,8 +2,8 @@
 //! predicted verdict.
 //!
 //! The codes are Rackspace Cloud Images' documented import failure codes
-//! (reference/rackspace-api.md §3.3). Which defect maps to which code, and the precedence when
-//! several apply, is imgferry's policy (DESIGN §4, docs/vhd.md): the first code in
+//! (rackerlabs/rackspace-how-to `content/cloud-images/cloud-images-faq.md` and rackerlabs/docs-cloud-images `api-docs/api-reference/methods/post-task-to-import-image-tasks.rst`). Which defect maps to which code, and the precedence when
+//! several apply, is imgferry's policy (docs/vhd.md): the first code in
 //! [`ImportCode::PRECEDENCE`] that any problem carries is the predicted one.
 
 use serde::{Serialize, Serializer};

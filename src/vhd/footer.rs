@@ -1,7 +1,7 @@
 //! The 512-byte hard disk footer: decoding, the checksum, and the field checks XenServer applies.
 //!
-//! Layout and rules: reference/vhd-format.md §1 (the footer table) and §3.3 step 2 (blktap's
-//! `vhd_util_check_validate_footer`). Every multi-byte field is big-endian. This module only looks at
+//! Layout and rules: the VHD specification (Microsoft, "Virtual Hard Disk Image Format Specification" 1.0), "Hard Disk Footer Format",
+//! and xapi-project/blktap `vhd/lib/vhd-util-check.c` (`vhd_util_check_validate_footer`). Every multi-byte field is big-endian. This module only looks at
 //! the bytes it is given; where the footer sits in the file and how the two copies compare is the
 //! business of [`super::validate`].
 
@@ -25,7 +25,7 @@ pub const EPOCH_OFFSET: u64 = 946_684_800;
 /// blktap's current creator version (1.3); newer `tap` versions are refused by XenServer.
 pub const TAP_MAX_VERSION: u32 = 0x0001_0003;
 
-/// Byte offsets of the footer fields (reference/vhd-format.md §1).
+/// Byte offsets of the footer fields (the VHD specification, "Hard Disk Footer Format").
 pub mod off {
     pub const COOKIE: usize = 0;
     pub const FEATURES: usize = 8;
@@ -114,7 +114,7 @@ pub(crate) fn be_u64(raw: &[u8], at: usize) -> u64 {
 }
 
 /// The VHD checksum: the one's complement of the byte sum, with the checksum field counted as zero.
-/// The footer and the dynamic header use the same rule (reference/vhd-format.md §1 "Checksum details").
+/// The footer and the dynamic header use the same rule (the VHD specification; qemu `vpc_checksum`).
 pub fn checksum(raw: &[u8], checksum_at: usize) -> u32 {
     let sum = raw
         .iter()
@@ -222,7 +222,7 @@ impl Footer {
     }
 }
 
-/// Creator applications seen in the wild (reference/vhd-format.md §1, "Creator application").
+/// Creator applications seen in the wild (the VHD specification; qemu `block/vpc.c`; libyal/libvhdi's format documentation).
 const KNOWN_CREATORS: [&[u8; 4]; 10] = [
     b"vpc ", b"vs  ", b"win ", b"d2v ", b"d2v\0", b"qemu", b"qem2", b"tap\0", b"CTXS", b"wa\0\0",
 ];
@@ -284,8 +284,8 @@ pub fn check_integrity(f: &Footer, at: Placement, findings: &mut Findings) -> bo
     true
 }
 
-/// The field checks of blktap's footer validation, plus the policy's own (reference/vhd-format.md
-/// §3.3 step 2 and DESIGN §4). `now_vhd` is the current time in VHD-epoch seconds.
+/// The field checks of blktap's footer validation, plus the policy's own (xapi-project/blktap
+/// `vhd/lib/vhd-util-check.c`, `vhd_util_check_validate_footer`, and docs/vhd.md). `now_vhd` is the current time in VHD-epoch seconds.
 pub fn check_fields(f: &Footer, at: Placement, now_vhd: u64, findings: &mut Findings) {
     if f.version() != VERSION {
         findings.problem(

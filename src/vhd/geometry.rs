@@ -3,7 +3,7 @@
 //! The geometry matters twice: qemu takes the CHS product as the virtual size for some creators, and
 //! XenServer's checker rejects a footer whose geometry is larger than the one the spec's algorithm
 //! computes for the current size ("geometry too large"). The algorithm is the one in the VHD spec's
-//! appendix, as implemented by blktap's `vhd_chs` (reference/vhd-format.md §1, "CHS algorithm").
+//! appendix, as implemented by blktap's `vhd_chs` (`vhd/lib/libvhd.c` in xapi-project/blktap).
 
 use serde::Serialize;
 
@@ -86,7 +86,7 @@ impl Geometry {
     }
 
     /// The smallest size at or above `size` that a geometry addresses exactly, as `qemu-img create`
-    /// rounds (reference/vhd-format.md §1: 10M → 10 514 432, 40G → 42 951 106 560).
+    /// rounds (measured with `qemu-img create -f vpc`: 10M → 10 514 432, 40G → 42 951 106 560).
     pub fn qemu_rounded(size: u64) -> (Self, u64) {
         let mut sectors = size.div_ceil(SECTOR);
         loop {
@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn matches_blktap_observations() {
-        // reference/vhd-format.md §1: 21 MB tap → 23 068 672 bytes with CHS 662/4/17.
+        // A 21 MB XenServer (`tap`) image → 23 068 672 bytes with CHS 662/4/17.
         let g = Geometry::for_size(23_068_672);
         assert_eq!((g.cylinders, g.heads, g.sectors), (662, 4, 17));
         assert_eq!(g.product_bytes(), 23_048_192);

@@ -11,7 +11,8 @@
 //!   tests and the simulated cloud.
 //!
 //! The policy (what is checked, which code each defect predicts, and why) is documented in
-//! docs/vhd.md; the facts behind it are in reference/vhd-format.md.
+//! docs/vhd.md; its sources are
+//! the VHD specification (Microsoft, "Virtual Hard Disk Image Format Specification" 1.0), qemu `block/vpc.c` and xapi-project/blktap `vhd/lib/vhd-util-check.c`.
 
 pub mod build;
 pub mod dynamic;
@@ -27,8 +28,8 @@ pub use report::Report;
 pub use source::{ByteSource, FileSource, MemSource, SourceError};
 pub use validate::{IMPORT_LIMIT, Policy, validate};
 
-/// One GiB: the unit of the documented import limits (DESIGN §4 reads "40 GB" as 40 GiB, and the
-/// 160 GB limit of 2019 is read the same way).
+/// One GiB: the unit of the documented import limits ("40 GB" is read as 40 GiB, and the 160 GB
+/// limit of 2019 the same way: docs/vhd.md).
 pub const GIB: u64 = 1 << 30;
 
 /// Failures to read the object being validated. A bad VHD is not an error: it is a [`Report`]

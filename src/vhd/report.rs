@@ -15,7 +15,7 @@ pub struct Report {
     /// The raw disk type field.
     pub disk_type_raw: Option<u32>,
     pub virtual_size: Option<VirtualSize>,
-    /// The file's length minus the trailing footer (DESIGN §4).
+    /// The file's length minus the trailing footer (docs/vhd.md).
     pub physical_size: Option<u64>,
     pub file_size: u64,
     pub creator: Option<Creator>,
@@ -36,7 +36,7 @@ pub struct Report {
     pub io: ReadStats,
 }
 
-/// How the virtual size was derived, since it is not one field (reference/vhd-format.md §0.3).
+/// How the virtual size was derived, since it is not one field (qemu `block/vpc.c` trusts the CHS product for some creators).
 #[derive(Debug, Clone, Serialize)]
 pub struct VirtualSize {
     pub bytes: u64,

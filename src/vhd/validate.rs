@@ -493,7 +493,7 @@ impl<S: ByteSource> Run<'_, S> {
 }
 
 /// The virtual size: the current size, or for creators qemu trusts the CHS product of, the larger
-/// of the two (DESIGN §4, reference/vhd-format.md §6).
+/// of the two (qemu `block/vpc.c`, docs/vhd.md).
 fn virtual_size(f: &Footer) -> VirtualSize {
     let current = f.current_size();
     let chs = f.geometry().product_bytes();

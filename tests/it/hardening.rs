@@ -54,11 +54,11 @@ async fn a_dribbling_peer_cannot_keep_imgferry_running() {
     let mut c = w.command_as(
         "human",
         &[
+            "validate",
             "--http-timeout",
             "1",
             "--retries",
             "1",
-            "validate",
             "--remote",
             "DFW",
             "c/o.vhd",
@@ -214,7 +214,7 @@ async fn non_finite_numbers_never_reach_a_state_file() {
         vec!["--poll-interval", "NaN"],
         vec!["--poll-interval", "inf"],
         vec!["--poll-interval", "0"],
-        vec!["--step-deadline-hours", "NaN"],
+        vec!["--step-deadline", "NaN"],
         vec!["--http-timeout", "NaN"],
     ] {
         let mut args = vec![

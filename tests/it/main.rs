@@ -1,4 +1,4 @@
-//! The one integration-test binary (STYLE §8). Each module drives the library or the built binary.
+//! The one integration-test binary (one link instead of one per file). Each module drives the library or the built binary.
 
 mod api_clients;
 mod boot_ready;
@@ -13,6 +13,7 @@ mod migrate;
 mod mimic;
 mod overlapping_runs;
 mod pipeline;
+mod readme;
 mod real_clients;
 mod real_cloud;
 mod real_swift;

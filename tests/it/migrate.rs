@@ -424,7 +424,10 @@ async fn status_lists_every_migration() {
     human.args(["--output", "human"]);
     let out = human.output().await.unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("DFW→IAD") && text.contains(&a.id()), "{text}");
+    assert!(
+        text.contains("DFW → IAD") && text.contains(&a.id()),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -483,9 +483,13 @@ async fn a_service_that_never_finishes_an_answer_holds_one_request_budget_not_tw
     assert_eq!(run.code, 1, "{run:#?}");
     let error = run.error();
     assert!(error.contains("did not complete within"), "{error}");
-    assert!(
-        run.event("error").unwrap()["resume"].is_string(),
-        "resumable"
+    // It stopped before it created anything, so nothing is kept and nothing needs resuming:
+    // the same command runs it again.
+    assert!(run.event("error").unwrap()["resume"].is_null(), "{run:#?}");
+    assert_eq!(
+        w.state_files(),
+        0,
+        "no record of a start that created nothing"
     );
     // One request: 2 attempts of 12 s and a short backoff; the same request repeated by a second
     // step took twice that.

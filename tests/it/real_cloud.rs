@@ -81,7 +81,7 @@ async fn a_wait_longer_than_the_step_may_take_is_a_resumable_failure_that_says_w
     let server = w.server();
     // A step may wait one hour here; the service asks for two.
     let run = w
-        .migrate(&["--server", &server, "--step-deadline-hours", "1"])
+        .migrate(&["--server", &server, "--step-deadline", "1h"])
         .await;
     assert_eq!(run.code, 1, "{:#?}", run.events);
     let error = run.error();

@@ -52,7 +52,7 @@ async fn no_secret_in_any_output_or_state_file_at_trace_level() {
             "{stdout}\n{}",
             &stderr[stderr.len().saturating_sub(3000)..]
         );
-        assert!(stderr.contains("TRACE"), "trace logging was on");
+        assert!(stderr.contains("trace: "), "trace logging was on");
         outputs.push((format!("{output} stdout"), stdout));
         outputs.push((format!("{output} stderr"), stderr));
     }

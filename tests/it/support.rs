@@ -406,6 +406,20 @@ impl World {
     }
 
     /// How many resources of `kind` the simulator created.
+    /// Migration records in the state directory.
+    pub fn state_files(&self) -> usize {
+        std::fs::read_dir(self.state.path())
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        n.starts_with("m-") && n.ends_with(".json")
+                    })
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
     pub fn created(&self, kind: &str) -> usize {
         self.sim.stats().created.get(kind).map_or(0, Vec::len)
     }

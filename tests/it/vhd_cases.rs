@@ -1,4 +1,4 @@
-//! The validation cases of reference/vhd-format.md §7, built in code with the builder and mutators,
+//! The validation cases of docs/vhd.md, built in code with the builder and mutators,
 //! each asserting the exact predicted verdict and code (policy: docs/vhd.md).
 
 use std::io::{Seek, SeekFrom, Write};
@@ -563,8 +563,8 @@ fn vpc_40g(current: u64, chs: Geometry) -> Vec<u8> {
     )
 }
 
-/// A differencing child made by hand (reference/vhd-format.md §4 "Hand-crafting a differencing
-/// VHD"): creator `win `, type 4, the parent's UUID and name in the header, one W2ku locator.
+/// A differencing child made by hand (as the VHD specification lays out a
+/// differencing disk): creator `win `, type 4, the parent's UUID and name in the header, one W2ku locator.
 fn differencing_child() -> Vec<u8> {
     let parent = t22();
     let parent_id: [u8; 16] = parent.bytes[off::UNIQUE_ID..off::UNIQUE_ID + 16]

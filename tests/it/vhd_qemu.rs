@@ -1,5 +1,5 @@
 //! Images made by the real `qemu-img`, validated from files on disk: fixed, dynamic, `convert -O vpc`
-//! of a raw file with data, and the surprising sizes (reference/vhd-format.md §4 and §7).
+//! of a raw file with data, and the surprising sizes (docs/vhd.md).
 //! Each test skips with a printed reason when qemu-img is absent outside CI.
 
 use std::io::{Seek, SeekFrom, Write};

@@ -174,7 +174,10 @@ pub async fn choose(session: &Session, req: Request) -> Result<Fleet, Error> {
         "a fleet needs a source region (--from)".into(),
     ))?;
     let ctx = session.connect(&req.template).await?;
-    let chosen = select::resolve(&ctx.src()?.compute, &req.selection).await?;
+    let mut chosen = select::resolve(&ctx.src()?.compute, &req.selection).await?;
+    if matches!(req.selection, select::Selection::All { .. }) && !req.new {
+        chosen = skip_moved(session, &req.template, chosen)?;
+    }
     let total = chosen.len();
     let chosen = select::keep_shard(chosen, req.shard);
     if chosen.is_empty() {
@@ -220,6 +223,44 @@ pub async fn choose(session: &Session, req: Request) -> Result<Fleet, Error> {
         });
     }
     Ok(fleet)
+}
+
+/// `--all-servers` again after a fleet finished moves only what it has not moved: servers with a
+/// finished migration along the same route are left out (and named), unless `--new`.
+fn skip_moved(
+    session: &Session,
+    template: &super::state::Plan,
+    chosen: Vec<select::Chosen>,
+) -> Result<Vec<select::Chosen>, Error> {
+    let done = super::duplicates::finished(session.store());
+    let (moved, rest): (Vec<_>, Vec<_>) = chosen.into_iter().partition(|c| {
+        done.iter().any(|(p, _)| {
+            p.entry == (Entry::Server { id: c.id.clone() })
+                && p.from == template.from
+                && p.to == template.to
+                && p.to_file.is_none()
+        })
+    });
+    if moved.is_empty() {
+        return Ok(rest);
+    }
+    let names: Vec<String> = moved.iter().map(|c| c.name.clone()).collect();
+    let what = format!(
+        "{} already moved from {} to {} by a finished migration ({})",
+        crate::units::count(moved.len(), "server"),
+        template.from.as_deref().unwrap_or("-"),
+        template.to,
+        crate::text::escape_controls(&names.join(", "))
+    );
+    if rest.is_empty() {
+        return Err(Error::Usage(format!(
+            "nothing to do: {what}; pass --new to move them again"
+        )));
+    }
+    (session.events())(Event::Warning {
+        message: format!("skipping {what}; pass --new to include them"),
+    });
+    Ok(rest)
 }
 
 /// Runs every unfinished member of `fleet` (`fleet.parallel` imaging and exporting at a time, see
@@ -369,7 +410,9 @@ async fn run_member(session: &Session, fleet: &Fleet, member: &Member, held: Hel
         }
     };
     match finished {
-        Ok(Finished { migration, result }) => {
+        Ok(Finished {
+            migration, result, ..
+        }) => {
             let r = result_of(member, Some(&migration), result.as_ref().map(|_| ()));
             let event = match result {
                 Ok(report) => Event::Report {

@@ -1,7 +1,7 @@
 //! Cloud Files (Swift v1) as the simulator serves it: containers, objects stored in files under the
 //! data directory, HEAD, single Range GETs (206, 416), the `ETag` request check (422), dynamic and
 //! static large objects, the object size limit (413), JSON listings with limit/marker/prefix, and
-//! bulk delete. Shapes follow reference/rackspace-api.md §4.
+//! bulk delete. Shapes follow rackerlabs/docs-cloud-files `api-docs/storage-api-reference/`.
 //!
 //! Files: [`routes`] (account, container and object requests, bulk delete), [`objects`] (plain
 //! objects: PUT with ETag and size checks, GET with ranges, DELETE), [`slo`] (static large object
@@ -36,7 +36,7 @@ mod ranges;
 mod routes;
 mod slo;
 
-/// Upstream Swift's default object size limit (reference/rackspace-api.md §4.3).
+/// Upstream Swift's default object size limit (openstack/swift `swift/common/constraints.py`, `MAX_FILE_SIZE`).
 pub const MAX_OBJECT_SIZE: u64 = 5_368_709_122;
 /// Rackspace's SLO limits (§4.5).
 pub const MAX_SLO_SEGMENTS: usize = 1000;

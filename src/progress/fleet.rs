@@ -123,7 +123,10 @@ impl Bars {
             } => {
                 if let Some(pb) = self.active.get(member) {
                     if pb.length().is_none() {
-                        pb.set_message(format!("{} copied while the export writes", size(*done)));
+                        pb.set_message(format!(
+                            "export to Cloud Files; {} copied to {to} while it writes",
+                            size(*done)
+                        ));
                     }
                     pb.set_position(*done);
                 }

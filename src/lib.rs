@@ -26,8 +26,10 @@
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod clouds;
 pub mod commands;
 pub mod config;
+pub mod convert;
 pub mod credentials;
 pub mod exit_code;
 pub mod fsutil;

@@ -378,7 +378,7 @@ fn first_file(places: &[PathBuf]) -> Result<Option<(PathBuf, Value)>, Error> {
 }
 
 /// The `clouds.yaml` that openstacksdk would read, with its `secure.yaml` merged in.
-fn load_clouds(l: &Lookup<'_>) -> Result<Option<(PathBuf, Value)>, Error> {
+pub(crate) fn load_clouds(l: &Lookup<'_>) -> Result<Option<(PathBuf, Value)>, Error> {
     let Some((path, mut clouds)) =
         first_file(&config_places(l, "clouds", "OS_CLIENT_CONFIG_FILE"))?
     else {

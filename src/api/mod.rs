@@ -5,6 +5,7 @@
 //! - [`compute`]: Cloud Servers (servers, createImage).
 //! - [`images`]: Cloud Images (images, export and import tasks).
 //! - [`object_store`]: Cloud Files (Swift v1), what the transfer engine needs.
+//! - [`keystone`], [`glance`]: an OpenStack cloud's Identity v3 and Image v2 services.
 //!
 //! [`JsonService`] is the common core of the JSON APIs: every response body is read with a size
 //! cap and parsed into typed structs, and anything unexpected becomes [`Error::Unexpected`] naming
@@ -12,8 +13,10 @@
 
 pub mod auth;
 pub mod compute;
+pub mod glance;
 pub mod identity;
 pub mod images;
+pub mod keystone;
 pub mod object_store;
 
 use crate::http::Idempotency;
@@ -264,6 +267,8 @@ pub struct Fetched {
     pub body: Vec<u8>,
     /// The `Location` of a redirect (which is never followed).
     pub location: Option<String>,
+    /// Keystone v3's token, which it answers in a header (`X-Subject-Token`).
+    pub subject_token: Option<String>,
 }
 
 impl Fetched {
@@ -390,6 +395,7 @@ pub(crate) async fn read_or_retry(
     let url = crate::http::redact(resp.url().as_str());
     let status = resp.status().as_u16();
     let location = location(&resp);
+    let subject_token = subject_token(&resp);
     let interrupted = |url: String| Error::Interrupted { url };
     let Some(read) = attempts.or_cancel(read_body(resp, cap, sent)).await else {
         return Err(interrupted(url));
@@ -400,6 +406,7 @@ pub(crate) async fn read_or_retry(
             status,
             body,
             location,
+            subject_token,
         })),
         Err(BodyError::Cut(detail)) => {
             let Some(delay) = attempts.retry_after(crate::http::Decision::Retry(None)) else {
@@ -427,6 +434,18 @@ pub(crate) async fn read_or_retry(
     }
 }
 
+/// Keystone v3's `X-Subject-Token`, registered as a secret the moment it is read.
+fn subject_token(resp: &reqwest::Response) -> Option<String> {
+    let token = resp
+        .headers()
+        .get("x-subject-token")?
+        .to_str()
+        .ok()?
+        .to_string();
+    crate::secrets::register(&token);
+    Some(token)
+}
+
 /// The `Location` header of an answer, if it has a readable one.
 fn location(resp: &reqwest::Response) -> Option<String> {
     resp.headers()
@@ -450,6 +469,7 @@ pub async fn parse_json<T: serde::de::DeserializeOwned>(
             status,
             body,
             location,
+            subject_token: None,
         }
         .json(what),
         Err(BodyError::Cut(d) | BodyError::TooLarge(d)) => Err(Error::Unexpected {

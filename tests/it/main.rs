@@ -3,6 +3,7 @@
 mod api_clients;
 mod boot_ready;
 mod cli;
+mod convert_qemu;
 mod early_refusals;
 mod exit_codes;
 mod faults;
@@ -16,6 +17,7 @@ mod pipeline;
 mod readme;
 mod real_clients;
 mod real_cloud;
+mod real_openstack;
 mod real_swift;
 mod resume;
 mod safety;

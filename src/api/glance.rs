@@ -1,0 +1,173 @@
+//! Glance v2 (OpenStack Image) as a destination: create an image record, stream its bytes with
+//! `PUT /v2/images/{id}/file`, read it back, find it by a property, delete it
+//! (openstack/glance `api-ref/source/v2/images-images-v2.inc`, `images-data.inc`;
+//! `glance/api/v2/images.py`, `image_data.py`).
+//!
+//! What Glance does with the bytes, and what it refuses, is in docs/openstack.md: since Glance 29
+//! it inspects the stream and refuses (415) data that is not what `disk_format` declares, so the
+//! label must always be what the bytes are; over `image_size_cap` it answers 413. A cut upload
+//! cannot be resumed: the image goes back to `queued` and the whole file is sent again.
+
+use serde::Deserialize;
+
+use super::{Error, JsonService, segment};
+use crate::http::Idempotency;
+
+/// An image as Glance describes it (only the fields imgferry reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Image {
+    pub id: String,
+    pub status: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub disk_format: Option<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// md5 of the stored bytes (legacy).
+    #[serde(default)]
+    pub checksum: Option<String>,
+    /// Glance's multihash: `os_hash_algo` (sha512 by default) and its value.
+    #[serde(default)]
+    pub os_hash_algo: Option<String>,
+    #[serde(default)]
+    pub os_hash_value: Option<String>,
+    /// Every other field, the image's properties among them.
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Images {
+    images: Vec<Image>,
+}
+
+/// Why an upload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// 413: over the cloud's `image_size_cap`, which the API does not disclose.
+    #[error(
+        "{url}: the image service refused the image as too large (HTTP 413: {message}); its size \
+         cap (Glance's image_size_cap) is not published by the API: ask the cloud's operator"
+    )]
+    TooLarge { url: String, message: String },
+    /// 415: the bytes are not the declared disk format (Glance's format inspection).
+    #[error("{url}: the image service found the data is not {declared} (HTTP 415: {message})")]
+    WrongFormat {
+        url: String,
+        declared: String,
+        message: String,
+    },
+    #[error(transparent)]
+    Api(#[from] Error),
+}
+
+/// The image service of one region of an OpenStack cloud.
+#[derive(Debug, Clone)]
+pub struct Glance {
+    pub service: JsonService,
+}
+
+impl Glance {
+    pub fn new(service: JsonService) -> Self {
+        Self { service }
+    }
+
+    /// Creates an image record (status `queued`) with `disk_format` and `container_format`
+    /// `bare`, and `properties` (strings). Not retried where Glance may have acted: a caller
+    /// settles a lost answer by [`Glance::find`] on a property it set.
+    pub async fn create(
+        &self,
+        name: &str,
+        disk_format: &str,
+        properties: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Image, Error> {
+        let mut body = serde_json::json!({
+            "name": name,
+            "disk_format": disk_format,
+            "container_format": "bare",
+        });
+        if let Some(o) = body.as_object_mut() {
+            o.extend(properties.clone());
+        }
+        let url = self.service.url("v2/images");
+        let resp = self.service.create("image", &url, &body).await?;
+        super::parse_json("image", resp).await
+    }
+
+    /// Streams `body` as the image's data (`Content-Length` given when known). Sent once: a
+    /// streamed body cannot be sent again, and Glance cannot resume an upload.
+    pub async fn upload(
+        &self,
+        id: &str,
+        body: reqwest::Body,
+        declared: &str,
+    ) -> Result<(), UploadError> {
+        let url = self.service.url(&format!("v2/images/{}/file", segment(id)));
+        let resp = self
+            .service
+            .http
+            .put(&url)
+            .header("X-Auth-Token", self.service.auth.token())
+            .header("Content-Type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| Error::Unexpected {
+                url: crate::http::redact(&url),
+                detail: format!(
+                    "the upload did not complete: {}",
+                    crate::http::root_cause(&e)
+                ),
+            })?;
+        let status = resp.status().as_u16();
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let shown = crate::http::redact(&url);
+        let message = super::short_message(&resp.text().await.unwrap_or_default());
+        Err(match status {
+            413 => UploadError::TooLarge {
+                url: shown,
+                message,
+            },
+            415 => UploadError::WrongFormat {
+                url: shown,
+                declared: declared.to_string(),
+                message,
+            },
+            _ => UploadError::Api(Error::from_parts("image upload", shown, status, &message)),
+        })
+    }
+
+    /// The image, or `None` if there is none with this id.
+    pub async fn get(&self, id: &str) -> Result<Option<Image>, Error> {
+        let url = self.service.url(&format!("v2/images/{}", segment(id)));
+        self.service.get("image", &url).await
+    }
+
+    /// The images whose property `key` is `value` (Glance filters on any property).
+    pub async fn find(&self, key: &str, value: &str) -> Result<Vec<Image>, Error> {
+        let mut url =
+            reqwest::Url::parse(&self.service.url("v2/images")).map_err(|e| Error::Unexpected {
+                url: self.service.base.clone(),
+                detail: e.to_string(),
+            })?;
+        url.query_pairs_mut().append_pair(key, value);
+        let found: Option<Images> = self.service.get("image list", url.as_str()).await?;
+        Ok(found.map(|i| i.images).unwrap_or_default())
+    }
+
+    /// Deletes the image; one that is already gone counts as deleted.
+    pub async fn delete(&self, id: &str) -> Result<(), Error> {
+        let url = self.service.url(&format!("v2/images/{}", segment(id)));
+        let resp = self
+            .service
+            .request(reqwest::Method::DELETE, &url, None, Idempotency::Idempotent)
+            .await?;
+        match resp.status().as_u16() {
+            200..=299 | 404 => Ok(()),
+            _ => Err(Error::from_response("image delete", resp).await),
+        }
+    }
+}

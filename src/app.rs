@@ -71,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
             let cfg = RunConfig::new(g, Some(&args.state), None, Some(&args.http))?;
             commands::demo::run(&args, &cfg).await
         }
+        Command::Convert { vhd, qcow2 } => commands::convert::run(&vhd, &qcow2),
         Command::Sim {
             command: SimCommand::Serve(args),
         } => commands::sim_serve::run(&args).await,

@@ -192,6 +192,17 @@ pub enum Command {
     /// engine: parallel verified segments, resumable with --state. Used by benchmarks and tests.
     #[command(hide = true)]
     Transfer(Box<TransferArgs>),
+    /// Convert a dynamic VHD file to qcow2 with the streaming converter (one forward read, one
+    /// forward write). Used by benchmarks and to check the converter by hand.
+    #[command(hide = true)]
+    Convert {
+        /// The dynamic VHD to read.
+        #[arg(value_name = "VHD")]
+        vhd: PathBuf,
+        /// The qcow2 file to write.
+        #[arg(value_name = "QCOW2")]
+        qcow2: PathBuf,
+    },
     /// The simulated Rackspace cloud.
     Sim {
         #[command(subcommand)]

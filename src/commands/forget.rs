@@ -88,6 +88,8 @@ fn forget_fleet(store: &Store, id: &str, force: bool, format: Format) -> Result<
         store.forget(&m.id)?;
     }
     remove_fleet_file(store, id)?;
+    // The fleet's own lock file, beside the migrations'.
+    store.forget(id)?;
     let left: Vec<String> = members
         .iter()
         .flat_map(|m| m.held().into_iter().map(|h| format!("{}: {h}", m.id)))
@@ -153,6 +155,7 @@ pub fn clean(older_than: Option<f64>, dry_run: bool, cfg: &RunConfig) -> Result<
         if !dry_run {
             let _lock = store.lock(&f.id)?;
             remove_fleet_file(&store, &f.id)?;
+            store.forget(&f.id)?;
         }
         dropped.push(f.id.clone());
     }

@@ -3,6 +3,7 @@
 //! [`crate::app::finish`]'s job).
 
 pub mod completions;
+pub mod convert;
 pub mod demo;
 pub mod fleet;
 pub mod forget;
@@ -53,6 +54,8 @@ pub enum Error {
     Output(#[source] std::io::Error),
     #[error(transparent)]
     Forget(forget::Refusal),
+    #[error(transparent)]
+    Convert(#[from] convert::ConvertError),
     /// A fleet whose members did not all finish.
     #[error(transparent)]
     Fleet(fleet::Stopped),
@@ -94,6 +97,8 @@ impl Error {
             Error::Output(_) => Class::Failed,
             Error::Fleet(f) => f.class,
             Error::Forget(_) => Class::Usage,
+            Error::Convert(convert::ConvertError::Convert { .. }) => Class::Rejected,
+            Error::Convert(_) => Class::Failed,
         }
     }
 

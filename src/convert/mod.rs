@@ -29,11 +29,19 @@ pub enum Error {
     ShortTable { got: usize, want: u64 },
     #[error("VHD blocks {0} and {1} overlap in the file")]
     Overlap(u32, u32),
+    #[error(
+        "the VHD's virtual size ({0} bytes) needs qcow2 tables larger than imgferry builds in \
+         memory: no cloud imports a disk that size"
+    )]
+    TooLarge(u64),
     #[error("the VHD bytes must arrive in order: expected offset {expected}, got {got}")]
     OutOfOrder { expected: u64, got: u64 },
     #[error("the VHD ended at byte {at} before block {block}, which its table places at {offset}")]
     Truncated { at: u64, block: u32, offset: u64 },
 }
+
+/// The most L1 entries the converter lays out (32 MiB of table).
+const MAX_L1_ENTRIES: u64 = 4 << 20;
 
 /// One allocated VHD block: where its bitmap starts in the file, and its index.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +84,12 @@ impl VhdToQcow2 {
         }
         let block_size = u64::from(block);
         let virtual_size = footer.current_size();
+        // The L1 table is as long as the disk is large, allocated or not: bound it (32 MiB of L1
+        // is 2 PiB of disk with 64 KiB clusters, 64 TiB with 2 KiB ones).
+        let cluster = block_size.min(1 << 16);
+        if virtual_size.div_ceil(cluster).div_ceil(cluster / 8) > MAX_L1_ENTRIES {
+            return Err(Error::TooLarge(virtual_size));
+        }
         let needed = virtual_size.div_ceil(block_size);
         let entries: Vec<u32> = bat
             .chunks_exact(4)
@@ -106,7 +120,6 @@ impl VhdToQcow2 {
         }
         // 64 KiB clusters (qemu's default), or the block size when blocks are smaller, so that a
         // cluster never spans two blocks.
-        let cluster = block_size.min(1 << 16);
         let per_block = block_size / cluster;
         let guest_clusters = virtual_size.div_ceil(cluster);
         let data = blocks
@@ -321,6 +334,29 @@ mod tests {
         }
     }
 
+    use proptest::prelude::Strategy as _;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// Any set of blocks, allocated in any order, pushed in pieces of any size: the qcow2
+        /// image reads as the VHD does.
+        #[test]
+        fn any_blocks_in_any_order_and_any_pieces(
+            order in proptest::sample::subsequence((0u32..12).collect::<Vec<_>>(), 0..12)
+                .prop_shuffle(),
+            chunk in 1usize..300_000,
+            xen in proptest::bool::ANY,
+        ) {
+            let style = if xen { Style::XenServer } else { Style::Qemu };
+            let mut b = Builder::new(Kind::Dynamic, style, 23 * MIB);
+            for (n, i) in order.iter().enumerate() {
+                b = b.random_block(*i, n as u64);
+            }
+            let vhd = b.build().bytes;
+            proptest::prop_assert_eq!(qcow2_guest(&convert(&vhd, chunk)), vhd_guest(&vhd));
+        }
+    }
+
     #[test]
     fn sectors_the_bitmap_leaves_clear_read_as_zeros() {
         let mut image = Builder::new(Kind::Dynamic, Style::XenServer, 4 * MIB)
@@ -360,6 +396,14 @@ mod tests {
         assert!(matches!(
             c.push(8192, &vhd[8192..9000], &mut out),
             Err(Error::OutOfOrder { .. })
+        ));
+        // A disk whose tables would not fit in memory is refused, not allocated.
+        let mut huge = vhd.clone();
+        huge[48..56].copy_from_slice(&(1u64 << 62).to_be_bytes());
+        let (f2, h2, bat2) = parts(&huge);
+        assert!(matches!(
+            VhdToQcow2::new(&f2, &h2, &bat2),
+            Err(Error::TooLarge(_))
         ));
         // A VHD cut before its last block.
         let mut c = VhdToQcow2::new(&f, &h, &bat).unwrap();

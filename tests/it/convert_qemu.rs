@@ -93,6 +93,54 @@ fn qemu_made_vhds_convert_to_identical_clean_qcow2() {
 }
 
 #[test]
+fn the_convert_command_writes_what_the_library_writes() {
+    if qemu_img().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let image = Builder::new(Kind::Dynamic, Style::XenServer, 40 * MIB)
+        .random_block(7, 1)
+        .random_block(2, 2)
+        .build();
+    std::fs::write(d.join("in.vhd"), &image.bytes).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_imgferry"))
+        .args(["convert", "in.vhd", "out.qcow2"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["vhd_bytes"], image.bytes.len() as u64);
+    convert(&d.join("in.vhd"), &d.join("lib.qcow2"));
+    assert_eq!(
+        std::fs::read(d.join("out.qcow2")).unwrap(),
+        std::fs::read(d.join("lib.qcow2")).unwrap()
+    );
+    let same = qemu(
+        d,
+        &["compare", "-f", "vpc", "-F", "qcow2", "in.vhd", "out.qcow2"],
+    );
+    assert!(same.contains("Images are identical"), "{same}");
+    // A fixed VHD is refused with the converter's reason, exit 3.
+    let fixed = Builder::new(Kind::Fixed, Style::Qemu, 4 * MIB)
+        .build()
+        .bytes;
+    std::fs::write(d.join("fixed.vhd"), fixed).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_imgferry"))
+        .args(["convert", "fixed.vhd", "x.qcow2"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not dynamic"));
+}
+
+#[test]
 fn xenserver_style_vhds_with_blocks_out_of_order_convert_identically() {
     if qemu_img().is_none() {
         return;

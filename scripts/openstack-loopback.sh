@@ -90,6 +90,9 @@ user_domain_name = Default
 project_name = service
 username = glance
 password = glance-secret
+# Validate every token with Keystone (no 5-minute cache), so a revoked token is refused at once,
+# as the token-refresh test needs.
+token_cache_time = -1
 [paste_deploy]
 flavor = keystone
 config_file = $venv/etc/glance/glance-api-paste.ini

@@ -51,8 +51,14 @@ fn file_directives(verbose: u8) -> String {
 /// Sets up logging for the process. A log file that cannot be opened is an error the caller
 /// reports (the run has not started).
 pub fn init(verbose: u8, quiet: bool, log_file: Option<&Path>) -> std::io::Result<()> {
-    let stderr_filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(stderr_directives(verbose, quiet)));
+    // RUST_LOG replaces the level, but progress events still never print twice on stderr.
+    let stderr_filter = match EnvFilter::try_from_default_env() {
+        Ok(f) => match format!("{EVENTS}=off").parse() {
+            Ok(off) => f.add_directive(off),
+            Err(_) => f,
+        },
+        Err(_) => EnvFilter::new(stderr_directives(verbose, quiet)),
+    };
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(|| crate::secrets::ScrubbingStderr)
         .event_format(Human)

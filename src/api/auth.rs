@@ -1,5 +1,7 @@
 //! The token every API client shares: authenticated once, refreshed a minute before it expires, and
-//! refreshed once after a 401 (rackerlabs/docs-cloud-identity `api-docs/getting-started/manage-auth-tokens.rst`).
+//! refreshed once after a 401 (rackerlabs/docs-cloud-identity
+//! `api-docs/getting-started/manage-auth-tokens.rst`), from Rackspace's Identity v2.0 or an
+//! OpenStack Keystone v3.
 //!
 //! A 401 from any service invalidates only the token that request carried: when several parallel
 //! segment uploads hit the same expiry, the first one re-authenticates and the rest reuse the new
@@ -35,12 +37,43 @@ struct Current {
     expires: Option<SystemTime>,
 }
 
-/// What a refresh needs: the identity endpoint and the credentials.
+/// What a refresh needs: the identity endpoint and the credentials, for Rackspace's Identity v2.0
+/// or an OpenStack Keystone v3.
 struct Login {
     http: reqwest::Client,
     identity_url: String,
-    creds: Credentials,
+    creds: LoginCreds,
     retry: RetryConfig,
+}
+
+enum LoginCreds {
+    V2(Credentials),
+    V3(super::keystone::Credentials),
+}
+
+impl Login {
+    /// A new token and its expiry.
+    async fn again(&self) -> Result<Current, Error> {
+        Ok(match &self.creds {
+            LoginCreds::V2(c) => {
+                let s =
+                    identity::authenticate(&self.http, &self.identity_url, c, &self.retry).await?;
+                Current {
+                    token: s.token,
+                    expires: s.expires,
+                }
+            }
+            LoginCreds::V3(c) => {
+                let s =
+                    super::keystone::authenticate(&self.http, &self.identity_url, c, &self.retry)
+                        .await?;
+                Current {
+                    token: s.token,
+                    expires: s.expires,
+                }
+            }
+        })
+    }
 }
 
 impl std::fmt::Debug for Auth {
@@ -81,7 +114,31 @@ impl Auth {
             Some(Login {
                 http: http.clone(),
                 identity_url: identity_url.to_string(),
-                creds,
+                creds: LoginCreds::V2(creds),
+                retry: retry.clone(),
+            }),
+        );
+        Ok((auth, session))
+    }
+
+    /// Logs in to a Keystone v3 at `auth_url` and keeps what is needed to do it again (a token
+    /// lasts an hour by default: Keystone's `[token] expiration`).
+    pub async fn login_v3(
+        http: &reqwest::Client,
+        auth_url: &str,
+        creds: super::keystone::Credentials,
+        retry: &RetryConfig,
+    ) -> Result<(Self, super::keystone::Session), Error> {
+        let session = super::keystone::authenticate(http, auth_url, &creds, retry).await?;
+        let auth = Self::build(
+            Current {
+                token: session.token.clone(),
+                expires: session.expires,
+            },
+            Some(Login {
+                http: http.clone(),
+                identity_url: auth_url.to_string(),
+                creds: LoginCreds::V3(creds),
                 retry: retry.clone(),
             }),
         );
@@ -143,17 +200,12 @@ impl Auth {
             return Ok(());
         }
         tracing::info!("re-authenticating: the token expired or was refused");
-        let session =
-            identity::authenticate(&login.http, &login.identity_url, &login.creds, &login.retry)
-                .await?;
+        let fresh = login.again().await?;
         *self
             .inner
             .current
             .write()
-            .unwrap_or_else(|e| e.into_inner()) = Current {
-            token: session.token,
-            expires: session.expires,
-        };
+            .unwrap_or_else(|e| e.into_inner()) = fresh;
         Ok(())
     }
 }

@@ -275,3 +275,44 @@ async fn real_glance_refuses_bytes_that_are_not_the_declared_format() {
         glance.delete(&id).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_keystone_token_is_replaced_by_logging_in_again() {
+    let Some(url) = keystone_url() else { return };
+    let http = reqwest::Client::new();
+    let (auth, session) = Auth::login_v3(
+        &http,
+        &url,
+        password("alice", "alpha"),
+        &RetryConfig::default(),
+    )
+    .await
+    .unwrap();
+    let base = session.endpoint("image", "public", None).unwrap();
+    let glance = Glance::new(JsonService::new(
+        http.clone(),
+        &base,
+        auth.clone(),
+        RetryConfig::default(),
+    ));
+    glance.find("name", "nothing-by-this-name").await.unwrap();
+    // Revoke the token (as an expiry or an operator would end it): the next request gets 401.
+    let first = auth.token();
+    let revoked = http
+        .delete(format!("{url}/auth/tokens"))
+        .header("X-Auth-Token", &first)
+        .header("X-Subject-Token", &first)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 204);
+    // One 401, one new login, and the request goes through.
+    assert!(
+        glance
+            .find("name", "nothing-by-this-name")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_ne!(auth.token(), first);
+}

@@ -110,6 +110,9 @@ impl Glance {
             .put(&url)
             .header("X-Auth-Token", self.service.auth.token())
             .header("Content-Type", "application/octet-stream")
+            // A refused upload (415, 413) is answered before its body is read, and the server
+            // then closes the connection: never return it to the pool for the next request.
+            .header("Connection", "close")
             .body(body)
             .send()
             .await

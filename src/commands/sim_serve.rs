@@ -151,6 +151,12 @@ pub async fn run(args: &SimServeArgs) -> Result<Outcome, CommandError> {
         handle.base_url()
     );
     println!("identity: {}", handle.identity_url());
+    println!(
+        "openstack: keystone v3 {} (alice in project alpha, bob in beta; password <user>-secret), \
+         glance in {}",
+        handle.keystone_url(),
+        crate::sim::openstack::REGIONS.join(", ")
+    );
     for region in &args.regions {
         let r = region.to_uppercase();
         println!(

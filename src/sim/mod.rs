@@ -25,6 +25,7 @@ pub mod files_backend;
 pub mod identity;
 pub mod images;
 pub mod object_store;
+pub mod openstack;
 pub mod stats;
 
 mod middleware;
@@ -197,6 +198,7 @@ pub struct Shared {
     http: reqwest::Client,
     second: Option<SecondAccount>,
     servicenet_unreachable: bool,
+    openstack: openstack::OpenStack,
 }
 
 impl Shared {
@@ -467,6 +469,7 @@ pub async fn spawn_on(config: SimConfig, listen: &str) -> Result<SimHandle, Erro
         second,
         account: config.account.clone(),
         tokens: identity::Tokens::default(),
+        openstack: openstack::OpenStack::under(&root).map_err(Error::DataDir)?,
         store: object_store::Store::new(root, config.max_object_size, Arc::clone(&stats)),
         stats,
         cloud: cloud::Cloud::default(),

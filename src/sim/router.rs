@@ -10,6 +10,8 @@ pub(super) fn router(shared: &Arc<Shared>) -> Router {
         .route("/info", get(swift_info))
         .route("/identity/v2.0/tokens", post(tokens))
         .route("/identity-uk/v2.0/tokens", post(second_tokens))
+        .route("/keystone/v3/auth/tokens", post(super::openstack::tokens))
+        .route("/glance/{region}/v2/{*rest}", any(super::openstack::glance))
         .route("/{region}/servers/v2/{tenant}/{*rest}", any(compute_route))
         .route("/{region}/images/versions", get(image_versions))
         .route("/{region}/images/v2/{*rest}", any(images_route))

@@ -163,6 +163,19 @@ async fn keystone_v3_logs_in_by_password_and_application_credential_and_finds_gl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vhd_converted_on_the_way_is_taken_by_real_glance_as_qcow2_and_reads_back_identical() {
     let Some(url) = keystone_url() else { return };
+    converted_upload(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_glance_takes_the_converted_vhd_as_real_glance_does() {
+    let sim = imgferry::sim::spawn(imgferry::sim::SimConfig::default())
+        .await
+        .unwrap();
+    converted_upload(&sim.keystone_url()).await;
+}
+
+async fn converted_upload(url: &str) {
+    let url = url.to_string();
     let glance = glance_as(&url, &password("alice", "alpha")).await;
     // XenServer-style, blocks out of order in the file, across two L2 tables of the qcow2.
     let vhd = Builder::new(Kind::Dynamic, Style::XenServer, 600 * MIB)
@@ -248,7 +261,19 @@ async fn a_vhd_converted_on_the_way_is_taken_by_real_glance_as_qcow2_and_reads_b
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_glance_refuses_bytes_that_are_not_the_declared_format() {
     let Some(url) = keystone_url() else { return };
-    let glance = glance_as(&url, &password("bob", "beta")).await;
+    format_refusals(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulated_glance_refuses_what_real_glance_refuses() {
+    let sim = imgferry::sim::spawn(imgferry::sim::SimConfig::default())
+        .await
+        .unwrap();
+    format_refusals(&sim.keystone_url()).await;
+}
+
+async fn format_refusals(url: &str) {
+    let glance = glance_as(url, &password("bob", "beta")).await;
     let fixed = Builder::new(Kind::Fixed, Style::XenServer, 4 * MIB)
         .random_block(1, 9)
         .build()
@@ -315,4 +340,233 @@ async fn a_revoked_keystone_token_is_replaced_by_logging_in_again() {
             .is_empty()
     );
     assert_ne!(auth.token(), first);
+}
+
+/// One request of the conformance run, and what came back: its status and, for JSON answers, the
+/// top-level keys and the image's status when there is one.
+async fn step(
+    http: &reqwest::Client,
+    what: &str,
+    req: reqwest::RequestBuilder,
+    seen: &mut Vec<String>,
+) -> (u16, serde_json::Value, Option<String>) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let token = resp
+        .headers()
+        .get("x-subject-token")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+    let image_status = body["status"]
+        .as_str()
+        .map(|s| format!(" status={s}"))
+        .unwrap_or_default();
+    seen.push(format!("{what}: {status}{image_status}"));
+    let _ = http;
+    (status, body, token)
+}
+
+/// The same requests, in order, with what each answered: run against the simulator and against
+/// real Keystone and Glance, the two lists must be equal.
+async fn conformance(url: &str) -> Vec<String> {
+    // No pooled connections: gunicorn closes one whose upload it refused part-way (415), and a
+    // raw client would send the next request on it (imgferry's own requests retry a reset).
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut seen = Vec::new();
+    let login = |user: &str, pw: &str| {
+        serde_json::json!({"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": user, "domain": {"id": "default"}, "password": pw}}},
+            "scope": {"project": {"name": if user == "alice" {"alpha"} else {"beta"},
+                "domain": {"id": "default"}}}}})
+    };
+    let tokens = format!("{url}/auth/tokens");
+    step(
+        &http,
+        "wrong password",
+        http.post(&tokens).json(&login("alice", "nope-not-it")),
+        &mut seen,
+    )
+    .await;
+    let (_, body, token) = step(
+        &http,
+        "login alice",
+        http.post(&tokens).json(&login("alice", "alice-secret")),
+        &mut seen,
+    )
+    .await;
+    let alice = token.unwrap();
+    let (_, _, bob) = step(
+        &http,
+        "login bob",
+        http.post(&tokens).json(&login("bob", "bob-secret")),
+        &mut seen,
+    )
+    .await;
+    let bob = bob.unwrap();
+    let glance = body["token"]["catalog"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["type"] == "image")
+        .unwrap()["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["interface"] == "public" && e["region_id"] == "RegionOne")
+        .unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let images = format!("{glance}/v2/images");
+    let as_alice = |r: reqwest::RequestBuilder| r.header("X-Auth-Token", &alice);
+    step(&http, "no token", http.get(&images), &mut seen).await;
+    step(
+        &http,
+        "bad disk_format",
+        as_alice(http.post(&images)).json(&serde_json::json!({
+        "name": "x", "disk_format": "nonsense", "container_format": "bare"})),
+        &mut seen,
+    )
+    .await;
+    step(
+        &http,
+        "read-only status",
+        as_alice(http.post(&images)).json(&serde_json::json!({
+        "name": "x", "disk_format": "raw", "container_format": "bare", "status": "active"})),
+        &mut seen,
+    )
+    .await;
+    let tag = format!("m-conf-{}", std::process::id());
+    let (_, made, _) = step(
+        &http,
+        "create raw",
+        as_alice(http.post(&images)).json(&serde_json::json!({
+        "name": "x", "disk_format": "raw", "container_format": "bare", "imgferry_migration": tag})),
+        &mut seen,
+    )
+    .await;
+    let id = made["id"].as_str().unwrap().to_string();
+    let (_, vhd_made, _) = step(
+        &http,
+        "create vhd",
+        as_alice(http.post(&images)).json(&serde_json::json!({
+        "name": "y", "disk_format": "vhd", "container_format": "bare"})),
+        &mut seen,
+    )
+    .await;
+    let vhd_id = vhd_made["id"].as_str().unwrap().to_string();
+    let fixed = Builder::new(Kind::Fixed, Style::XenServer, 2 * MIB)
+        .block(0, 3)
+        .build()
+        .bytes;
+    let file = |id: &str| format!("{images}/{id}/file");
+    let octets = |r: reqwest::RequestBuilder| r.header("Content-Type", "application/octet-stream");
+    step(
+        &http,
+        "fixed VHD as vhd",
+        octets(as_alice(http.put(file(&vhd_id)))).body(streamed(fixed.clone())),
+        &mut seen,
+    )
+    .await;
+    step(
+        &http,
+        "after the refusal",
+        as_alice(http.get(format!("{images}/{vhd_id}"))),
+        &mut seen,
+    )
+    .await;
+    step(
+        &http,
+        "upload raw",
+        octets(as_alice(http.put(file(&id)))).body(streamed(fixed.clone())),
+        &mut seen,
+    )
+    .await;
+    step(
+        &http,
+        "upload again",
+        octets(as_alice(http.put(file(&id)))).body(streamed(fixed.clone())),
+        &mut seen,
+    )
+    .await;
+    step(
+        &http,
+        "active",
+        as_alice(http.get(format!("{images}/{id}"))),
+        &mut seen,
+    )
+    .await;
+    let ranged = as_alice(http.get(file(&id)))
+        .header("Range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    seen.push(format!("range: {}", ranged.status().as_u16()));
+    let (_, listed, _) = step(
+        &http,
+        "find by property",
+        as_alice(http.get(format!("{images}?imgferry_migration={tag}"))),
+        &mut seen,
+    )
+    .await;
+    seen.push(format!(
+        "found: {}",
+        listed["images"].as_array().map_or(0, Vec::len)
+    ));
+    step(
+        &http,
+        "another project",
+        http.get(format!("{images}/{id}"))
+            .header("X-Auth-Token", &bob),
+        &mut seen,
+    )
+    .await;
+    step(
+        &http,
+        "delete",
+        as_alice(http.delete(format!("{images}/{id}"))),
+        &mut seen,
+    )
+    .await;
+    step(
+        &http,
+        "deleted",
+        as_alice(http.get(format!("{images}/{id}"))),
+        &mut seen,
+    )
+    .await;
+    step(
+        &http,
+        "delete again",
+        as_alice(http.delete(format!("{images}/{id}"))),
+        &mut seen,
+    )
+    .await;
+    step(
+        &http,
+        "delete vhd",
+        as_alice(http.delete(format!("{images}/{vhd_id}"))),
+        &mut seen,
+    )
+    .await;
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_simulator_answers_as_real_keystone_and_glance_do() {
+    let sim = imgferry::sim::spawn(imgferry::sim::SimConfig::default())
+        .await
+        .unwrap();
+    let simulated = conformance(&sim.keystone_url()).await;
+    eprintln!("{}", simulated.join("\n"));
+    let Some(url) = keystone_url() else { return };
+    let real = conformance(&url).await;
+    assert_eq!(
+        simulated, real,
+        "simulator (left) vs real Keystone and Glance (right)"
+    );
 }

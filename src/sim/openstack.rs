@@ -1,0 +1,454 @@
+//! An OpenStack cloud beside the legacy one: Keystone v3 (`POST /keystone/v3/auth/tokens`, the
+//! password method) and Glance v2 images (`/glance/{region}/v2/images…`: create, upload, read
+//! with ranges, list with property filters, delete). It is no more lenient than upstream, as
+//! `tests/it/real_openstack.rs` checks by sending the same requests to both: the format
+//! inspection of uploads (glance `glance/location.py`), 413 over the size cap, 409 for a second
+//! upload, 401 for an unknown token or a wrong password, images visible to their project only.
+//!
+//! Users are those of `scripts/openstack-loopback.sh`: alice (project alpha) and bob (project
+//! beta), domain `Default` (id `default`), password `<user>-secret`. Application credentials are
+//! not simulated: that login is refused with 401.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use md5::{Digest, Md5};
+use serde_json::{Value, json};
+use sha2::Sha512;
+use tokio::io::AsyncWriteExt;
+
+use super::{Shared, SimHandle};
+
+/// The regions of the OpenStack cloud.
+pub const REGIONS: [&str; 2] = ["RegionOne", "RegionTwo"];
+/// Glance's default `image_size_cap` (glance `glance/common/config.py`).
+pub const SIZE_CAP: u64 = 1 << 40;
+/// Keystone's default token lifetime (`[token] expiration`, one hour).
+const TOKEN_TTL: Duration = Duration::from_secs(3600);
+/// Formats Glance's inspector recognises (oslo.utils `imageutils/format_inspector.py`).
+const INSPECTABLE: [&str; 8] = ["raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "iso", "gpt"];
+/// `disk_format` values Glance accepts (`[image_format] disk_formats`).
+const DISK_FORMATS: [&str; 11] = [
+    "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
+];
+/// Attributes a client may not set (glance `glance/api/v2/images.py`, `_readonly_properties` and
+/// `_reserved_properties`).
+const READ_ONLY: [&str; 12] = [
+    "id",
+    "status",
+    "size",
+    "checksum",
+    "os_hash_algo",
+    "os_hash_value",
+    "created_at",
+    "updated_at",
+    "owner",
+    "virtual_size",
+    "direct_url",
+    "locations",
+];
+
+/// The OpenStack side's state.
+#[derive(Default)]
+pub struct OpenStack {
+    tokens: Mutex<HashMap<String, (SystemTime, String)>>,
+    images: Mutex<BTreeMap<String, Image>>,
+    dir: PathBuf,
+}
+
+#[derive(Clone)]
+struct Image {
+    record: serde_json::Map<String, Value>,
+    region: String,
+    project: String,
+}
+
+impl OpenStack {
+    /// The OpenStack side, keeping image data in `glance/` under the simulator's data directory.
+    pub fn under(root: &std::path::Path) -> std::io::Result<Self> {
+        let dir = root.join("glance");
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self {
+            dir,
+            ..Self::default()
+        })
+    }
+}
+
+impl SimHandle {
+    /// The simulated OpenStack cloud's Keystone v3 root.
+    pub fn keystone_url(&self) -> String {
+        format!("{}/keystone/v3", self.shared.base_url)
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    let body = json!({"error": {"code": status.as_u16(), "message": message,
+        "title": status.canonical_reason().unwrap_or("")}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// `POST /keystone/v3/auth/tokens`.
+pub(super) async fn tokens(State(shared): State<std::sync::Arc<Shared>>, body: Bytes) -> Response {
+    shared.stats.request("POST", "keystone:tokens");
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "Malformed request body");
+    };
+    let user = &req["auth"]["identity"]["password"]["user"];
+    let (name, password) = (user["name"].as_str(), user["password"].as_str());
+    let in_default =
+        |d: &Value| d["id"].as_str() == Some("default") || d["name"].as_str() == Some("Default");
+    let project = &req["auth"]["scope"]["project"];
+    let wanted = project["name"].as_str();
+    let known = [("alice", "alpha"), ("bob", "beta")];
+    let Some((user_name, project_name)) = known.iter().copied().find(|(u, p)| {
+        Some(*u) == name
+            && password == Some(format!("{u}-secret").as_str())
+            && in_default(&user["domain"])
+            && wanted == Some(*p)
+            && in_default(&project["domain"])
+    }) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "The request you have made requires authentication.",
+        );
+    };
+    let os = &shared.openstack;
+    let expires = SystemTime::now() + TOKEN_TTL;
+    let token = {
+        let mut t = os.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let seed = format!("{:?}-{}-{user_name}", SystemTime::now(), t.len());
+        let token = format!("gAAAA{}", hex::encode(Md5::digest(seed.as_bytes())));
+        t.insert(token.clone(), (expires, project_name.to_string()));
+        token
+    };
+    crate::secrets::register(&token);
+    let endpoints: Vec<Value> = REGIONS
+        .iter()
+        .flat_map(|r| {
+            let url = format!("{}/glance/{r}", shared.base_url);
+            ["public", "internal", "admin"]
+                .map(|i| json!({"interface": i, "region_id": r, "region": r, "url": url}))
+        })
+        .collect();
+    let body = json!({"token": {
+        "methods": ["password"],
+        "expires_at": jiff::Timestamp::try_from(expires).map(|t| t.to_string()).unwrap_or_default(),
+        "user": {"id": format!("{user_name}-id"), "name": user_name, "domain": {"id": "default", "name": "Default"}},
+        "project": {"id": format!("{project_name}-id"), "name": project_name, "domain": {"id": "default", "name": "Default"}},
+        "roles": [{"id": "member-id", "name": "member"}, {"id": "reader-id", "name": "reader"}],
+        "catalog": [{"type": "image", "name": "glance", "endpoints": endpoints}],
+    }});
+    let mut resp = (StatusCode::CREATED, axum::Json(body)).into_response();
+    if let Ok(v) = token.parse() {
+        resp.headers_mut().insert("X-Subject-Token", v);
+    }
+    resp
+}
+
+/// The project of a valid token, if the request carries one.
+fn project_of(os: &OpenStack, headers: &HeaderMap) -> Option<String> {
+    let token = headers.get("x-auth-token")?.to_str().ok()?;
+    let tokens = os.tokens.lock().unwrap_or_else(|e| e.into_inner());
+    let (expires, project) = tokens.get(token)?;
+    (*expires > SystemTime::now()).then(|| project.clone())
+}
+
+/// Every `/glance/{region}/v2/…` request.
+pub(super) async fn glance(
+    State(shared): State<std::sync::Arc<Shared>>,
+    Path((region, rest)): Path<(String, String)>,
+    method: Method,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if !REGIONS.contains(&region.as_str()) {
+        return error(StatusCode::NOT_FOUND, "The resource could not be found.");
+    }
+    let os = &shared.openstack;
+    let Some(project) = project_of(os, &headers) else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "The request you have made requires authentication.",
+        );
+    };
+    let parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    shared.stats.request(
+        method.as_str(),
+        &format!("glance:{}", parts.first().unwrap_or(&"")),
+    );
+    let visible = |id: &str| {
+        let images = os.images.lock().unwrap_or_else(|e| e.into_inner());
+        images
+            .get(id)
+            .filter(|i| i.project == project && i.region == region)
+            .cloned()
+    };
+    match (method.as_str(), parts.as_slice()) {
+        ("POST", ["images"]) => {
+            let bytes = axum::body::to_bytes(body, 1 << 20)
+                .await
+                .unwrap_or_default();
+            create(os, &region, &project, &bytes)
+        }
+        ("GET", ["images"]) => list(os, &region, &project, &query),
+        ("GET", ["images", id]) => match visible(id) {
+            Some(i) => axum::Json(Value::Object(i.record)).into_response(),
+            None => error(StatusCode::NOT_FOUND, "No image found"),
+        },
+        ("DELETE", ["images", id]) => {
+            if visible(id).is_none() {
+                return error(StatusCode::NOT_FOUND, "No image found");
+            }
+            os.images
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(*id);
+            let _ = tokio::fs::remove_file(os.dir.join(id)).await;
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ("PUT", ["images", id, "file"]) => match visible(id) {
+            Some(i) => upload(os, id, &i, body).await,
+            None => error(StatusCode::NOT_FOUND, "No image found"),
+        },
+        ("GET", ["images", id, "file"]) => match visible(id) {
+            Some(i) => download(os, id, &i, &headers).await,
+            None => error(StatusCode::NOT_FOUND, "No image found"),
+        },
+        _ => error(StatusCode::NOT_FOUND, "The resource could not be found."),
+    }
+}
+
+/// `GET /v2/images?KEY=VALUE…`: the project's images in the region whose properties match.
+fn list(os: &OpenStack, region: &str, project: &str, query: &[(String, String)]) -> Response {
+    let images = os.images.lock().unwrap_or_else(|e| e.into_inner());
+    let found: Vec<&serde_json::Map<String, Value>> = images
+        .values()
+        .filter(|i| i.project == project && i.region == region)
+        .map(|i| &i.record)
+        .filter(|r| {
+            query.iter().all(|(k, v)| {
+                matches!(k.as_str(), "limit" | "marker" | "sort")
+                    || r.get(k).and_then(Value::as_str) == Some(v.as_str())
+            })
+        })
+        .collect();
+    axum::Json(json!({"images": found, "first": "/v2/images", "schema": "/v2/schemas/images"}))
+        .into_response()
+}
+
+fn create(os: &OpenStack, region: &str, project: &str, body: &[u8]) -> Response {
+    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(body) else {
+        return error(StatusCode::BAD_REQUEST, "Body is not a JSON object");
+    };
+    for key in req.keys() {
+        if READ_ONLY.contains(&key.as_str()) {
+            return error(
+                StatusCode::FORBIDDEN,
+                &format!("Attribute '{key}' is read-only."),
+            );
+        }
+        if key.starts_with("os_glance") {
+            return error(
+                StatusCode::FORBIDDEN,
+                &format!("Attribute '{key}' is reserved."),
+            );
+        }
+    }
+    if let Some(f) = req.get("disk_format").and_then(Value::as_str)
+        && !DISK_FORMATS.contains(&f)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("Invalid value '{f}' for parameter 'disk_format'"),
+        );
+    }
+    let now = jiff::Timestamp::now().to_string();
+    let id = uuid_like(&format!("{now}{project}{}", req.len()));
+    let mut record = serde_json::Map::new();
+    for (k, v) in [
+        ("id", json!(id)),
+        ("status", json!("queued")),
+        ("visibility", json!("shared")),
+        ("protected", json!(false)),
+        ("owner", json!(format!("{project}-id"))),
+        ("size", Value::Null),
+        ("virtual_size", Value::Null),
+        ("checksum", Value::Null),
+        ("os_hash_algo", Value::Null),
+        ("os_hash_value", Value::Null),
+        ("min_disk", json!(0)),
+        ("min_ram", json!(0)),
+        ("tags", json!([])),
+        ("created_at", json!(now)),
+        ("updated_at", json!(now)),
+        ("self", json!(format!("/v2/images/{id}"))),
+        ("file", json!(format!("/v2/images/{id}/file"))),
+        ("schema", json!("/v2/schemas/image")),
+    ] {
+        record.insert(k.into(), v);
+    }
+    record.extend(req);
+    let image = Image {
+        record: record.clone(),
+        region: region.to_string(),
+        project: project.to_string(),
+    };
+    os.images
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(id, image);
+    (StatusCode::CREATED, axum::Json(Value::Object(record))).into_response()
+}
+
+/// A UUID-shaped id from a seed.
+fn uuid_like(seed: &str) -> String {
+    let h = hex::encode(Md5::digest(
+        format!("{seed}{:?}", SystemTime::now()).as_bytes(),
+    ));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// What Glance's inspector would call these bytes: qcow2 by its magic, a dynamic VHD by the
+/// footer copy at its start; anything else (a fixed VHD included) is raw.
+fn inspect(head: &[u8]) -> &'static str {
+    if head.starts_with(b"QFI\xfb") {
+        "qcow2"
+    } else if head.starts_with(b"conectix") {
+        "vhd"
+    } else {
+        "raw"
+    }
+}
+
+fn set_status(os: &OpenStack, id: &str, status: &str, extra: &[(&str, Value)]) {
+    if let Some(i) = os
+        .images
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_mut(id)
+    {
+        i.record.insert("status".into(), json!(status));
+        for (k, v) in extra {
+            i.record.insert((*k).into(), v.clone());
+        }
+    }
+}
+
+/// `PUT /v2/images/{id}/file`: streamed to a file, hashed on the way, inspected, then `active`.
+async fn upload(os: &OpenStack, id: &str, image: &Image, body: Body) -> Response {
+    if image.record.get("status").and_then(Value::as_str) != Some("queued") {
+        return error(
+            StatusCode::CONFLICT,
+            "Image status transition from active to saving is not allowed",
+        );
+    }
+    let declared = image
+        .record
+        .get("disk_format")
+        .and_then(Value::as_str)
+        .unwrap_or("raw")
+        .to_string();
+    set_status(os, id, "saving", &[]);
+    let path = os.dir.join(id);
+    let Ok(mut file) = tokio::fs::File::create(&path).await else {
+        set_status(os, id, "queued", &[]);
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot store the data");
+    };
+    let (mut md5, mut sha512) = (Md5::new(), Sha512::new());
+    let (mut size, mut head) = (0u64, Vec::new());
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            // The client went away: as Glance does, the image returns to queued.
+            set_status(os, id, "queued", &[]);
+            return error(StatusCode::BAD_REQUEST, "the upload was cut short");
+        };
+        size += chunk.len() as u64;
+        if size > SIZE_CAP {
+            set_status(os, id, "queued", &[]);
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Image exceeds the storage quota",
+            );
+        }
+        if head.len() < 512 {
+            head.extend_from_slice(&chunk[..chunk.len().min(512 - head.len())]);
+        }
+        md5.update(&chunk);
+        sha512.update(&chunk);
+        if file.write_all(&chunk).await.is_err() {
+            set_status(os, id, "queued", &[]);
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot store the data");
+        }
+    }
+    let _ = file.flush().await;
+    let found = inspect(&head);
+    let accepted = found == declared
+        || (found == "raw" && !INSPECTABLE.contains(&declared.as_str()))
+        || declared == "raw";
+    if !accepted {
+        let _ = tokio::fs::remove_file(&path).await;
+        set_status(os, id, "queued", &[]);
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &format!("Image disk_format {declared} does not match stream data {found}"),
+        );
+    }
+    set_status(
+        os,
+        id,
+        "active",
+        &[
+            ("size", json!(size)),
+            ("checksum", json!(hex::encode(md5.finalize()))),
+            ("os_hash_algo", json!("sha512")),
+            ("os_hash_value", json!(hex::encode(sha512.finalize()))),
+        ],
+    );
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /v2/images/{id}/file`, whole or one `Range` (206).
+async fn download(os: &OpenStack, id: &str, image: &Image, headers: &HeaderMap) -> Response {
+    if image.record.get("status").and_then(Value::as_str) != Some("active") {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let Ok(data) = tokio::fs::read(os.dir.join(id)).await else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the data");
+    };
+    let range = headers
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+    match range {
+        Some((start, end)) if start <= end && start < data.len() as u64 => {
+            let end = end.min(data.len() as u64 - 1);
+            let part = data[start as usize..=end as usize].to_vec();
+            let mut resp = (StatusCode::PARTIAL_CONTENT, part).into_response();
+            if let Ok(v) = format!("bytes {start}-{end}/{}", data.len()).parse() {
+                resp.headers_mut().insert("Content-Range", v);
+            }
+            resp
+        }
+        Some(_) => StatusCode::RANGE_NOT_SATISFIABLE.into_response(),
+        None => (StatusCode::OK, data).into_response(),
+    }
+}

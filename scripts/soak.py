@@ -19,6 +19,7 @@ Prints one line per run and a summary; exits 1 if any run fails a check.
 """
 
 import argparse
+import re
 import hashlib
 import json
 import os
@@ -143,6 +144,14 @@ def one_run(binary, run, rng):
             code, events, killed = run_imgferry(binary, args, full_env, kill_after=kill_at)
             mid = next((e["id"] for e in events if e.get("event") == "started"), None)
             resumes = 0
+            if code != 0 and mid is None:
+                # Killed before it printed its id: as a user would, run the same command again.
+                # It starts afresh, or is refused naming the unfinished migration to resume.
+                code, events, _ = run_imgferry(binary, args, full_env)
+                mid = next((e["id"] for e in events if e.get("event") == "started"), None)
+                named = re.search(r"imgferry resume (m-[0-9a-f]+)", next(
+                    (e.get("message", "") for e in events if e.get("event") == "error"), ""))
+                mid = mid or (named.group(1) if named else None)
             while code != 0 and mid and resumes < 6:
                 resumes += 1
                 code, events, _ = run_imgferry(binary, ["resume", mid, "--poll-interval", "0.2", "--http-timeout", "2"], full_env)
@@ -199,6 +208,14 @@ def one_fleet_run(binary, run, rng, members=8):
             code, events, killed = run_imgferry(binary, args, full_env, kill_after=kill_at)
             fleet = next((e["fleet"] for e in events if e.get("event") == "fleet_started"), None)
             resumes = 0
+            if code != 0 and fleet is None:
+                # Killed before it printed the fleet's id: run the same command again, as a user
+                # would; it starts afresh or names the fleet (or member) to resume.
+                code, events, _ = run_imgferry(binary, args, full_env)
+                fleet = next((e["fleet"] for e in events if e.get("event") == "fleet_started"), None)
+                named = re.search(r"imgferry resume (f-[0-9a-f]+)", next(
+                    (e.get("message", "") for e in events if e.get("event") == "error"), ""))
+                fleet = fleet or (named.group(1) if named else None)
             while code != 0 and fleet and resumes < 6:
                 resumes += 1
                 code, events, _ = run_imgferry(binary, ["resume", fleet] + opts, full_env)

@@ -99,6 +99,14 @@ impl Tokens {
             .is_some_and(|(exp, t)| *exp > SystemTime::now() && t == tenant)
     }
 
+    /// The tenant (or project) `token` was issued for, while it has not expired.
+    pub fn tenant_of(&self, token: &str) -> Option<String> {
+        self.issued()
+            .get(token)
+            .filter(|(exp, _)| *exp > SystemTime::now())
+            .map(|(_, t)| t.clone())
+    }
+
     /// Whether `token` was issued and has not expired.
     pub fn valid(&self, token: &str) -> bool {
         self.issued()

@@ -9,7 +9,7 @@
 //! beta), domain `Default` (id `default`), password `<user>-secret`. Application credentials are
 //! not simulated: that login is refused with 401.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -58,7 +58,8 @@ const READ_ONLY: [&str; 12] = [
 /// The OpenStack side's state.
 #[derive(Default)]
 pub struct OpenStack {
-    tokens: Mutex<HashMap<String, (SystemTime, String)>>,
+    /// Tokens and the project each was issued for.
+    tokens: super::identity::Tokens,
     images: Mutex<BTreeMap<String, Image>>,
     dir: PathBuf,
 }
@@ -121,14 +122,7 @@ pub(super) async fn tokens(State(shared): State<std::sync::Arc<Shared>>, body: B
         );
     };
     let os = &shared.openstack;
-    let expires = SystemTime::now() + TOKEN_TTL;
-    let token = {
-        let mut t = os.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        let seed = format!("{:?}-{}-{user_name}", SystemTime::now(), t.len());
-        let token = format!("gAAAA{}", hex::encode(Md5::digest(seed.as_bytes())));
-        t.insert(token.clone(), (expires, project_name.to_string()));
-        token
-    };
+    let (token, expires) = os.tokens.issue_for(TOKEN_TTL, project_name);
     crate::secrets::register(&token);
     let endpoints: Vec<Value> = REGIONS
         .iter()
@@ -155,10 +149,8 @@ pub(super) async fn tokens(State(shared): State<std::sync::Arc<Shared>>, body: B
 
 /// The project of a valid token, if the request carries one.
 fn project_of(os: &OpenStack, headers: &HeaderMap) -> Option<String> {
-    let token = headers.get("x-auth-token")?.to_str().ok()?;
-    let tokens = os.tokens.lock().unwrap_or_else(|e| e.into_inner());
-    let (expires, project) = tokens.get(token)?;
-    (*expires > SystemTime::now()).then(|| project.clone())
+    os.tokens
+        .tenant_of(headers.get("x-auth-token")?.to_str().ok()?)
 }
 
 /// Every `/glance/{region}/v2/…` request.

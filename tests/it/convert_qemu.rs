@@ -7,32 +7,15 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::Command;
 
-use imgferry::convert::VhdToQcow2;
 use imgferry::vhd::build::{Builder, Kind, Style};
-use imgferry::vhd::{dynamic, footer};
 
-use crate::support::{MIB, qemu_img, run_qemu};
+use crate::support::{MIB, qcow2_of, qemu_img, run_qemu};
 
-/// Converts `vhd` into `qcow2` the way a stream would: the first bytes for the layout, then the
-/// whole file forward in 1 MiB pieces.
+/// Converts the file `vhd` into the file `qcow2` ([`qcow2_of`]), returning its length.
 fn convert(vhd: &Path, qcow2: &Path) -> u64 {
-    let bytes = std::fs::read(vhd).unwrap();
-    let f = footer::Footer::new(bytes[..512].try_into().unwrap());
-    let h = dynamic::Header::new(bytes[512..1536].try_into().unwrap());
-    let at = h.table_offset() as usize;
-    let bat = &bytes[at..at + h.max_entries() as usize * 4];
-    let mut c = VhdToQcow2::new(&f, &h, bat).unwrap();
-    let mut out = std::fs::File::create(qcow2).unwrap();
-    out.write_all(&c.metadata()).unwrap();
-    let mut buf = Vec::new();
-    for (i, piece) in bytes.chunks(MIB as usize).enumerate() {
-        buf.clear();
-        c.push(i as u64 * MIB, piece, &mut buf).unwrap();
-        out.write_all(&buf).unwrap();
-    }
-    c.finish().unwrap();
-    assert_eq!(out.stream_position().unwrap(), c.output_len());
-    c.output_len()
+    let out = qcow2_of(&std::fs::read(vhd).unwrap());
+    std::fs::write(qcow2, &out).unwrap();
+    out.len() as u64
 }
 
 fn qemu(dir: &Path, args: &[&str]) -> String {

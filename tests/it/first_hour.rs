@@ -67,18 +67,14 @@ fn version_says_the_commit_and_the_target() {
     assert_eq!(String::from_utf8_lossy(&short.stdout).lines().count(), 1);
 }
 
-/// The files of the state directory that are migration records.
-fn records(w: &World) -> Vec<String> {
-    let mut ids: Vec<String> = std::fs::read_dir(w.state.path())
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let n = e.file_name().to_string_lossy().into_owned();
-            n.strip_suffix(".json").map(str::to_string)
-        })
-        .collect();
-    ids.sort();
-    ids
+/// `migrate --from DFW --to IAD --server SERVER EXTRA…`, without the test harness's fast polling
+/// (so the flags under test are the only ones given).
+fn dfw_to_iad<'a>(server: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "migrate", "--from", "DFW", "--to", "IAD", "--server", server,
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// Runs the binary for people (`--output human`), returning the exit code, stdout and stderr.
@@ -104,7 +100,7 @@ async fn a_refused_start_keeps_nothing_and_forget_and_clean_drop_records() {
     let not_vhd = w.file("notes.vhd", b"not a disk image at all");
     let bad = w.migrate(&["--vhd", not_vhd.to_str().unwrap()]).await;
     assert_eq!(bad.code, 3, "{bad:#?}");
-    assert!(records(&w).is_empty(), "{:?}", records(&w));
+    assert!(w.records().is_empty(), "{:?}", w.records());
     let (_, stdout, stderr) = human(
         &w,
         &[
@@ -149,7 +145,7 @@ async fn a_refused_start_keeps_nothing_and_forget_and_clean_drop_records() {
     let (code, stdout, _) = human(&w, &["forget", "m-aaaaaaaaaa", "--force"]).await;
     assert_eq!(code, 0);
     assert!(stdout.contains("still in the cloud"), "{stdout}");
-    assert_eq!(records(&w), vec![id.clone()]);
+    assert_eq!(w.records(), vec![id.clone()]);
 
     // clean: finished ones only; --dry-run drops nothing.
     let (code, stdout, _) = human(&w, &["clean", "--dry-run"]).await;
@@ -158,13 +154,13 @@ async fn a_refused_start_keeps_nothing_and_forget_and_clean_drop_records() {
         stdout.contains(&format!("would drop 1 record finished: {id}")),
         "{stdout}"
     );
-    assert_eq!(records(&w).len(), 1);
+    assert_eq!(w.records().len(), 1);
     let (code, stdout, _) = human(&w, &["clean", "--older-than", "1h"]).await;
     assert_eq!(code, 0);
     assert!(stdout.contains("nothing finished to drop"), "{stdout}");
     let (code, _, _) = human(&w, &["clean"]).await;
     assert_eq!(code, 0);
-    assert!(records(&w).is_empty());
+    assert!(w.records().is_empty());
     let (_, stdout, _) = human(&w, &["status"]).await;
     assert!(stdout.contains("no migrations"), "{stdout}");
 }
@@ -221,24 +217,20 @@ async fn durations_take_units_and_dry_runs_never_print_placeholders() {
     let server = w.server();
     let (code, stdout, stderr) = human(
         &w,
-        &[
-            "migrate",
-            "--from",
-            "DFW",
-            "--to",
-            "IAD",
-            "--server",
+        &dfw_to_iad(
             &server,
-            "--dry-run",
-            "--poll-interval",
-            "30s",
-            "--step-deadline",
-            "12h",
-            "--http-timeout",
-            "2m",
-            "--max-backoff",
-            "1m",
-        ],
+            &[
+                "--dry-run",
+                "--poll-interval",
+                "30s",
+                "--step-deadline",
+                "12h",
+                "--http-timeout",
+                "2m",
+                "--max-backoff",
+                "1m",
+            ],
+        ),
     )
     .await;
     assert_eq!(code, 0, "{stderr}");
@@ -247,39 +239,11 @@ async fn durations_take_units_and_dry_runs_never_print_placeholders() {
         "{stdout}"
     );
     assert!(stdout.contains("exporting the snapshot"), "{stdout}");
-    let (code, _, stderr) = human(
-        &w,
-        &[
-            "migrate",
-            "--from",
-            "DFW",
-            "--to",
-            "IAD",
-            "--server",
-            &server,
-            "--step-deadline",
-            "soon",
-        ],
-    )
-    .await;
+    let (code, _, stderr) = human(&w, &dfw_to_iad(&server, &["--step-deadline", "soon"])).await;
     assert_eq!(code, 2);
     assert!(stderr.contains("30s, 5m, 12h"), "{stderr}");
     // A plain number of bytes where a size is meant is refused with the likely unit.
-    let (code, _, stderr) = human(
-        &w,
-        &[
-            "migrate",
-            "--from",
-            "DFW",
-            "--to",
-            "IAD",
-            "--server",
-            &server,
-            "--max-virtual-size",
-            "40",
-        ],
-    )
-    .await;
+    let (code, _, stderr) = human(&w, &dfw_to_iad(&server, &["--max-virtual-size", "40"])).await;
     assert_eq!(code, 2);
     assert!(stderr.contains("40GiB"), "{stderr}");
     // A local VHD's plan speaks of no export.
@@ -321,17 +285,7 @@ async fn messages_are_plain_words_and_quiet_verbose_and_the_log_file_do_what_the
         "{stderr}"
     );
     // -v: where the credentials and the region came from.
-    let dry = [
-        "migrate",
-        "--from",
-        "DFW",
-        "--to",
-        "IAD",
-        "--server",
-        &server,
-        "--dry-run",
-    ];
-    let mut args = dry.to_vec();
+    let mut args = dfw_to_iad(&server, &["--dry-run"]);
     args.push("-v");
     let (_, _, stderr) = human(&w, &args).await;
     assert!(stderr.contains("info: credentials: user"), "{stderr}");

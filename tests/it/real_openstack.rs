@@ -9,13 +9,11 @@ use futures::StreamExt;
 use imgferry::api::glance::{Glance, UploadError};
 use imgferry::api::keystone::{self, Credentials, Domain, Project};
 use imgferry::api::{Error, JsonService, auth::Auth};
-use imgferry::convert::VhdToQcow2;
 use imgferry::http::RetryConfig;
 use imgferry::vhd::build::{Builder, Kind, Style};
-use imgferry::vhd::{dynamic, footer};
 use sha2::{Digest, Sha512};
 
-use crate::support::{MIB, qemu_img, service_url};
+use crate::support::{MIB, qcow2_of, qemu_img, service_url};
 
 fn keystone_url() -> Option<String> {
     service_url(
@@ -50,20 +48,6 @@ async fn glance_as(url: &str, creds: &Credentials) -> Glance {
         Auth::fixed(&session.token),
         RetryConfig::default(),
     ))
-}
-
-/// Converts a dynamic VHD to qcow2 through the streaming converter, in 1 MiB pieces.
-fn to_qcow2(vhd: &[u8]) -> Vec<u8> {
-    let f = footer::Footer::new(vhd[..512].try_into().unwrap());
-    let h = dynamic::Header::new(vhd[512..1536].try_into().unwrap());
-    let at = h.table_offset() as usize;
-    let mut c = VhdToQcow2::new(&f, &h, &vhd[at..at + h.max_entries() as usize * 4]).unwrap();
-    let mut out = c.metadata();
-    for (i, piece) in vhd.chunks(MIB as usize).enumerate() {
-        c.push(i as u64 * MIB, piece, &mut out).unwrap();
-    }
-    c.finish().unwrap();
-    out
 }
 
 /// The bytes as a streamed body of 256 KiB chunks (no Content-Length: chunked, as a pipelined
@@ -184,7 +168,7 @@ async fn converted_upload(url: &str) {
         .block(100, 0x42)
         .build()
         .bytes;
-    let qcow2 = to_qcow2(&vhd);
+    let qcow2 = qcow2_of(&vhd);
     let sha512 = hex::encode(Sha512::digest(&qcow2));
     let mut props = serde_json::Map::new();
     let tag = format!("m-conformance-{}", std::process::id());

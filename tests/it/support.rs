@@ -406,18 +406,27 @@ impl World {
     }
 
     /// How many resources of `kind` the simulator created.
-    /// Migration records in the state directory.
-    pub fn state_files(&self) -> usize {
-        std::fs::read_dir(self.state.path())
+    /// The ids of the migration records in the state directory, sorted.
+    pub fn records(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.state.path())
             .map(|d| {
                 d.flatten()
-                    .filter(|e| {
+                    .filter_map(|e| {
                         let n = e.file_name().to_string_lossy().into_owned();
-                        n.starts_with("m-") && n.ends_with(".json")
+                        n.strip_suffix(".json")
+                            .filter(|id| id.starts_with("m-"))
+                            .map(str::to_string)
                     })
-                    .count()
+                    .collect()
             })
-            .unwrap_or(0)
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// How many migration records the state directory holds.
+    pub fn state_files(&self) -> usize {
+        self.records().len()
     }
 
     pub fn created(&self, kind: &str) -> usize {
@@ -485,4 +494,22 @@ pub fn server_args(w: &World) -> Vec<String> {
 
 pub fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
+}
+
+/// A dynamic VHD converted to qcow2 through the streaming converter, pushed in 1 MiB pieces as a
+/// stream would arrive (the layout from the footer copy, the header and the BAT first).
+pub fn qcow2_of(vhd: &[u8]) -> Vec<u8> {
+    use imgferry::vhd::{dynamic, footer};
+    let f = footer::Footer::new(vhd[..512].try_into().unwrap());
+    let h = dynamic::Header::new(vhd[512..1536].try_into().unwrap());
+    let at = h.table_offset() as usize;
+    let bat = &vhd[at..at + h.max_entries() as usize * 4];
+    let mut c = imgferry::convert::VhdToQcow2::new(&f, &h, bat).unwrap();
+    let mut out = c.metadata();
+    for (i, piece) in vhd.chunks(MIB as usize).enumerate() {
+        c.push(i as u64 * MIB, piece, &mut out).unwrap();
+    }
+    c.finish().unwrap();
+    assert_eq!(out.len() as u64, c.output_len());
+    out
 }

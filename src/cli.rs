@@ -258,14 +258,43 @@ pub struct MigrateArgs {
     /// profile's region].
     #[arg(long, value_name = "REGION", help_heading = "Source")]
     pub from: Option<String>,
-    /// Destination region (such as IAD).
+    /// The source is an image of an OpenStack cloud: NAME is a cloud of clouds.yaml (as for
+    /// --to-cloud), --image names the image (id or name) and --from picks the cloud's region
+    /// [default: its region_name]. It goes to --to-cloud or --to-file, read by parallel ranges
+    /// and checked against the image's own sha512 and md5.
+    #[arg(long, value_name = "NAME", help_heading = "Source")]
+    pub from_cloud: Option<String>,
+    /// Destination region (such as IAD); with --to-cloud, the cloud's region [default: its
+    /// region_name].
     #[arg(
         long,
         value_name = "REGION",
-        required_unless_present = "to_file",
+        required_unless_present_any = ["to_file", "to_cloud"],
         help_heading = "Destination"
     )]
     pub to: Option<String>,
+    /// End at an image in an OpenStack cloud instead of a Rackspace region: NAME is a cloud of
+    /// clouds.yaml, found where the openstack client finds it (OS_CLIENT_CONFIG_FILE names
+    /// another file). The VHD is converted on the way (--disk-format) and streamed into Glance;
+    /// no Rackspace credentials are needed for a --vhd.
+    #[arg(
+        long,
+        value_name = "NAME",
+        conflicts_with_all = ["to_file", "boot", "to_identity_url", "servers_file", "all_servers"],
+        help_heading = "Destination"
+    )]
+    pub to_cloud: Option<String>,
+    /// What the image is stored as in an OpenStack cloud: auto is qcow2 from a dynamic VHD and
+    /// raw from a fixed one.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value_t = DiskFormat::Auto,
+        requires = "to_cloud",
+        help_heading = "Destination"
+    )]
+    pub disk_format: DiskFormat,
     /// Instead of importing into another region, end at a local VHD file: downloaded in verified,
     /// resumable segments, written sparse, validated, and renamed into place when done. An
     /// existing directory (or a path ending in /) gets DIR/<image name>.vhd.
@@ -377,6 +406,15 @@ pub struct MigrateArgs {
     pub credentials: CredentialOpts,
     #[command(flatten)]
     pub http: HttpOpts,
+}
+
+/// The disk format of an image stored in an OpenStack cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiskFormat {
+    Auto,
+    Qcow2,
+    Raw,
+    Vhd,
 }
 
 /// XenServer's virtualisation mode for the imported image (Glance's `vm_mode` property).

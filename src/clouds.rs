@@ -35,6 +35,14 @@ pub struct Cloud {
     pub origin: String,
 }
 
+/// Who logs in with `c`: the user name, or the application credential's id (neither is secret).
+pub fn user_of(c: &Credentials) -> String {
+    match c {
+        Credentials::Password { username, .. } => username.clone(),
+        Credentials::ApplicationCredential { id, .. } => format!("application credential {id}"),
+    }
+}
+
 /// Cloud `name` of the clouds.yaml `l` finds.
 pub fn resolve(l: &Lookup<'_>, name: &str) -> Result<Cloud, Error> {
     let Some((path, file)) = crate::profiles::load_clouds(l)? else {

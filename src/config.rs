@@ -16,7 +16,7 @@ use crate::cli::{
 use crate::http::RetryConfig;
 use crate::migrate::fleet::{Selection, Shard};
 use crate::migrate::session::Link;
-use crate::migrate::state::{Cleanup, Entry, ObjectRef, Plan, ServiceNet};
+use crate::migrate::state::{Cleanup, CloudSide, DiskFormat, Entry, ObjectRef, Plan, ServiceNet};
 use crate::migrate::{Store, store};
 use crate::progress::Format;
 use crate::transfer::plan::{MAX_PIECE, MIN_SEGMENT};
@@ -162,6 +162,21 @@ impl RunConfig {
         Ok(found)
     }
 
+    /// Cloud `name` of `clouds.yaml` (`--to-cloud`), found as the openstack client finds it.
+    pub fn cloud(&self, name: &str) -> Result<crate::clouds::Cloud, Error> {
+        let env = |k: &str| std::env::var(k).ok();
+        Ok(crate::clouds::resolve(
+            &crate::profiles::Lookup {
+                profile: None,
+                os_cloud: None,
+                env: &env,
+                home: std::env::var_os("HOME").map(PathBuf::from),
+                cwd: std::env::current_dir().unwrap_or_default(),
+            },
+            name,
+        )?)
+    }
+
     /// How to reach the cloud: the flag or environment wins, then `saved` (a resumed migration's
     /// own endpoint), then Rackspace's.
     pub fn link(&self, saved: Option<&str>) -> Link {
@@ -239,8 +254,11 @@ pub fn migrate_request(
         Some(_) => Entry::Server { id: String::new() },
         None => entry(&args.source)?,
     };
-    let from = match entry {
-        Entry::Vhd { .. } => None,
+    cloud_routes(args, &entry, fleet.is_some())?;
+    let from = match (&entry, &args.from_cloud) {
+        // Named once the cloud is read (`aim_at_clouds`).
+        (_, Some(cloud)) => Some(cloud.clone()),
+        (Entry::Vhd { .. }, None) => None,
         _ => Some(
             args.from
                 .as_deref()
@@ -261,16 +279,23 @@ pub fn migrate_request(
             crate::migrate::to_file::check_path(p).map_err(|(p, why)| flag("--to-file", p, why))
         })
         .transpose()?;
-    let mut plan = Plan::new(
-        from.clone(),
-        destination(args, to_file.is_some(), from)?,
-        entry,
-        String::new(),
-    );
+    let to = match &args.to_cloud {
+        // Named once the cloud is read (`aim_at_cloud`).
+        Some(cloud) => cloud.clone(),
+        None => destination(args, to_file.is_some(), from.clone())?,
+    };
+    let mut plan = Plan::new(from, to, entry, String::new());
+    cloud_sides(args, &mut plan);
+    // The VHD is converted as it streams, forward, once: it is read when the export is whole.
+    let pipeline = args.to_cloud.is_none() && !args.no_pipeline;
     // Images can be exported and imported between accounts of one region (support-how-to
     // `content/cloud-servers/cloud-server-image-limitations.md`); within one account there is
     // nothing to move.
-    if to_file.is_none() && !other_account && plan.from.as_deref() == Some(plan.to.as_str()) {
+    if to_file.is_none()
+        && plan.to_cloud.is_none()
+        && !other_account
+        && plan.from.as_deref() == Some(plan.to.as_str())
+    {
         return Err(flag(
             "--to",
             &plan.to,
@@ -296,6 +321,14 @@ pub fn migrate_request(
         cli::ServiceNet::Destination => ServiceNet::Destination,
         cli::ServiceNet::Both => ServiceNet::Both,
     };
+    if plan.to_cloud.is_some() && plan.servicenet.destination() {
+        return Err(flag(
+            "--servicenet",
+            "destination",
+            "ServiceNet is Rackspace's legacy network; an OpenStack cloud is reached over its \
+             catalog's interface (clouds.yaml `interface`)",
+        ));
+    }
     if plan.servicenet == ServiceNet::Both
         && to_file.is_none()
         && plan.from.as_deref() != Some(plan.to.as_str())
@@ -320,7 +353,7 @@ pub fn migrate_request(
         cli::VmMode::Hvm => "hvm".to_string(),
         cli::VmMode::Xen => "xen".to_string(),
     });
-    plan.pipeline = !args.no_pipeline;
+    plan.pipeline = pipeline;
     if let Some(path) = to_file {
         if fleet.is_some() {
             return Err(flag(
@@ -342,6 +375,98 @@ pub fn migrate_request(
         to_identity_url: args.to_identity_url.as_deref().map(named_identity),
         fleet,
     })
+}
+
+/// The OpenStack routes this build supports: `--from-cloud` takes an `--image` and goes to a
+/// cloud or a file; `--to-cloud` takes one source, not a fleet.
+fn cloud_routes(args: &MigrateArgs, entry: &Entry, fleet: bool) -> Result<(), Error> {
+    if let Some(cloud) = &args.from_cloud {
+        if !matches!(entry, Entry::Image { .. }) {
+            return Err(flag(
+                "--from-cloud",
+                cloud,
+                "takes --image ID|NAME, an image of that cloud",
+            ));
+        }
+        if args.to_cloud.is_none() && args.to_file.is_none() {
+            return Err(flag(
+                "--from-cloud",
+                cloud,
+                "goes to --to-cloud NAME or --to-file PATH; into a Rackspace legacy region is not \
+                 supported yet (it needs the image converted to a VHD)",
+            ));
+        }
+    }
+    if let (Some(cloud), true) = (&args.to_cloud, fleet) {
+        return Err(flag(
+            "--to-cloud",
+            cloud,
+            "takes one server, image, export or VHD at a time, not a fleet",
+        ));
+    }
+    Ok(())
+}
+
+/// The plan's OpenStack sides as the flags name them (`--from-cloud`, `--to-cloud`,
+/// `--disk-format`); their endpoints and users are filled in once `clouds.yaml` is read
+/// ([`aim_at_clouds`]).
+fn cloud_sides(args: &MigrateArgs, plan: &mut Plan) {
+    plan.disk_format = match args.disk_format {
+        cli::DiskFormat::Auto => DiskFormat::Auto,
+        cli::DiskFormat::Qcow2 => DiskFormat::Qcow2,
+        cli::DiskFormat::Raw => DiskFormat::Raw,
+        cli::DiskFormat::Vhd => DiskFormat::Vhd,
+    };
+    // Filled in from clouds.yaml once the clouds are read (`aim_at_clouds`).
+    let side = |cloud: &str, region: &Option<String>| CloudSide {
+        cloud: cloud.to_string(),
+        auth_url: String::new(),
+        user: String::new(),
+        region: region.clone(),
+        interface: "public".into(),
+    };
+    plan.from_cloud = args.from_cloud.as_deref().map(|c| side(c, &args.from));
+    if let Some(cloud) = &args.to_cloud {
+        plan.to_cloud = Some(side(cloud, &args.to));
+        // Rackspace's import limits are not an OpenStack cloud's (its image_size_cap is not
+        // published: a 413 says it).
+        plan.max_virtual_size = u64::MAX;
+        plan.max_physical_size = u64::MAX;
+    }
+}
+
+/// Fills one side of a plan from `cloud` as `clouds.yaml` describes it: its endpoint, user,
+/// interface and (unless `--from`/`--to` named one) region.
+fn aim(side: &mut CloudSide, cloud: &crate::clouds::Cloud) {
+    side.auth_url = cloud.auth_url.clone();
+    side.user = crate::clouds::user_of(&cloud.credentials);
+    side.interface = cloud.interface.clone();
+    if side.region.is_none() {
+        side.region = cloud.region.clone();
+    }
+}
+
+/// Points the plan's OpenStack sides at their clouds (`--from-cloud`, `--to-cloud`); `from` and
+/// `to` become `CLOUD` or `CLOUD/REGION`.
+pub fn aim_at_clouds(
+    plan: &mut Plan,
+    from: Option<&crate::clouds::Cloud>,
+    to: Option<&crate::clouds::Cloud>,
+) {
+    if let (Some(side), Some(cloud)) = (plan.from_cloud.as_mut(), from) {
+        aim(side, cloud);
+        plan.from = Some(side.shown());
+    }
+    if let (Some(side), Some(cloud)) = (plan.to_cloud.as_mut(), to) {
+        aim(side, cloud);
+        plan.to = side.shown();
+    }
+    if plan.to_file.is_some()
+        && let Some(side) = &plan.from_cloud
+    {
+        // A download's "destination" API is the source's, as for a legacy region.
+        plan.to = side.shown();
+    }
 }
 
 /// The flags that tune how the plan runs: connections, segment size, limits, deadlines, polling.

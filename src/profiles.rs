@@ -271,7 +271,21 @@ fn implicit_default(l: &Lookup<'_>) -> Result<Option<Profile>, Error> {
     match clouds.map(|c| c.keys().collect::<Vec<_>>()).as_deref() {
         Some([only]) => {
             let name = only.as_str().unwrap_or_default().to_string();
-            cloud_entry(&path, &file, &name).map(Some)
+            let entry = cloud_entry(&path, &file, &name)?;
+            // A Keystone v3 cloud (an OpenStack cloud for --to-cloud) is not a legacy account:
+            // Rackspace's legacy identity is v2.0, and taking it implicitly would send its
+            // credentials where they cannot work.
+            if entry
+                .identity_url
+                .as_deref()
+                .is_some_and(|u| u.trim_end_matches('/').ends_with("/v3"))
+            {
+                tracing::info!(
+                    "clouds.yaml's only cloud {name} is Keystone v3: not a legacy account"
+                );
+                return Ok(None);
+            }
+            Ok(Some(entry))
         }
         _ => Ok(None),
     }

@@ -1,5 +1,6 @@
-//! Glance v2 (OpenStack Image) as a destination: create an image record, stream its bytes with
-//! `PUT /v2/images/{id}/file`, read it back, find it by a property, delete it
+//! Glance v2 (OpenStack Image) as a source and a destination: create an image record, stream its
+//! bytes with `PUT /v2/images/{id}/file`, read them back by ranges (`GET …/file` with `Range`,
+//! answered 206), find an image by a property or its name, delete it
 //! (openstack/glance `api-ref/source/v2/images-images-v2.inc`, `images-data.inc`;
 //! `glance/api/v2/images.py`, `image_data.py`).
 //!
@@ -147,6 +148,66 @@ impl Glance {
     pub async fn get(&self, id: &str) -> Result<Option<Image>, Error> {
         let url = self.service.url(&format!("v2/images/{}", segment(id)));
         self.service.get("image", &url).await
+    }
+
+    /// `len` bytes at `offset` of the image's data, whole. Only a 206 is accepted (a 200 would be
+    /// the whole image); an answer cut short is fetched again within the retry budget.
+    pub async fn fetch_range(&self, id: &str, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
+        let url = self.service.url(&format!("v2/images/{}/file", segment(id)));
+        let range = format!("bytes={offset}-{}", offset + len.max(1) - 1);
+        let cap = usize::try_from(len).unwrap_or(usize::MAX).saturating_add(1);
+        let mut attempts = crate::http::Attempts::new(&self.service.retry);
+        loop {
+            let sent = std::time::Instant::now();
+            let resp = super::auth::send(
+                &self.service.auth,
+                &mut attempts,
+                Idempotency::Idempotent,
+                |t| {
+                    self.service
+                        .http
+                        .get(&url)
+                        .header("X-Auth-Token", t)
+                        .header("Range", &range)
+                },
+                &*self.service.on_retry,
+            )
+            .await?;
+            match resp.status().as_u16() {
+                206 => {}
+                200 => {
+                    return Err(Error::Unexpected {
+                        url: crate::http::redact(&url),
+                        detail: format!("asked for {range} and got the whole image (200, not 206)"),
+                    });
+                }
+                _ => return Err(Error::from_response("image data", resp).await),
+            }
+            let read =
+                super::read_or_retry(&mut attempts, resp, cap, sent, &*self.service.on_retry)
+                    .await?;
+            if let Some(fetched) = read {
+                if fetched.body.len() as u64 != len {
+                    return Err(Error::Unexpected {
+                        url: crate::http::redact(&url),
+                        detail: format!(
+                            "asked for {range} ({len} bytes) and got {} bytes",
+                            fetched.body.len()
+                        ),
+                    });
+                }
+                return Ok(fetched.body);
+            }
+        }
+    }
+
+    /// The image with id `id_or_name`, or else the images named so (the caller decides what
+    /// several of one name mean).
+    pub async fn resolve(&self, id_or_name: &str) -> Result<Vec<Image>, Error> {
+        if let Some(image) = self.get(id_or_name).await? {
+            return Ok(vec![image]);
+        }
+        self.find("name", id_or_name).await
     }
 
     /// The images whose property `key` is `value` (Glance filters on any property).

@@ -68,7 +68,7 @@ pub async fn run(args: &DemoArgs, cfg: &RunConfig) -> Result<Outcome, CommandErr
     link.identity_url = sim.identity_url();
     let session = Session::new(
         link,
-        sim.account().credentials(),
+        Some(sim.account().credentials()),
         Store::open(&dir)?,
         reporter.sink(),
         crate::signals::cancel_on_signals(),

@@ -15,24 +15,56 @@ pub async fn run_migrate(
     cfg: &RunConfig,
 ) -> Result<Outcome, Error> {
     let mut cfg = cfg.clone();
-    let found = cfg.credentials()?;
-    let dst_creds = cfg.destination_credentials()?;
+    // A local VHD going to an OpenStack cloud touches no Rackspace region.
+    let cloud = args.to_cloud.as_deref().map(|n| cfg.cloud(n)).transpose()?;
+    let src_cloud = args
+        .from_cloud
+        .as_deref()
+        .map(|n| cfg.cloud(n))
+        .transpose()?;
+    // A local VHD or a cloud's image going to an OpenStack cloud or a file touches no Rackspace
+    // region.
+    let legacy_src = src_cloud.is_none() && args.source.vhd.is_none();
+    let legacy_dst = cloud.is_none() && !(src_cloud.is_some() && args.to_file.is_some());
+    let legacy = legacy_src || legacy_dst;
+    let found = if legacy {
+        Some(cfg.credentials()?)
+    } else {
+        None
+    };
+    let dst_creds = if legacy_dst {
+        cfg.destination_credentials()?
+    } else {
+        None
+    };
     let other_account = dst_creds
         .as_ref()
-        .is_some_and(|c| c.username != found.creds.username)
+        .zip(found.as_ref())
+        .is_some_and(|(c, f)| c.username != f.creds.username)
         || args
             .to_identity_url
             .as_deref()
             .is_some_and(|u| config::named_identity(u) != cfg.link(None).identity_url);
-    let mut request = config::migrate_request(args, found.region.as_deref(), other_account)?;
+    let default_from = found.as_ref().and_then(|f| f.region.as_deref());
+    let mut request = config::migrate_request(args, default_from, other_account)?;
     let reporter = Arc::new(Reporter::new(cfg.format, cfg.quiet));
-    let mut session = session(&cfg, found.creds.clone(), None, cfg.store()?, &reporter)?;
-    if request.to_identity_url.is_some() || dst_creds.is_some() {
+    let creds = found.map(|f| f.creds);
+    let mut session = session(&cfg, creds.clone(), None, cfg.store()?, &reporter)?;
+    config::aim_at_clouds(&mut request.plan, src_cloud.as_ref(), cloud.as_ref());
+    if let Some(cloud) = src_cloud {
+        session = session.with_source_cloud(cloud);
+    }
+    if let Some(cloud) = cloud {
+        session = session.with_cloud(cloud);
+    }
+    if let Some(creds) = creds
+        && (request.to_identity_url.is_some() || dst_creds.is_some())
+    {
         let url = request
             .to_identity_url
             .clone()
             .unwrap_or_else(|| cfg.link(None).identity_url);
-        session = session.with_destination(url, dst_creds.unwrap_or(found.creds));
+        session = session.with_destination(url, dst_creds.unwrap_or(creds));
     }
     if let Some(spec) = request.fleet.clone() {
         return super::fleet::run_new(session, request, spec, &reporter, cfg.format).await;
@@ -112,14 +144,26 @@ pub async fn run_resume(
     let store = cfg.store()?;
     let saved = store.load(id)?;
     let reporter = Arc::new(Reporter::new(cfg.format, cfg.quiet));
-    let session = resumed_session(
-        &mut cfg,
-        store,
-        &reporter,
-        &saved.identity_url,
-        saved.dst_identity_url.clone(),
-        (id, saved.dst_username.as_deref()),
-    )?;
+    let clouds = saved.plan.to_cloud.is_some() || saved.plan.from_cloud.is_some();
+    let mut session = if saved.username.is_none() && clouds {
+        // Nothing in a Rackspace region: no Rackspace login.
+        session(&cfg, None, None, store, &reporter)?
+    } else {
+        resumed_session(
+            &mut cfg,
+            store,
+            &reporter,
+            &saved.identity_url,
+            saved.dst_identity_url.clone(),
+            (id, saved.dst_username.as_deref()),
+        )?
+    };
+    if let Some(side) = &saved.plan.from_cloud {
+        session = session.with_source_cloud(cfg.cloud(&side.cloud)?);
+    }
+    if let Some(side) = &saved.plan.to_cloud {
+        session = session.with_cloud(cfg.cloud(&side.cloud)?);
+    }
     let finished = session.resume(id, changes).await?;
     render(&reporter, cfg.format, finished)
 }
@@ -179,7 +223,7 @@ fn resumed_session(
     }
     let mut session = session(
         cfg,
-        found.creds.clone(),
+        Some(found.creds.clone()),
         Some(identity_url),
         store,
         reporter,
@@ -194,7 +238,7 @@ fn resumed_session(
 /// A session with `creds`, reporting to `reporter`.
 fn session(
     cfg: &RunConfig,
-    creds: Credentials,
+    creds: Option<Credentials>,
     saved_identity: Option<&str>,
     store: Store,
     reporter: &Arc<Reporter>,

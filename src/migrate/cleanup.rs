@@ -19,9 +19,9 @@ pub async fn run(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         .facts
         .transfer
         .as_ref()
-        .filter(|_| m.plan.to_file.is_none())
+        .filter(|_| m.plan.to_file.is_none() && m.plan.to_cloud.is_none())
     {
-        let files = &ctx.dst.files;
+        let files = &ctx.dst()?.files;
         files.delete(&t.dest_container, &t.dest_name).await?;
         for p in &t.pieces {
             files.delete(&t.dest_container, &p.dest).await?;

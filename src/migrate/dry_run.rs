@@ -41,6 +41,9 @@ impl DryRun {
 
 /// Runs the checks of a dry run for `plan`.
 pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
+    if plan.from_cloud.is_some() {
+        return from_cloud(ctx, plan).await;
+    }
     let mut checks = Vec::new();
     // The same checks a real run makes before imaging; they also say what the source is.
     checks.extend(super::eligibility::check(ctx, plan).await?);
@@ -48,7 +51,7 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
     if plan.name.is_empty() {
         plan.name = super::preflight::default_name(ctx.src.as_ref(), &plan).await;
     }
-    super::to_file::name_in_directory(&mut plan)?;
+    super::to_file::name_in_directory(&mut plan, "vhd")?;
     let plan = &plan;
     let report = check_vhd(ctx, plan, &mut checks).await?;
     if let (Some(flavor), Some(r)) = (&plan.boot, &report) {
@@ -67,6 +70,12 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
     checks.push(format!(
         "the cloud's rules allow this {what} (docs/real-cloud.md)"
     ));
+    if let Some(cloud) = &ctx.cloud {
+        checks.push(format!(
+            "logged in to {} and found its image service",
+            cloud.name
+        ));
+    }
     let predicted_code = report
         .as_ref()
         .and_then(|r| r.verdict.code)
@@ -86,27 +95,81 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
             ),
         });
     }
-    // The same descriptions a real run shows, of a migration whose id is not known yet.
-    let mut m = Migration::new("<id>".into(), String::new(), plan.clone());
-    let steps = route::route(plan)
-        .into_iter()
-        .map(|step| {
-            m.step = step;
-            let to = plan.to_file.as_deref().unwrap_or(&plan.to);
-            format!("{}: {}", step.label(to), route::describe(&m))
-        })
-        .collect();
     Ok(DryRun {
         from: plan.from.clone(),
         to: plan.to_file.clone().unwrap_or_else(|| plan.to.clone()),
         source: plan.entry.describe(),
-        steps,
+        steps: steps_of(plan),
         checks,
         predicted_code,
         force: plan.force,
         image_name: plan.name.clone(),
         creates_nothing: true,
     })
+}
+
+/// A dry run from an OpenStack image: it is found (by id, else by its one name) and must be
+/// active; nothing else is read.
+async fn from_cloud(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
+    let Entry::Image { id } = &plan.entry else {
+        return Err(Error::Invariant("--from-cloud without --image"));
+    };
+    let source = super::cloud::source_glance(ctx)?;
+    let found = source.resolve(id).await?;
+    let [image] = found.as_slice() else {
+        return Err(Error::Final(format!(
+            "{} images in {} are {id} (by id or name); give one image's id",
+            found.len(),
+            plan.from.as_deref().unwrap_or_default()
+        )));
+    };
+    let mut checks = vec![format!(
+        "image {} ({}) in {}: {}, {}, {}",
+        image.id,
+        image.name.as_deref().unwrap_or_default(),
+        plan.from.as_deref().unwrap_or_default(),
+        image.disk_format.as_deref().unwrap_or("no disk format"),
+        image.size.map_or_else(|| "no size".into(), size),
+        image.status
+    )];
+    if image.status != "active" {
+        checks.push("it is not active: a real run would refuse it".into());
+    }
+    if let Some(cloud) = &ctx.cloud {
+        checks.push(format!(
+            "logged in to {} and found its image service",
+            cloud.name
+        ));
+    }
+    let mut plan = plan.clone();
+    if plan.name.is_empty() {
+        plan.name = image.name.clone().unwrap_or_else(|| image.id.clone());
+    }
+    Ok(DryRun {
+        from: plan.from.clone(),
+        to: plan.to_file.clone().unwrap_or_else(|| plan.to.clone()),
+        source: plan.entry.describe(),
+        steps: steps_of(&plan),
+        checks,
+        predicted_code: None,
+        force: plan.force,
+        image_name: plan.name.clone(),
+        creates_nothing: true,
+    })
+}
+
+/// The steps a real run of `plan` would take, as a real run describes them.
+fn steps_of(plan: &Plan) -> Vec<String> {
+    // The same descriptions a real run shows, of a migration whose id is not known yet.
+    let mut m = Migration::new("<id>".into(), String::new(), plan.clone());
+    route::route(plan)
+        .into_iter()
+        .map(|step| {
+            m.step = step;
+            let to = plan.to_file.as_deref().unwrap_or(&plan.to);
+            format!("{}: {}", step.label(to), route::describe(&m))
+        })
+        .collect()
 }
 
 /// Validates the source when it is a VHD already (an export, a local file). Records what it saw.

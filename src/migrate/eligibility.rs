@@ -99,9 +99,9 @@ fn check_roles(ctx: &Ctx, plan: &Plan) -> Result<(), Error> {
     if exports && let Some(src) = &ctx.src {
         sides.push((src, "export the image (an export task)"));
     }
-    if plan.to_file.is_none() {
+    if let Some(dst) = ctx.dst.as_ref().filter(|_| plan.to_file.is_none()) {
         sides.push((
-            &ctx.dst,
+            dst,
             "import the image (an import task) and set its properties",
         ));
     }
@@ -141,8 +141,10 @@ async fn servicenet_reachable(ctx: &Ctx, plan: &Plan) -> Result<(), Error> {
     {
         sides.push((src, "source"));
     }
-    if plan.servicenet.destination() {
-        sides.push((&ctx.dst, "destination"));
+    if plan.servicenet.destination()
+        && let Some(dst) = &ctx.dst
+    {
+        sides.push((dst, "destination"));
     }
     for (region, side) in sides {
         let url = region.files.account_url();
@@ -333,7 +335,7 @@ fn exportable(image: &Image, tenant: Option<&str>) -> Result<(), Error> {
 /// The `--boot` flavor exists in the destination, has a local disk, and the disk holds `needed`
 /// bytes when that is known.
 pub async fn check_boot(ctx: &Ctx, flavor: &str, needed: Option<u64>) -> Result<(), Error> {
-    let dst = &ctx.dst;
+    let dst = ctx.dst()?;
     let Some(f) = dst.compute.get_flavor(flavor).await? else {
         return Err(refused(
             format!("flavor {flavor} is not offered in {}", dst.name),

@@ -18,6 +18,12 @@ impl Migration {
         let all_gone = cleaned && self.plan.cleanup == Cleanup::All;
         let named = |i: &Intent| match &i.id {
             Some(id) => id.clone(),
+            // A Glance image's intent is found by its property, not by a name.
+            None if f.glance_image.as_ref() == Some(i) => format!(
+                "with property {}={} (its id was never received)",
+                super::properties::MIGRATION_KEY,
+                i.name
+            ),
             None => format!("named {} (its id was never received)", i.name),
         };
         let mut out = Vec::new();
@@ -60,6 +66,8 @@ impl Migration {
         }
         if let Some(id) = &f.imported_image {
             out.push(format!("{to}: imported image {id}"));
+        } else if let Some(i) = &f.glance_image {
+            out.push(format!("{to}: image {}", named(i)));
         } else if let Some(t) = &f.import_task {
             out.push(format!(
                 "{to}: whatever import task {} creates",

@@ -31,15 +31,20 @@
 //! - [`eligibility`]: what the cloud would refuse (unexportable images, volume-backed and
 //!   OnMetal servers, boot flavors), refused before anything is created;
 //! - [`properties`]: the source image's properties copied onto the imported one;
+//! - [`to_file`]: ending at a local VHD file; [`to_cloud`]: ending at an image in an OpenStack
+//!   cloud, converted on the way; [`from_cloud`]: starting from one; [`cloud`]: logging in to
+//!   one; [`stream`]: reading a source in order and converting it.
 //! - [`preflight`]: validating a VHD source (local or exported) and the default image name;
 //!   [`dry_run`]: the checks and the plan of `migrate --dry-run`, creating nothing.
 
 pub mod cleanup;
+pub mod cloud;
 pub mod dry_run;
 pub mod duplicates;
 pub mod eligibility;
 pub mod event;
 pub mod fleet;
+pub mod from_cloud;
 mod held;
 pub mod import_code;
 pub mod pipelined;
@@ -52,6 +57,8 @@ pub mod settle;
 pub mod state;
 pub mod steps;
 pub mod store;
+pub mod stream;
+pub mod to_cloud;
 pub mod to_file;
 pub mod wait;
 
@@ -70,7 +77,7 @@ use crate::exit_code::Class;
 use crate::http::RetryConfig;
 use crate::vhd::ImportCode;
 
-pub use event::{Event, Sink};
+pub use event::{Event, Sink, retry_hook};
 pub use report::Report;
 pub use session::{Finished, Session};
 pub use state::{Migration, Step};
@@ -304,7 +311,12 @@ impl RegionApi {
 pub struct Ctx {
     /// The source region; `None` for a local VHD.
     pub src: Option<RegionApi>,
-    pub dst: RegionApi,
+    /// The destination region; `None` when the destination is an OpenStack cloud.
+    pub dst: Option<RegionApi>,
+    /// The source OpenStack cloud (`--from-cloud`).
+    pub src_cloud: Option<cloud::CloudApi>,
+    /// The destination OpenStack cloud (`--to-cloud`).
+    pub cloud: Option<cloud::CloudApi>,
     pub store: Store,
     pub events: Sink,
     pub cancel: CancellationToken,
@@ -324,6 +336,12 @@ impl Ctx {
         self.src
             .as_ref()
             .ok_or(Error::Invariant("this step needs a source region"))
+    }
+
+    pub fn dst(&self) -> Result<&RegionApi, Error> {
+        self.dst
+            .as_ref()
+            .ok_or(Error::Invariant("this step needs a destination region"))
     }
 
     /// Saves `m` (off the async workers).

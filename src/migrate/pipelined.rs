@@ -84,7 +84,10 @@ pub(super) async fn export_and_copy(
         .clone()
         .ok_or(Error::Invariant("Exporting without an image"))?;
     let prefix = format!("{image}.vhd-");
-    ctx.dst.files.put_container(&m.plan.dst_container).await?;
+    ctx.dst()?
+        .files
+        .put_container(&m.plan.dst_container)
+        .await?;
     if m.facts.transfer.is_none() {
         m.facts.transfer = Some(growing_state(m));
         m.facts.upload = Some(ObjectRef {
@@ -295,7 +298,7 @@ async fn copy_listed(ctx: &Ctx, m: &mut Migration, confirm: bool) -> Result<(), 
     let work_dir = opts.work_dir.clone();
     let _ = tokio::fs::remove_dir_all(&work_dir).await;
     let dest = transfer::Endpoint {
-        store: ctx.dst.files.clone(),
+        store: ctx.dst()?.files.clone(),
         container: state.dest_container.clone(),
         name: state.dest_name.clone(),
     };
@@ -452,7 +455,8 @@ fn split_last_segments(ctx: &Ctx, m: &Migration, fresh: &mut TransferState) {
 /// Deletes what the pipelined copy staged in the destination (after a predicted rejection).
 pub(super) async fn delete_staged(ctx: &Ctx, m: &Migration, names: &[String]) {
     for name in names {
-        if let Err(e) = ctx.dst.files.delete(&m.plan.dst_container, name).await {
+        let Ok(dst) = ctx.dst() else { return };
+        if let Err(e) = dst.files.delete(&m.plan.dst_container, name).await {
             ctx.emit(Event::Warning {
                 message: format!(
                     "could not delete the staged segment {}/{name}: {}",

@@ -106,7 +106,7 @@ pub fn pointer(key: &str) -> String {
 /// the service acted (a timeout, a cut connection), the image is read again and the patch made
 /// from what it has now, up to three times. A refusal by the service is returned as it is.
 async fn set_property(
-    ctx: &Ctx,
+    images: &crate::api::images::Images,
     image: &str,
     current: &Map<String, Value>,
     key: &str,
@@ -121,15 +121,13 @@ async fn set_property(
         let op = if has.is_some() { "replace" } else { "add" };
         let patch = json!([{"op": op, "path": pointer(key), "value": value}]);
         attempt += 1;
-        match ctx.dst.images.patch_image(image, &patch).await {
+        match images.patch_image(image, &patch).await {
             Ok(()) => return Ok(()),
             Err(e @ crate::api::Error::Service { .. }) => return Err(e),
             Err(e) if attempt >= 3 => return Err(e),
             Err(e) => {
                 tracing::info!(error = %e, key, "a property PATCH ended unknown; reading the image again");
-                let now = ctx
-                    .dst
-                    .images
+                let now = images
                     .get_image_properties(image)
                     .await?
                     .unwrap_or_default();
@@ -166,7 +164,7 @@ pub async fn apply(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         "setting properties without an imported image",
     ))?;
     let mut current = ctx
-        .dst
+        .dst()?
         .images
         .get_image_properties(&imported)
         .await?
@@ -198,7 +196,7 @@ async fn restore(
     wanted.push((MIGRATION_KEY.into(), json!(m.id)));
     let (mut restored, mut refused) = (Vec::new(), Vec::new());
     for (key, value) in wanted {
-        match set_property(ctx, imported, current, &key, &value).await {
+        match set_property(&ctx.dst()?.images, imported, current, &key, &value).await {
             Ok(()) => {
                 current.insert(key.clone(), value);
                 restored.push(key);
@@ -250,7 +248,15 @@ async fn ensure_vm_mode(
         Some(mode) => (mode.clone(), "--vm-mode"),
         None => (DEFAULT_VM_MODE.to_string(), "the default (--vm-mode)"),
     };
-    match set_property(ctx, imported, current, VM_MODE_KEY, &json!(mode)).await {
+    match set_property(
+        &ctx.dst()?.images,
+        imported,
+        current,
+        VM_MODE_KEY,
+        &json!(mode),
+    )
+    .await
+    {
         Ok(()) => {
             m.facts.vm_mode = Some((mode, from.to_string()));
             Ok(())

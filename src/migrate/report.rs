@@ -24,6 +24,15 @@ pub struct Report {
     pub file: Option<String>,
     pub imported_image: Option<String>,
     pub imported_image_name: String,
+    /// `--to-cloud`: what Glance stored (format, bytes, digests both sides agree on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub glance_upload: Option<super::state::GlanceUpload>,
+    /// `--from-cloud`: the source image and the digests its bytes were checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_cloud_image: Option<super::state::CloudImage>,
+    /// `--to-cloud`: source properties not carried to the OpenStack cloud.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dropped_properties: Vec<String>,
     pub boot_server: Option<String>,
     pub boot_addresses: Vec<String>,
     /// Shown once: only in the report printed at the end of the run that booted the server.
@@ -70,6 +79,9 @@ impl Report {
             file: m.plan.to_file.clone(),
             imported_image: f.imported_image.clone(),
             imported_image_name: m.plan.name.clone(),
+            glance_upload: f.glance_upload.clone(),
+            source_cloud_image: f.source_cloud_image.clone(),
+            dropped_properties: f.dropped_properties.clone(),
             boot_server: f.boot_server.as_ref().and_then(|b| b.id.clone()),
             boot_addresses: f.boot_addresses.clone(),
             admin_pass,
@@ -131,16 +143,7 @@ impl Report {
         if self.export.is_some() {
             line("exported VHD", opt(&self.export));
         }
-        if let Some(file) = &self.file {
-            let state = if self.step == Step::Done || self.step == Step::CleanedUp {
-                "validated"
-            } else {
-                "not yet complete"
-            };
-            line("VHD file", format!("{file} ({state})"));
-        } else {
-            self.render_import(&mut line);
-        }
+        self.render_destination(&mut line);
         if self.boot_server.is_some() {
             line(
                 "booted server",
@@ -157,12 +160,7 @@ impl Report {
         if let (Some(v), Some(p)) = (self.virtual_size, self.physical_size) {
             line("size", format!("{} virtual, {} physical", size(v), size(p)));
         }
-        line("sha256", opt(&self.sha256));
-        line("md5", opt(&self.md5));
-        if let (Some(s), Some(b)) = (self.segments, self.bytes_moved) {
-            line("moved", format!("{} in {}", size(b), count(s, "segment")));
-        }
-        self.render_verdict(&mut line);
+        self.render_digests(&mut line);
         // Several states make one documented step; time is shown per step, in order.
         let mut steps: Vec<(String, f64)> = Vec::new();
         for t in &self.timings {
@@ -180,6 +178,66 @@ impl Report {
         out
     }
 
+    /// Where the image went: the file, the Glance image, or the upload and imported image.
+    fn render_destination(&self, line: &mut impl FnMut(&str, String)) {
+        let finished = self.step == Step::Done || self.step == Step::CleanedUp;
+        if let (Some(file), Some(image)) = (&self.file, &self.source_cloud_image) {
+            let state = if finished {
+                "its sha512 and md5 are the image's"
+            } else {
+                "not yet complete"
+            };
+            line("file", format!("{file} ({}, {state})", image.disk_format));
+            line("sha512", image.sha512.clone().unwrap_or_else(|| "-".into()));
+            line("md5", image.md5.clone().unwrap_or_else(|| "-".into()));
+        } else if let Some(file) = &self.file {
+            let state = if finished {
+                "validated"
+            } else {
+                "not yet complete"
+            };
+            line("VHD file", format!("{file} ({state})"));
+        } else if let Some(g) = &self.glance_upload {
+            line(
+                "uploaded",
+                format!(
+                    "{}, {} (Glance's digests match)",
+                    g.disk_format,
+                    size(g.bytes)
+                ),
+            );
+            line(
+                "image",
+                format!(
+                    "{} ({})",
+                    self.imported_image.as_deref().unwrap_or("-"),
+                    self.imported_image_name
+                ),
+            );
+        } else {
+            self.render_import(line);
+        }
+    }
+
+    /// The digests of what moved, and what the destination made of it.
+    fn render_digests(&self, line: &mut impl FnMut(&str, String)) {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        if let Some(g) = &self.glance_upload {
+            line("sha512", g.sha512.clone());
+            line("md5", g.md5.clone());
+            self.render_cloud(line);
+        } else if self.source_cloud_image.is_some() {
+            // A download of an OpenStack image: its digests are above, and nothing is imported.
+        } else {
+            line("sha256", opt(&self.sha256));
+            line("md5", opt(&self.md5));
+            if let (Some(s), Some(b)) = (self.segments, self.bytes_moved) {
+                line("moved", format!("{} in {}", size(b), count(s, "segment")));
+            }
+            self.render_verdict(line);
+        }
+    }
+
     /// Where the image went in the destination region: the upload and the imported image.
     fn render_import(&self, line: &mut impl FnMut(&str, String)) {
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
@@ -192,6 +250,40 @@ impl Report {
                 self.imported_image_name
             ),
         );
+    }
+
+    /// An image in an OpenStack cloud: its properties, what was not carried, and the driver
+    /// caveat of a Xen guest on KVM.
+    fn render_cloud(&self, line: &mut impl FnMut(&str, String)) {
+        for c in &self.cleaned {
+            line("deleted", c.clone());
+        }
+        if !self.restored_properties.is_empty() {
+            line("properties", self.restored_properties.join(", "));
+        }
+        if !self.dropped_properties.is_empty() {
+            line(
+                "not carried",
+                format!(
+                    "{} (Xen or Rackspace only)",
+                    self.dropped_properties.join(", ")
+                ),
+            );
+        }
+        if !self.refused_properties.is_empty() {
+            line(
+                "refused",
+                format!("{} (warnings above)", self.refused_properties.join(", ")),
+            );
+        }
+        if self.source_cloud_image.is_none() {
+            line(
+                "note",
+                "a guest built for XenServer boots on KVM only with virtio drivers: most Linux \
+                 images have them, Windows needs them installed (docs/openstack.md)"
+                    .into(),
+            );
+        }
     }
 
     /// The predicted and actual import verdicts, and what cleanup deleted.

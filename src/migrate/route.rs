@@ -23,8 +23,21 @@ pub fn describe(m: &Migration) -> String {
                 (None, _) => format!("the export in {}", m.plan.src_container),
             }
         ),
+        Step::Inspected if m.plan.to_cloud.is_some() => {
+            format!("creating image {} in {}", m.plan.name, m.plan.to)
+        }
+        Step::Transferring if m.plan.to_cloud.is_some() => format!(
+            "converting and uploading the VHD to {} ({})",
+            m.plan.to,
+            m.plan.disk_format.name()
+        ),
         Step::Inspected | Step::Transferring if m.plan.to_file.is_some() => format!(
-            "downloading the VHD to {}",
+            "downloading the {} to {}",
+            if m.plan.from_cloud.is_some() {
+                "image"
+            } else {
+                "VHD"
+            },
             m.plan.to_file.as_deref().unwrap_or("?")
         ),
         Step::Inspected => format!(
@@ -65,6 +78,8 @@ pub fn route(plan: &Plan) -> Vec<Step> {
     let first = match plan.entry {
         Entry::CreateServer { .. } => Step::ServerCreating,
         Entry::Server { .. } => Step::Imaging,
+        // An OpenStack image is read as it is: nothing to export.
+        Entry::Image { .. } if plan.from_cloud.is_some() => Step::Inspected,
         Entry::Image { .. } => Step::ImageActive,
         Entry::Export { .. } => Step::Exported,
         Entry::Vhd { .. } => Step::Inspected,
@@ -75,7 +90,9 @@ pub fn route(plan: &Plan) -> Vec<Step> {
         .filter(|s| match s {
             // States that only record a result, with no work of their own to show.
             Step::ServerActive | Step::Uploaded | Step::Booted | Step::Done => false,
-            Step::Inspected | Step::Importing | Step::Imported => plan.to_file.is_none(),
+            Step::Inspected => plan.to_file.is_none(),
+            // An upload to Glance is the import: nothing to wait for after it.
+            Step::Importing | Step::Imported => plan.to_file.is_none() && plan.to_cloud.is_none(),
             Step::Booting => plan.boot.is_some(),
             Step::CleanedUp => plan.cleanup != super::state::Cleanup::None,
             _ => true,

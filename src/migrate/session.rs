@@ -30,7 +30,9 @@ pub struct Link {
 pub struct Session {
     link: Link,
     http: reqwest::Client,
-    creds: Credentials,
+    /// The legacy cloud's credentials; `None` when no side is a legacy region (a local VHD going
+    /// to an OpenStack cloud).
+    creds: Option<Credentials>,
     /// The destination account's identity endpoint and credentials, when it is another account.
     dst: Option<(String, Credentials)>,
     store: Store,
@@ -43,6 +45,9 @@ pub struct Session {
     dst_login: tokio::sync::OnceCell<(Auth, identity::Session)>,
     /// Transfer connections shared by every migration of the session (a fleet's --concurrency).
     budget: Option<crate::transfer::Budget>,
+    /// The source and destination OpenStack clouds (`--from-cloud`, `--to-cloud`).
+    src_cloud: Option<super::cloud::Login>,
+    dst_cloud: Option<super::cloud::Login>,
 }
 
 /// What a resumed run may change in the saved plan.
@@ -116,12 +121,14 @@ pub struct Finished {
 impl Session {
     pub fn new(
         mut link: Link,
-        creds: Credentials,
+        creds: Option<Credentials>,
         store: Store,
         events: Sink,
         cancel: CancellationToken,
     ) -> Result<Self, Error> {
-        creds.register_secret();
+        if let Some(creds) = &creds {
+            creds.register_secret();
+        }
         // Every request and every backoff wait of this session stops when the run is cancelled.
         link.retry.cancel = Some(cancel.clone());
         let http = crate::http::client_with_timeout(link.http_timeout).map_err(Error::Client)?;
@@ -136,7 +143,21 @@ impl Session {
             login: tokio::sync::OnceCell::new(),
             dst_login: tokio::sync::OnceCell::new(),
             budget: None,
+            src_cloud: None,
+            dst_cloud: None,
         })
+    }
+
+    /// The source is an OpenStack cloud (`--from-cloud`).
+    pub fn with_source_cloud(mut self, cloud: crate::clouds::Cloud) -> Self {
+        self.src_cloud = Some(super::cloud::Login::new(cloud));
+        self
+    }
+
+    /// The destination is an OpenStack cloud (`--to-cloud`).
+    pub fn with_cloud(mut self, cloud: crate::clouds::Cloud) -> Self {
+        self.dst_cloud = Some(super::cloud::Login::new(cloud));
+        self
     }
 
     /// Every migration of this session, `parallel` of them at once, shares `permits` transfer
@@ -167,9 +188,19 @@ impl Session {
         self.dst.as_ref().map(|(_, c)| c.username.as_str())
     }
 
-    /// The source account's user name.
+    /// The source account's user name (empty without legacy credentials).
     pub fn username(&self) -> &str {
-        &self.creds.username
+        self.creds.as_ref().map_or("", |c| c.username.as_str())
+    }
+
+    /// The legacy credentials, or the error that says how to give them.
+    fn legacy_creds(&self) -> Result<&Credentials, Error> {
+        self.creds.as_ref().ok_or_else(|| {
+            Error::Usage(
+                "this migration reaches a Rackspace legacy region, whose credentials are not                  set: export RAX_USERNAME and RAX_API_KEY (or use --profile)"
+                    .into(),
+            )
+        })
     }
 
     pub fn events(&self) -> &Sink {
@@ -203,15 +234,6 @@ impl Session {
             http_timeout,
             retry,
         } = &self.link;
-        let (auth, login) = self
-            .login
-            .get_or_try_init(|| async {
-                identity::check_transport(identity_url)?;
-                Auth::login(&self.http, identity_url, self.creds.clone(), retry)
-                    .await
-                    .map_err(Error::from)
-            })
-            .await?;
         // A service that asks for a long wait (a daily limit) is waited out while the step's
         // deadline allows.
         let retry = &RetryConfig {
@@ -224,8 +246,29 @@ impl Session {
             servicenet,
             events,
         };
-        let src = match &plan.from {
-            Some(r) if !matches!(plan.entry, Entry::Vhd { .. }) => Some(RegionApi::resolve(
+        let legacy_src = plan.from.is_some()
+            && plan.from_cloud.is_none()
+            && !matches!(plan.entry, Entry::Vhd { .. });
+        // A download's API region is the source's: a cloud image's download needs none.
+        let legacy_dst =
+            plan.to_cloud.is_none() && !(plan.from_cloud.is_some() && plan.to_file.is_some());
+        let logged_in = if legacy_src || legacy_dst {
+            let creds = self.legacy_creds()?;
+            Some(
+                self.login
+                    .get_or_try_init(|| async {
+                        identity::check_transport(identity_url)?;
+                        Auth::login(&self.http, identity_url, creds.clone(), retry)
+                            .await
+                            .map_err(Error::from)
+                    })
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let src = match (&plan.from, logged_in) {
+            (Some(r), Some((auth, login))) if legacy_src => Some(RegionApi::resolve(
                 &self.http,
                 login,
                 auth,
@@ -234,10 +277,50 @@ impl Session {
             )?),
             _ => None,
         };
+        let src_cloud = match &plan.from_cloud {
+            Some(side) => Some(
+                self.connect_cloud(&self.src_cloud, side, retry, events)
+                    .await?,
+            ),
+            None => None,
+        };
+        let cloud = match &plan.to_cloud {
+            Some(side) => Some(
+                self.connect_cloud(&self.dst_cloud, side, retry, events)
+                    .await?,
+            ),
+            None => None,
+        };
+        let dst = match logged_in {
+            Some(own) if legacy_dst => Some(self.resolve_dst(plan, own, &how).await?),
+            _ => None,
+        };
+        Ok(Ctx {
+            src,
+            dst,
+            src_cloud,
+            cloud,
+            store: self.store.clone(),
+            events: events.clone(),
+            cancel: self.cancel.clone(),
+            tenant: logged_in.and_then(|(_, l)| l.tenant.clone()),
+            admin_pass: Mutex::new(None),
+            settle_secs: (2.0 * http_timeout.as_secs_f64()).max(2.0),
+            budget: self.budget.clone(),
+        })
+    }
+
+    /// The destination region, in the source's account or in another one (`with_destination`).
+    async fn resolve_dst<'a>(
+        &self,
+        plan: &Plan,
+        own: &'a (Auth, identity::Session),
+        how: &dyn Fn(bool) -> Reach<'a>,
+    ) -> Result<RegionApi, Error> {
+        let retry = how(false).retry;
+        let own_user = self.username();
         let dst_account: &(Auth, identity::Session) = match &self.dst {
-            Some((url, creds))
-                if *url != *identity_url || creds.username != self.creds.username =>
-            {
+            Some((url, creds)) if *url != self.link.identity_url || creds.username != own_user => {
                 self.dst_login
                     .get_or_try_init(|| async {
                         identity::check_transport(url)?;
@@ -247,26 +330,34 @@ impl Session {
                     })
                     .await?
             }
-            _ => self.login.get().ok_or(Error::Invariant("no login"))?,
+            _ => own,
         };
-        let dst = RegionApi::resolve(
+        RegionApi::resolve(
             &self.http,
             &dst_account.1,
             &dst_account.0,
             &plan.to,
             &how(plan.servicenet.destination()),
-        )?;
-        Ok(Ctx {
-            src,
-            dst,
-            store: self.store.clone(),
-            events: events.clone(),
-            cancel: self.cancel.clone(),
-            tenant: login.tenant.clone(),
-            admin_pass: Mutex::new(None),
-            settle_secs: (2.0 * http_timeout.as_secs_f64()).max(2.0),
-            budget: self.budget.clone(),
-        })
+        )
+    }
+
+    /// Logs in to one of the plan's OpenStack clouds (once per session) and finds its image
+    /// service.
+    async fn connect_cloud(
+        &self,
+        login: &Option<super::cloud::Login>,
+        side: &super::state::CloudSide,
+        retry: &RetryConfig,
+        events: &Sink,
+    ) -> Result<super::cloud::CloudApi, Error> {
+        let login = login.as_ref().ok_or_else(|| {
+            Error::Usage(format!(
+                "this migration uses cloud {}, which this run has not read from clouds.yaml",
+                side.cloud
+            ))
+        })?;
+        let hook = super::retry_hook(events, "image service request");
+        login.connect(&self.http, side, retry, hook).await
     }
 
     /// Starts a new migration with `plan`. Without a `name`, the imported image is named after its
@@ -309,8 +400,8 @@ impl Session {
         // have read the source: one request to a slow service, not two (docs/reliability.md).
         plan.name = name.unwrap_or_default();
         let mut m = Migration::new(id, self.link.identity_url.clone(), plan);
-        m.username = Some(self.creds.username.clone());
-        m.tenant = self.creds.tenant.clone();
+        m.username = self.creds.as_ref().map(|c| c.username.clone());
+        m.tenant = self.creds.as_ref().and_then(|c| c.tenant.clone());
         if let Some((url, creds)) = &self.dst {
             m.dst_identity_url = Some(url.clone());
             m.dst_username = Some(creds.username.clone());
@@ -377,6 +468,23 @@ impl Session {
     /// Refuses to resume `m` as another user or against another identity endpoint than the one
     /// that started it, naming both.
     fn same_login(&self, m: &Migration) -> Result<(), Error> {
+        for (side, login) in [
+            (&m.plan.from_cloud, &self.src_cloud),
+            (&m.plan.to_cloud, &self.dst_cloud),
+        ] {
+            if let Some(side) = side {
+                login
+                    .as_ref()
+                    .ok_or(Error::Invariant(
+                        "a cloud's migration resumed without its cloud",
+                    ))?
+                    .same_as(&m.id, side)?;
+            }
+        }
+        if m.username.is_none() {
+            // No legacy region in this migration: nothing logged in there.
+            return Ok(());
+        }
         if self.link.identity_url != m.identity_url {
             return Err(Error::Usage(format!(
                 "migration {} was started against the identity endpoint {}, but this run would \
@@ -385,11 +493,12 @@ impl Session {
                 m.id, m.identity_url, self.link.identity_url
             )));
         }
-        if let Some(saved) = m.username.as_ref().filter(|u| **u != self.creds.username) {
+        if let Some(saved) = m.username.as_ref().filter(|u| **u != self.username()) {
             return Err(Error::Usage(format!(
                 "migration {} was started by user {saved}, but RAX_USERNAME is {}; resume it \
                  with the credentials that started it",
-                m.id, self.creds.username
+                m.id,
+                self.username()
             )));
         }
         let dst_user = self.dst.as_ref().map(|(_, c)| c.username.as_str());

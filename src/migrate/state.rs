@@ -212,6 +212,80 @@ pub struct Plan {
     /// `to` is then the source region.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_file: Option<String>,
+    /// `--to-cloud`: the migration ends at an image in an OpenStack cloud's Glance instead of an
+    /// import into a legacy region; `to` then names the cloud (and region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_cloud: Option<CloudSide>,
+    /// `--from-cloud`: the source is an image in an OpenStack cloud's Glance (`entry` is
+    /// `Image`); `from` then names the cloud (and region).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_cloud: Option<CloudSide>,
+    /// `--disk-format`: what the image is stored as in an OpenStack cloud.
+    #[serde(default = "auto_format")]
+    pub disk_format: DiskFormat,
+}
+
+fn auto_format() -> DiskFormat {
+    DiskFormat::Auto
+}
+
+/// An OpenStack cloud of `clouds.yaml` as one side of a migration. Nothing secret: a resume reads
+/// the credentials from `clouds.yaml` again, and refuses when the endpoint or the user changed
+/// (the ids recorded here would be looked up in another project).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudSide {
+    /// Its name in `clouds.yaml`.
+    pub cloud: String,
+    /// Keystone's v3 root.
+    pub auth_url: String,
+    /// Who logs in: the user name, or the application credential's id.
+    pub user: String,
+    /// The region whose image service is used (`None`: the catalog's only one).
+    pub region: Option<String>,
+    /// The catalog interface: `public`, `internal` or `admin`.
+    pub interface: String,
+}
+
+impl CloudSide {
+    /// `CLOUD/REGION`, or `CLOUD` when the catalog's only region is used.
+    pub fn shown(&self) -> String {
+        match &self.region {
+            Some(r) => format!("{}/{r}", self.cloud),
+            None => self.cloud.clone(),
+        }
+    }
+}
+
+/// What the image is stored as in Glance (`--disk-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DiskFormat {
+    /// qcow2 from a dynamic VHD, raw from a fixed one.
+    Auto,
+    Qcow2,
+    Raw,
+    Vhd,
+}
+
+impl DiskFormat {
+    /// The format Glance calls `name`, when it is one imgferry writes.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "qcow2" => Some(DiskFormat::Qcow2),
+            "raw" => Some(DiskFormat::Raw),
+            "vhd" => Some(DiskFormat::Vhd),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DiskFormat::Auto => "auto",
+            DiskFormat::Qcow2 => "qcow2",
+            DiskFormat::Raw => "raw",
+            DiskFormat::Vhd => "vhd",
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -280,6 +354,9 @@ impl Plan {
             vm_mode: None,
             pipeline: true,
             to_file: None,
+            to_cloud: None,
+            from_cloud: None,
+            disk_format: DiskFormat::Auto,
         }
     }
 }
@@ -385,6 +462,44 @@ pub struct Facts {
     /// "the default"), once it is known to be set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vm_mode: Option<(String, String)>,
+    /// `--to-cloud`: the Glance image imgferry creates, found again by its `imgferry_migration`
+    /// property (the intent's name is the migration id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glance_image: Option<Intent>,
+    /// `--to-cloud`: what was uploaded, once Glance's own digests matched it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glance_upload: Option<GlanceUpload>,
+    /// `--from-cloud`: the source image as its Glance described it when the migration began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_cloud_image: Option<CloudImage>,
+    /// `--from-cloud --to-file`: bytes of the download written and synced to `PATH.part`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloaded: Option<u64>,
+    /// Source properties not carried to an OpenStack cloud (Xen- and Rackspace-only ones).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_properties: Vec<String>,
+}
+
+/// An image of an OpenStack cloud as the source: what its bytes must be.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudImage {
+    pub id: String,
+    pub name: String,
+    pub disk_format: String,
+    pub size: u64,
+    /// Glance's `os_hash_value` when `os_hash_algo` is sha512.
+    pub sha512: Option<String>,
+    /// Glance's `checksum` (md5).
+    pub md5: Option<String>,
+}
+
+/// An upload Glance stored: the format declared, and the digests both sides agree on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlanceUpload {
+    pub disk_format: String,
+    pub bytes: u64,
+    pub sha512: String,
+    pub md5: String,
 }
 
 /// What identifies one version of a local file: a rewrite changes the modification time (and a
@@ -572,6 +687,9 @@ mod tests {
                 vm_mode: None,
                 pipeline: true,
                 to_file: None,
+                to_cloud: None,
+                from_cloud: None,
+                disk_format: DiskFormat::Auto,
             },
         );
         for n in [

@@ -31,9 +31,13 @@ pub async fn advance(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         Step::ImageActive => image_active(ctx, m).await,
         Step::Exporting => exporting(ctx, m).await,
         Step::Exported => exported(ctx, m).await,
+        Step::Inspected if m.plan.to_cloud.is_some() => super::to_cloud::create_image(ctx, m).await,
         Step::Inspected => {
             if m.plan.to_file.is_none() {
-                ctx.dst.files.put_container(&m.plan.dst_container).await?;
+                ctx.dst()?
+                    .files
+                    .put_container(&m.plan.dst_container)
+                    .await?;
             }
             m.step = Step::Transferring;
             Ok(())
@@ -57,12 +61,15 @@ pub async fn advance(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
 
 async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     // What the cloud would refuse late is refused now, before anything is created.
+    if let (Some(_), Entry::Image { id }) = (&m.plan.from_cloud, m.plan.entry.clone()) {
+        return super::from_cloud::resolve_image(ctx, m, &id).await;
+    }
     super::eligibility::check(ctx, &m.plan).await?;
     if m.plan.name.is_empty() {
         // Named after its source, read now that the checks have reached it.
         m.plan.name = preflight::default_name(ctx.src.as_ref(), &m.plan).await;
     }
-    super::to_file::name_in_directory(&mut m.plan)?;
+    super::to_file::name_in_directory(&mut m.plan, "vhd")?;
     match m.plan.entry.clone() {
         Entry::CreateServer { .. } => {
             m.facts.created_server = Some(Intent {
@@ -92,6 +99,7 @@ async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             let source = transfer::source::local_file(std::path::Path::new(&path))
                 .map_err(transfer::Error::from)?;
             plan_transfer(m, source)?;
+            super::to_cloud::check_format(ctx, m).await?;
             m.step = Step::Inspected;
         }
     }
@@ -143,7 +151,7 @@ fn plan_transfer(m: &mut Migration, source: transfer::Source) -> Result<(), Erro
         m.plan.segment_size,
     )
     .map_err(transfer::Error::from)?;
-    if m.plan.to_file.is_none() {
+    if m.plan.to_file.is_none() && m.plan.to_cloud.is_none() {
         m.facts.upload = Some(ObjectRef {
             container: m.plan.dst_container.clone(),
             object: m.upload_object(),
@@ -420,13 +428,26 @@ async fn exported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     } else {
         plan_transfer(m, source)?;
     }
+    super::to_cloud::check_format(ctx, m).await?;
     m.step = Step::Inspected;
     Ok(())
 }
 
 async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    if m.plan.to_cloud.is_some() {
+        super::to_cloud::upload(ctx, m).await?;
+        if m.step == Step::Inspected {
+            // The image could not take the upload and was replaced: create the new one next.
+            return Ok(());
+        }
+        return finish(ctx, m).await;
+    }
     if m.plan.to_file.is_some() {
-        super::to_file::download(ctx, m).await?;
+        if m.plan.from_cloud.is_some() {
+            super::from_cloud::download(ctx, m).await?;
+        } else {
+            super::to_file::download(ctx, m).await?;
+        }
         return finish(ctx, m).await;
     }
     // A copy, never the state moved out: an early return below leaves the migration's own
@@ -444,7 +465,7 @@ async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         _ => transfer::SourceAccess::Store(ctx.src()?.files.clone()),
     };
     let dest = transfer::Endpoint {
-        store: ctx.dst.files.clone(),
+        store: ctx.dst()?.files.clone(),
         container: state.dest_container.clone(),
         name: state.dest_name.clone(),
     };
@@ -520,8 +541,8 @@ fn uploaded(m: &mut Migration) {
 }
 
 async fn importing(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
-    let id = settle_task(ctx, &ctx.dst, m, "import").await?;
-    match wait_task(ctx, &ctx.dst, m, "import", &id).await? {
+    let id = settle_task(ctx, ctx.dst()?, m, "import").await?;
+    match wait_task(ctx, ctx.dst()?, m, "import", &id).await? {
         Ok(task) => {
             let image = task
                 .result_str("image_id")
@@ -555,12 +576,16 @@ async fn importing(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
 }
 
 async fn imported(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    if m.plan.to_cloud.is_some() {
+        // Glance made it active as the upload ended, with its properties set at creation.
+        return finish(ctx, m).await;
+    }
     let image = m
         .facts
         .imported_image
         .clone()
         .ok_or(Error::Invariant("Imported without an image"))?;
-    wait_image_active(ctx, &ctx.dst, m, &image).await?;
+    wait_image_active(ctx, ctx.dst()?, m, &image).await?;
     super::properties::apply(ctx, m).await?;
     if m.plan.boot.is_some() {
         m.facts.boot_server = Some(Intent {
@@ -588,7 +613,7 @@ async fn booting(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     let id = match m.facts.boot_server.as_ref().and_then(|i| i.id.clone()) {
         Some(id) => id,
         None => {
-            let id = settle_server(ctx, &ctx.dst, m, &name, &image, &flavor, true).await?;
+            let id = settle_server(ctx, ctx.dst()?, m, &name, &image, &flavor, true).await?;
             m.facts.boot_server = Some(Intent {
                 name: name.clone(),
                 id: Some(id.clone()),
@@ -597,7 +622,7 @@ async fn booting(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             id
         }
     };
-    let server = wait_server_active(ctx, &ctx.dst, m, &id, &name).await?;
+    let server = wait_server_active(ctx, ctx.dst()?, m, &id, &name).await?;
     m.facts.boot_addresses = server.ip_addresses();
     m.step = Step::Booted;
     Ok(())

@@ -380,6 +380,9 @@ mod tests {
                 vm_mode: None,
                 pipeline: true,
                 to_file: None,
+                to_cloud: None,
+                from_cloud: None,
+                disk_format: crate::migrate::state::DiskFormat::Auto,
             },
         )
     }

@@ -75,13 +75,14 @@ pub fn check_path(path: &Path) -> Result<String, (String, String)> {
     Ok(shown)
 }
 
-/// For a `--to-file DIR/`, the file: `DIR/<image name>.vhd`, checked like any `--to-file` path
-/// (never overwriting). A plan that names a file is left as it is.
-pub fn name_in_directory(plan: &mut super::state::Plan) -> Result<(), super::Error> {
+/// For a `--to-file DIR/`, the file: `DIR/<image name>.<ext>` (`vhd` from a legacy region, the
+/// image's disk format from an OpenStack cloud), checked like any `--to-file` path (never
+/// overwriting). A plan that names a file is left as it is.
+pub fn name_in_directory(plan: &mut super::state::Plan, ext: &str) -> Result<(), super::Error> {
     let Some(dir) = plan.to_file.as_deref().filter(|p| p.ends_with('/')) else {
         return Ok(());
     };
-    let file = format!("{dir}{}.vhd", file_name_for(&plan.name));
+    let file = format!("{dir}{}.{ext}", file_name_for(&plan.name));
     plan.to_file = Some(
         check_path(Path::new(&file))
             .map_err(|(path, why)| super::Error::Usage(format!("--to-file {path}: {why}")))?,
@@ -186,7 +187,7 @@ pub(super) async fn download(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> 
 
 /// Creates (or opens) `part` and takes its advisory lock, or refuses at once when another
 /// process holds it.
-fn lock_part(part: &Path, id: &str) -> Result<std::fs::File, Error> {
+pub(super) fn lock_part(part: &Path, id: &str) -> Result<std::fs::File, Error> {
     let file = crate::fsutil::lock_file(part)
         .map_err(|e| file_error("cannot open the download file", part, e))?;
     match file.try_lock() {
@@ -240,7 +241,7 @@ async fn validate(ctx: &Ctx, m: &Migration, part: &Path) -> Result<(), Error> {
 }
 
 /// Renames the finished file to its name and syncs the directory, so the rename survives a crash.
-async fn rename_into_place(part: &Path, path: &Path) -> Result<(), Error> {
+pub(super) async fn rename_into_place(part: &Path, path: &Path) -> Result<(), Error> {
     let (from, to) = (part.to_path_buf(), path.to_path_buf());
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         if to.exists() {

@@ -342,9 +342,25 @@ fn set_status(os: &OpenStack, id: &str, status: &str, extra: &[(&str, Value)]) {
     }
 }
 
+/// Reads a request body to its end (at most the size cap), discarding it.
+async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    let mut read = 0u64;
+    while let Some(Ok(chunk)) = stream.next().await {
+        read += chunk.len() as u64;
+        if read > SIZE_CAP {
+            break;
+        }
+    }
+}
+
 /// `PUT /v2/images/{id}/file`: streamed to a file, hashed on the way, inspected, then `active`.
 async fn upload(os: &OpenStack, id: &str, image: &Image, body: Body) -> Response {
     if image.record.get("status").and_then(Value::as_str) != Some("queued") {
+        // The body is read (up to the size cap) before the answer, so a client still writing it
+        // sees the 409 rather than a broken pipe: which one a client sees of a server that answers
+        // early is a race of timing, not a behaviour to model.
+        drain(body).await;
         return error(
             StatusCode::CONFLICT,
             "Image status transition from active to saving is not allowed",

@@ -100,6 +100,13 @@ async fn every_command_in_the_readme_runs_as_written() {
     let home = work.path().join("home");
     std::fs::create_dir(&home).unwrap();
     std::fs::write(work.path().join("disk.vhd"), good_vhd()).unwrap();
+    // The clouds its OpenStack examples name: two projects of the simulator's Keystone v3.
+    let clouds = crate::from_cloud::two_clouds(work.path(), &w.sim.keystone_url(), "RegionTwo");
+    let yaml = std::fs::read_to_string(&clouds)
+        .unwrap()
+        .replace("  alpha:\n", "  flex:\n")
+        .replace("  beta:\n", "  lab:\n");
+    std::fs::write(&clouds, yaml).unwrap();
     let bin = Path::new(env!("CARGO_BIN_EXE_imgferry")).parent().unwrap();
     let path = format!(
         "{}:{}",

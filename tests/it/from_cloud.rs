@@ -1,0 +1,280 @@
+//! `migrate --from-cloud NAME --image ID|NAME` (docs/openstack.md): an image of an OpenStack
+//! cloud moved to another cloud (or project) or downloaded to a file, read by parallel ranges and
+//! checked against the image's own sha512 and md5; a download killed midway resumes from what it
+//! synced. These run against the simulator's OpenStack side; `real_openstack.rs` runs the same
+//! routes against real Keystone and Glance. Each fails on the code before `--from-cloud` (the
+//! flag did not exist).
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha512};
+
+use crate::support::{MIB, Run, World, seeded};
+use crate::to_cloud::{GlanceView, output};
+
+/// A `clouds.yaml` (mode 600) with `alpha` (alice's project, RegionOne) and `beta` (bob's, in
+/// `beta_region`), both at `auth_url`.
+pub fn two_clouds(dir: &Path, auth_url: &str, beta_region: &str) -> std::path::PathBuf {
+    let path = dir.join("clouds.yaml");
+    let cloud = |user: &str, project: &str, region: &str| {
+        format!(
+            "  {project}:\n    auth:\n      auth_url: {auth_url}\n      username: {user}\n      \
+             password: {user}-secret\n      project_name: {project}\n      user_domain_name: \
+             Default\n      project_domain_id: default\n    region_name: {region}\n"
+        )
+    };
+    std::fs::write(
+        &path,
+        format!(
+            "clouds:\n{}{}",
+            cloud("alice", "alpha", "RegionOne"),
+            cloud("bob", "beta", beta_region)
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    path
+}
+
+/// Bytes that no format inspector mistakes for anything but raw: a counter pattern.
+pub fn raw_bytes(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i / 4096) as u8).wrapping_mul(31) ^ (i as u8))
+        .collect()
+}
+
+/// Creates an image in `g` with `props` and uploads `bytes` as `disk_format`; returns its id.
+pub async fn seed_image(
+    g: &GlanceView,
+    name: &str,
+    disk_format: &str,
+    bytes: Vec<u8>,
+    props: Value,
+) -> String {
+    let http = reqwest::Client::new();
+    let mut body = json!({"name": name, "disk_format": disk_format, "container_format": "bare"});
+    body.as_object_mut()
+        .unwrap()
+        .extend(props.as_object().cloned().unwrap_or_default());
+    let made: Value = http
+        .post(format!("{}/v2/images", g.base))
+        .header("X-Auth-Token", &g.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["id"].as_str().unwrap().to_string();
+    http.put(format!("{}/v2/images/{id}/file", g.base))
+        .header("X-Auth-Token", &g.token)
+        .header("Content-Type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    id
+}
+
+/// `migrate --from-cloud alpha ARGS` with fast polling against `clouds`, without any Rackspace
+/// credentials.
+pub fn from_alpha(w: &World, clouds: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut all = vec![
+        "migrate",
+        "--from-cloud",
+        "alpha",
+        "--poll-interval",
+        "0.02",
+    ];
+    all.extend_from_slice(args);
+    let mut c = w.command(&all);
+    c.env("OS_CLIENT_CONFIG_FILE", clouds)
+        .env("HOME", w.files.path())
+        .env_remove("RAX_USERNAME")
+        .env_remove("RAX_API_KEY")
+        .env_remove("RAX_IDENTITY_URL");
+    c
+}
+
+/// An image of alice's project moved into bob's (another project, and `beta_region`): the same
+/// bytes and sha512, its own properties carried, exactly one image.
+pub async fn cloud_to_cloud(w: &World, auth_url: &str, beta_region: &str) {
+    let clouds = two_clouds(w.files.path(), auth_url, beta_region);
+    let alpha = GlanceView::login(auth_url, "alice", "alpha").await;
+    let bytes = raw_bytes((20 * MIB) as usize + 12_345);
+    let name = format!("web-{}", std::process::id());
+    let src = seed_image(
+        &alpha,
+        &name,
+        "raw",
+        bytes.clone(),
+        json!({"os_distro": "ubuntu", "team": "blue"}),
+    )
+    .await;
+    // By name, as a user would give it.
+    let run = output(from_alpha(
+        w,
+        &clouds,
+        &["--image", &name, "--to-cloud", "beta"],
+    ))
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let r = run.report();
+    assert_eq!(r["source_cloud_image"]["id"], src.as_str());
+    let beta = GlanceView::login_in(auth_url, "bob", "beta", beta_region).await;
+    let images = beta.of_migration(&run.id()).await;
+    assert_eq!(images.len(), 1, "{images:#?}");
+    let image = &images[0];
+    assert_eq!(image["status"], "active");
+    assert_eq!(image["disk_format"], "raw");
+    assert_eq!(image["name"], name.as_str(), "the image keeps its name");
+    assert_eq!(image["os_distro"], "ubuntu");
+    assert_eq!(image["team"], "blue");
+    assert_eq!(image["os_hash_value"], hex::encode(Sha512::digest(&bytes)));
+    assert_eq!(
+        image["os_hash_value"],
+        alpha.image(&src).await["os_hash_value"],
+        "the same sha512 on both sides"
+    );
+    assert!(beta.data(image["id"].as_str().unwrap()).await == bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_moves_between_projects_and_regions_of_an_openstack_cloud() {
+    let w = World::start(seeded()).await;
+    cloud_to_cloud(&w, &w.sim.keystone_url(), "RegionTwo").await;
+}
+
+/// An image downloaded to `DIR/` becomes `DIR/<name>.<disk format>` holding its exact bytes; a
+/// download SIGKILLed midway resumes from what it synced and ends with the same file.
+pub async fn cloud_to_file(w: &World, auth_url: &str) {
+    let clouds = two_clouds(w.files.path(), auth_url, "RegionOne");
+    let alpha = GlanceView::login(auth_url, "alice", "alpha").await;
+    let bytes = raw_bytes((120 * MIB) as usize);
+    let id = seed_image(&alpha, "big", "raw", bytes.clone(), json!({})).await;
+    let dir = w.files.path().join("out");
+    std::fs::create_dir(&dir).unwrap();
+    let target = format!("{}/", dir.display());
+    let args = [
+        "--image",
+        id.as_str(),
+        "--to-file",
+        target.as_str(),
+        "--concurrency",
+        "2",
+    ];
+    let killed = crate::to_cloud::kill_after(from_alpha(w, &clouds, &args), 80 * MIB).await;
+    let saved: Value = serde_json::from_slice(
+        &std::fs::read(w.state.path().join(format!("{killed}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        dir.join("big.raw").exists() || dir.join("big.raw.part").exists(),
+        "the download was under way"
+    );
+    let synced = saved["facts"]["downloaded"].as_u64().unwrap_or(0);
+    assert!(
+        synced >= 64 * MIB,
+        "a sync was saved before the kill: {synced}"
+    );
+    let mut c = w.command(&["resume", &killed, "--poll-interval", "0.02"]);
+    c.env("OS_CLIENT_CONFIG_FILE", &clouds)
+        .env("HOME", w.files.path())
+        .env_remove("RAX_USERNAME")
+        .env_remove("RAX_API_KEY");
+    let run: Run = output(c).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let started = run.event("transfer").map(|_| ());
+    assert!(started.is_some());
+    let resumed_from = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "transfer" && e["detail"]["already_done"].is_u64())
+        .map(|e| e["detail"]["already_done"].as_u64().unwrap())
+        .unwrap();
+    assert_eq!(
+        resumed_from, synced,
+        "the resume continued from the synced offset"
+    );
+    let file = dir.join("big.raw");
+    assert!(!dir.join("big.raw.part").exists());
+    assert!(
+        std::fs::read(&file).unwrap() == bytes,
+        "the file is the image"
+    );
+    assert_eq!(
+        run.report()["source_cloud_image"]["sha512"],
+        hex::encode(Sha512::digest(&bytes))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_downloads_to_a_file_and_a_killed_download_resumes() {
+    let w = World::start(seeded()).await;
+    cloud_to_file(&w, &w.sim.keystone_url()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ambiguous_or_unusable_source_image_is_refused_before_anything_is_created() {
+    let w = World::start(seeded()).await;
+    let auth_url = w.sim.keystone_url();
+    let clouds = two_clouds(w.files.path(), &auth_url, "RegionTwo");
+    let alpha = GlanceView::login(&auth_url, "alice", "alpha").await;
+    for _ in 0..2 {
+        seed_image(&alpha, "twin", "raw", raw_bytes(4096), json!({})).await;
+    }
+    let run = output(from_alpha(
+        &w,
+        &clouds,
+        &["--image", "twin", "--to-cloud", "beta"],
+    ))
+    .await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.error().contains("2 images are named twin"),
+        "{}",
+        run.error()
+    );
+    let run = output(from_alpha(
+        &w,
+        &clouds,
+        &["--image", "nothing-by-this-name", "--to-cloud", "beta"],
+    ))
+    .await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.error().contains("no image nothing-by-this-name"),
+        "{}",
+        run.error()
+    );
+    // A dry run finds the image, lists the steps, and creates nothing.
+    seed_image(&alpha, "solo", "raw", raw_bytes(4096), json!({})).await;
+    let run = output(from_alpha(
+        &w,
+        &clouds,
+        &["--image", "solo", "--to-cloud", "beta", "--dry-run"],
+    ))
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let plan = run.event("plan").expect("a plan event");
+    assert!(plan["steps"].to_string().contains("uploading"), "{plan:#}");
+    assert!(plan["checks"].to_string().contains("active"), "{plan:#}");
+    // To a legacy region is not supported yet: said at once, naming what is.
+    let run = output(from_alpha(&w, &clouds, &["--image", "twin", "--to", "IAD"])).await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        w.records().is_empty(),
+        "nothing was kept: {:?}",
+        w.records()
+    );
+}

@@ -1,0 +1,350 @@
+//! `migrate --to-cloud NAME` (docs/openstack.md): a legacy server, or a local VHD, ending at an
+//! image in an OpenStack cloud's Glance, converted on the way, created once and verified by the
+//! digests Glance computed. These run against the simulator's OpenStack side; the same routes
+//! against real upstream Keystone and Glance are in `real_openstack.rs`. Each fails on the code
+//! before `--to-cloud` (the flag did not exist).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha512};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::support::{MIB, Run, World, good_vhd, qcow2_of, seeded};
+
+/// A `clouds.yaml` (mode 600) in `dir` with cloud `lab`: `user` in `project` at `auth_url`,
+/// region RegionOne.
+pub fn clouds_yaml(dir: &Path, auth_url: &str, user: &str, project: &str) -> PathBuf {
+    let path = dir.join("clouds.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "clouds:\n  lab:\n    auth:\n      auth_url: {auth_url}\n      username: {user}\n      \
+             password: {user}-secret\n      project_name: {project}\n      user_domain_name: \
+             Default\n      project_domain_id: default\n    region_name: RegionOne\n"
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    path
+}
+
+/// A logged-in view of one project's Glance (RegionOne), to check what imgferry left there.
+pub struct GlanceView {
+    pub base: String,
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl GlanceView {
+    pub async fn login(auth_url: &str, user: &str, project: &str) -> Self {
+        Self::login_in(auth_url, user, project, "RegionOne").await
+    }
+
+    pub async fn login_in(auth_url: &str, user: &str, project: &str, region: &str) -> Self {
+        let http = reqwest::Client::new();
+        let creds = imgferry::api::keystone::Credentials::Password {
+            username: user.into(),
+            user_domain: imgferry::api::keystone::Domain::Name("Default".into()),
+            password: format!("{user}-secret"),
+            project: imgferry::api::keystone::Project::Name {
+                name: project.into(),
+                domain: imgferry::api::keystone::Domain::Id("default".into()),
+            },
+        };
+        let s = imgferry::api::keystone::authenticate(
+            &http,
+            auth_url,
+            &creds,
+            &imgferry::http::RetryConfig::default(),
+        )
+        .await
+        .unwrap();
+        let base = s
+            .endpoint("image", "public", Some(region))
+            .unwrap()
+            .trim_end_matches('/')
+            .to_string();
+        Self {
+            base,
+            token: s.token,
+            http,
+        }
+    }
+
+    pub async fn image(&self, id: &str) -> Value {
+        self.http
+            .get(format!("{}/v2/images/{id}", self.base))
+            .header("X-Auth-Token", &self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The images carrying `imgferry_migration=ID`.
+    pub async fn of_migration(&self, id: &str) -> Vec<Value> {
+        let v: Value = self
+            .http
+            .get(format!("{}/v2/images?imgferry_migration={id}", self.base))
+            .header("X-Auth-Token", &self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["images"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn data(&self, id: &str) -> Vec<u8> {
+        self.http
+            .get(format!("{}/v2/images/{id}/file", self.base))
+            .header("X-Auth-Token", &self.token)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    }
+}
+
+/// `migrate --to-cloud lab ARGS` with fast polling, against `clouds`.
+pub fn cloud_command(w: &World, clouds: &Path, args: &[&str]) -> tokio::process::Command {
+    let mut all = vec!["migrate", "--to-cloud", "lab", "--poll-interval", "0.02"];
+    all.extend_from_slice(args);
+    let mut c = w.command(&all);
+    c.env("OS_CLIENT_CONFIG_FILE", clouds)
+        .env_remove("OS_CLOUD")
+        .env("HOME", w.files.path());
+    c
+}
+
+pub async fn output(mut c: tokio::process::Command) -> Run {
+    let out = tokio::time::timeout(Duration::from_secs(120), c.output())
+        .await
+        .expect("imgferry finishes within 2 minutes")
+        .expect("run imgferry");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        events: String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// The exported VHD's bytes, read from the simulated Cloud Files in DFW.
+pub async fn export_bytes(w: &World, export: &str) -> Vec<u8> {
+    let url = format!("{}/{export}", w.sim.object_store_url("DFW"));
+    reqwest::Client::new()
+        .get(url)
+        .header("X-Auth-Token", w.sim.issue_token())
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+/// A legacy server moved to `auth_url`'s Glance as alice: one active qcow2 image whose bytes are
+/// the export converted, with Glance's digests, the properties a KVM cloud understands and none
+/// of the Xen-only ones.
+pub async fn server_to_cloud(w: &World, auth_url: &str) {
+    let clouds = clouds_yaml(w.files.path(), auth_url, "alice", "alpha");
+    let server = w.server();
+    let run = output(cloud_command(
+        w,
+        &clouds,
+        &["--from", "DFW", "--server", &server],
+    ))
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let r = run.report();
+    assert_eq!(r["to"], "lab/RegionOne");
+    let upload = &r["glance_upload"];
+    assert_eq!(upload["disk_format"], "qcow2", "{r:#}");
+    let glance = GlanceView::login(auth_url, "alice", "alpha").await;
+    let images = glance.of_migration(&run.id()).await;
+    assert_eq!(images.len(), 1, "exactly one image: {images:#?}");
+    let image = &images[0];
+    assert_eq!(image["id"], r["imported_image"]);
+    assert_eq!(image["status"], "active");
+    assert_eq!(image["disk_format"], "qcow2");
+    assert_eq!(image["os_hash_value"], upload["sha512"]);
+    assert_eq!(image["checksum"], upload["md5"]);
+    let vhd = export_bytes(w, r["export"].as_str().unwrap()).await;
+    let want = qcow2_of(&vhd);
+    let stored = glance.data(image["id"].as_str().unwrap()).await;
+    assert!(stored == want, "Glance holds the export converted to qcow2");
+    assert_eq!(hex::encode(Sha512::digest(&stored)), upload["sha512"]);
+    // The source's own properties that mean something on KVM are carried; XenServer's are not.
+    assert!(
+        image["imgferry_source"]
+            .as_str()
+            .unwrap()
+            .starts_with("DFW/")
+    );
+    assert!(image.get("vm_mode").is_none(), "{image:#}");
+    let dropped = r["dropped_properties"].to_string();
+    assert!(dropped.contains("vm_mode"), "{dropped}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_server_ends_as_a_qcow2_image_in_an_openstack_cloud() {
+    let w = World::start(seeded()).await;
+    server_to_cloud(&w, &w.sim.keystone_url()).await;
+    // Nothing was imported into a legacy region.
+    assert_eq!(w.created("import_task"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_vhd_goes_to_an_openstack_cloud_without_rackspace_credentials() {
+    let w = World::start(seeded()).await;
+    let auth_url = w.sim.keystone_url();
+    let clouds = clouds_yaml(w.files.path(), &auth_url, "bob", "beta");
+    // A dynamic VHD becomes qcow2.
+    let vhd = good_vhd();
+    let path = w.file("disk.vhd", &vhd);
+    let mut c = cloud_command(&w, &clouds, &["--vhd", path.to_str().unwrap()]);
+    c.env_remove("RAX_USERNAME")
+        .env_remove("RAX_API_KEY")
+        .env_remove("RAX_IDENTITY_URL");
+    let run = output(c).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let r = run.report();
+    let glance = GlanceView::login(&auth_url, "bob", "beta").await;
+    let id = r["imported_image"].as_str().unwrap();
+    assert_eq!(glance.data(id).await, qcow2_of(&vhd));
+    assert_eq!(glance.image(id).await["disk_format"], "qcow2");
+    // A fixed VHD becomes raw: its data without the footer.
+    let fixed = imgferry::vhd::build::Builder::new(
+        imgferry::vhd::build::Kind::Fixed,
+        imgferry::vhd::build::Style::XenServer,
+        4 * MIB,
+    )
+    .random_block(0, 7)
+    .build()
+    .bytes;
+    let path = w.file("fixed.vhd", &fixed);
+    let run = output(cloud_command(
+        &w,
+        &clouds,
+        &["--vhd", path.to_str().unwrap()],
+    ))
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let r = run.report();
+    assert_eq!(r["glance_upload"]["disk_format"], "raw");
+    let id = r["imported_image"].as_str().unwrap();
+    assert_eq!(glance.data(id).await, fixed[..fixed.len() - 512]);
+    // A fixed VHD cannot be labelled qcow2: refused before any image is created, and not kept.
+    let before = w.records().len();
+    let run = output(cloud_command(
+        &w,
+        &clouds,
+        &[
+            "--vhd",
+            path.to_str().unwrap(),
+            "--disk-format",
+            "qcow2",
+            "--new",
+        ],
+    ))
+    .await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.error().contains("raw"), "{}", run.error());
+    assert!(glance.of_migration(&run.id()).await.is_empty());
+    assert_eq!(w.records().len(), before, "a refused start is not kept");
+}
+
+/// Runs `c` until its first progress event past zero, then SIGKILLs it; returns the migration id.
+pub async fn kill_mid_upload(c: tokio::process::Command) -> String {
+    kill_after(c, 1).await
+}
+
+/// Runs `c` until a progress event reports at least `bytes` (and not the end), then SIGKILLs it;
+/// returns the migration id.
+pub async fn kill_after(mut c: tokio::process::Command, bytes: u64) -> String {
+    c.stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut id = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        let e: Value = serde_json::from_str(&line).unwrap();
+        if e["event"] == "started" {
+            id = e["id"].as_str().map(str::to_string);
+        }
+        let done = e["detail"]["done"].as_u64().unwrap_or(0);
+        let total = e["detail"]["total"].as_u64().unwrap_or(0);
+        if e["event"] == "transfer" && done >= bytes && done < total {
+            crate::support::signal(child.id().unwrap(), "KILL");
+            break;
+        }
+    }
+    let status = child.wait().await.unwrap();
+    assert!(!status.success(), "killed mid-upload");
+    id.expect("a started event")
+}
+
+/// A migration SIGKILLed in the middle of its upload, then resumed: the image the first run
+/// created is found again (by its property) and receives the whole upload; no second image.
+pub async fn killed_upload_resumes_into_one_image(w: &World, auth_url: &str) {
+    let clouds = clouds_yaml(w.files.path(), auth_url, "alice", "alpha");
+    let server = w.server();
+    let id = kill_mid_upload(cloud_command(
+        w,
+        &clouds,
+        &["--from", "DFW", "--server", &server],
+    ))
+    .await;
+    let glance = GlanceView::login(auth_url, "alice", "alpha").await;
+    let images = glance.of_migration(&id).await;
+    assert_eq!(images.len(), 1, "{images:#?}");
+    assert_ne!(images[0]["status"], "active", "the kill came mid-upload");
+    let mut c = w.command(&["resume", &id, "--poll-interval", "0.02"]);
+    c.env("OS_CLIENT_CONFIG_FILE", &clouds)
+        .env("HOME", w.files.path());
+    let run = output(c).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let images = glance.of_migration(&id).await;
+    assert_eq!(images.len(), 1, "still exactly one image: {images:#?}");
+    assert_eq!(images[0]["status"], "active");
+    assert_eq!(images[0]["id"], run.report()["imported_image"]);
+    let vhd = export_bytes(w, run.report()["export"].as_str().unwrap()).await;
+    let stored = glance.data(images[0]["id"].as_str().unwrap()).await;
+    assert!(stored == qcow2_of(&vhd), "the resumed upload is whole");
+    assert_eq!(w.created("snapshot"), 1, "the server was imaged once");
+}
+
+/// A server large enough that its upload spans many progress events.
+pub fn large() -> imgferry::sim::SimConfig {
+    let mut config = seeded();
+    config.servers[0].disk.virtual_size = 256 * MIB;
+    config.servers[0].disk.allocated = 0.9;
+    config.export_segment_size = 32 * MIB;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_killed_midway_resumes_into_the_same_image() {
+    let w = World::start(large()).await;
+    killed_upload_resumes_into_one_image(&w, &w.sim.keystone_url()).await;
+}

@@ -105,7 +105,9 @@ const FILES: Section = Section {
         (
             "clouds.yaml, secure.yaml",
             "OpenStack client configuration, searched as openstacksdk does: the current \
-             directory, ~/.config/openstack ($XDG_CONFIG_HOME), /etc/openstack.",
+             directory, ~/.config/openstack ($XDG_CONFIG_HOME), /etc/openstack \
+             (OS_CLIENT_CONFIG_FILE names another file). --to-cloud and --from-cloud name its \
+             clouds.",
         ),
     ],
 };
@@ -159,6 +161,15 @@ const EXAMPLES: &[(&str, Examples)] = &[
             (
                 "imgferry migrate --to IAD --vhd disk.vhd --name restored",
                 "Upload and import a local VHD.",
+            ),
+            (
+                "imgferry migrate --from DFW --server web-1 --to-cloud flex",
+                "Move web-1 into the OpenStack cloud flex of clouds.yaml, converted to qcow2 on \
+                 the way.",
+            ),
+            (
+                "imgferry migrate --from-cloud flex --image web-1 --to-cloud lab",
+                "Move an image between OpenStack clouds (or projects, or regions: --from, --to).",
             ),
         ],
     ),

@@ -311,7 +311,12 @@ async fn read_body(
             "the answer claims {n} bytes, more than the {cap} it may have"
         )));
     }
-    let mut body = Vec::new();
+    // Sized once from the announced length (never past the cap): a growing Vec would hold up to
+    // twice a large answer while it reallocates.
+    let announced = resp
+        .content_length()
+        .map_or(0, |n| n.min(cap as u64) as usize);
+    let mut body = Vec::with_capacity(announced);
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {

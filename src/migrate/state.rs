@@ -630,8 +630,19 @@ impl Migration {
         !(self.facts.pipelined && self.step < Step::Exported)
     }
 
-    /// Transfer progress as (uploaded bytes, total bytes), once a transfer is planned.
+    /// Transfer progress as (uploaded bytes, total bytes), once a transfer is planned. An upload
+    /// into Glance has none until it is done (a cut one is sent again whole, so a part of it is
+    /// not progress); a download of an OpenStack image counts what is synced to its file.
     pub fn progress(&self) -> Option<(u64, u64)> {
+        if let Some(g) = &self.facts.glance_upload {
+            return Some((g.bytes, g.bytes));
+        }
+        if self.plan.to_cloud.is_some() {
+            return None;
+        }
+        if let Some(image) = &self.facts.source_cloud_image {
+            return Some((self.facts.downloaded.unwrap_or(0), image.size));
+        }
         self.facts
             .transfer
             .as_ref()

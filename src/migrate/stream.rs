@@ -24,8 +24,9 @@ use crate::convert::VhdToQcow2;
 use crate::transfer;
 use crate::vhd::{dynamic, footer};
 
-/// Bytes read at a time; `concurrency` reads are in flight.
-pub const PIECE: u64 = 8 << 20;
+/// Bytes read at a time. `concurrency` reads are in flight and two pieces wait in the upload's
+/// channel, so memory holds about `concurrency + 2` pieces whatever the image's size.
+pub const PIECE: u64 = 4 << 20;
 /// The largest block allocation table read: 16 Mi entries (32 TiB of 2 MiB blocks).
 const MAX_BAT: u64 = 64 << 20;
 

@@ -437,26 +437,42 @@ async fn download(os: &OpenStack, id: &str, image: &Image, headers: &HeaderMap) 
     if image.record.get("status").and_then(Value::as_str) != Some("active") {
         return StatusCode::NO_CONTENT.into_response();
     }
-    let Ok(data) = tokio::fs::read(os.dir.join(id)).await else {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the data");
-    };
+    let path = os.dir.join(id);
     let range = headers
         .get("range")
         .and_then(|v| v.to_str().ok())
         .and_then(|r| r.strip_prefix("bytes="))
         .and_then(|r| r.split_once('-'))
         .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
-    match range {
-        Some((start, end)) if start <= end && start < data.len() as u64 => {
-            let end = end.min(data.len() as u64 - 1);
-            let part = data[start as usize..=end as usize].to_vec();
+    let len = tokio::fs::metadata(&path).await.map(|m| m.len());
+    match (range, len) {
+        (_, Err(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the data"),
+        // Only the range is read: a ranged download of a large image reads each byte once.
+        (Some((start, end)), Ok(len)) if start <= end && start < len => {
+            let end = end.min(len - 1);
+            let Ok(part) = read_range(&path, start, end - start + 1).await else {
+                return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the data");
+            };
             let mut resp = (StatusCode::PARTIAL_CONTENT, part).into_response();
-            if let Ok(v) = format!("bytes {start}-{end}/{}", data.len()).parse() {
+            if let Ok(v) = format!("bytes {start}-{end}/{len}").parse() {
                 resp.headers_mut().insert("Content-Range", v);
             }
             resp
         }
-        Some(_) => StatusCode::RANGE_NOT_SATISFIABLE.into_response(),
-        None => (StatusCode::OK, data).into_response(),
+        (Some(_), Ok(_)) => StatusCode::RANGE_NOT_SATISFIABLE.into_response(),
+        (None, Ok(_)) => match tokio::fs::read(&path).await {
+            Ok(data) => (StatusCode::OK, data).into_response(),
+            Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the data"),
+        },
     }
+}
+
+/// `len` bytes of the file at `path` from `start`.
+async fn read_range(path: &std::path::Path, start: u64, len: u64) -> std::io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(start)).await?;
+    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
+    file.read_exact(&mut buf).await?;
+    Ok(buf)
 }

@@ -213,6 +213,13 @@ async fn a_legacy_server_ends_as_a_qcow2_image_in_an_openstack_cloud() {
     server_to_cloud(&w, &w.sim.keystone_url()).await;
     // Nothing was imported into a legacy region.
     assert_eq!(w.created("import_task"), 0);
+    // `status` counts the upload Glance confirmed, not the (unused) Cloud Files plan.
+    let out = w.command_as("human", &["status"]).output().await.unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        table.contains("lab/RegionOne") && table.contains("(100%)"),
+        "{table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

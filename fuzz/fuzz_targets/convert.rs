@@ -1,4 +1,4 @@
-//! Fuzzes the VHD → qcow2 converter with arbitrary bytes written over the metadata (footer copy,
+//! Fuzzes the VHD → qcow2 converter (and the VHD → raw renderer) with arbitrary bytes written over the metadata (footer copy,
 //! header, BAT) of a small valid dynamic image, pushed in pieces whose size the input chooses. It
 //! must never panic nor allocate without bound, and when it accepts the image and every block
 //! arrives, it must produce exactly the length it announced.
@@ -7,6 +7,7 @@
 use std::sync::LazyLock;
 
 use imgferry::convert::VhdToQcow2;
+use imgferry::convert::raw::VhdToRaw;
 use imgferry::vhd::build::{Builder, Kind, Style};
 use imgferry::vhd::{dynamic, footer};
 use libfuzzer_sys::fuzz_target;
@@ -30,6 +31,22 @@ fuzz_target!(|data: &[u8]| {
     let h = dynamic::Header::new(img[512..1536].try_into().unwrap());
     let at = (h.table_offset() as usize).min(img.len());
     let bat = &img[at..(at + 4096).min(img.len())];
+    // The raw renderer reads the same table: each block rendered from what the table names.
+    if let Ok(r) = VhdToRaw::new(&f, &h, bat)
+        && r.blocks() <= 64
+    {
+        let mut len = 0u64;
+        for i in 0..r.blocks() {
+            let read = r.source_of(i).and_then(|(at, n)| {
+                img.get(usize::try_from(at).ok()?..usize::try_from(at + n).ok()?)
+            });
+            match r.render(i, read) {
+                Ok(bytes) => len += bytes.len() as u64,
+                Err(_) => return,
+            }
+        }
+        assert_eq!(len, r.output_len());
+    }
     let Ok(mut c) = VhdToQcow2::new(&f, &h, bat) else {
         return;
     };

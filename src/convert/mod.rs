@@ -10,9 +10,13 @@
 //! read as zeros, as Xen's tapdisk reads them (xapi-project/blktap `drivers/block-vhd.c`); an
 //! unallocated block is unallocated in the qcow2 image too.
 //!
-//! The converter does no I/O of its own: bytes in, bytes out ([`VhdToQcow2::push`]).
+//! A dynamic VHD also becomes raw ([`raw::VhdToRaw`]): block by block in guest order, which needs
+//! random access to the VHD (ranged reads), since its blocks sit in the file in any order.
+//!
+//! The converters do no I/O of their own: bytes in, bytes out ([`VhdToQcow2::push`]).
 
 pub mod qcow2;
+pub mod raw;
 
 use crate::vhd::{dynamic, footer};
 
@@ -50,46 +54,20 @@ struct Block {
     index: u32,
 }
 
-/// Converts one dynamic VHD into qcow2. Feed it the VHD's bytes in file order with
-/// [`VhdToQcow2::push`] after writing [`VhdToQcow2::metadata`]; what `push` appends follows.
-pub struct VhdToQcow2 {
-    layout: qcow2::Layout,
+/// What a dynamic VHD's footer, header and block allocation table say: its allocated blocks in
+/// file order (checked not to overlap), their size, their bitmaps' size, and the disk's size.
+struct Table {
     blocks: Vec<Block>,
     block_size: u64,
     bitmap_bytes: u64,
-    /// Guest bytes each block maps (the last one may reach past the virtual size).
     virtual_size: u64,
-    /// The next block to read, and the next VHD byte expected.
-    next: usize,
-    pos: u64,
-    /// The current block's bitmap, as it arrives.
-    bitmap: Vec<u8>,
 }
 
-impl VhdToQcow2 {
-    /// The converter for a VHD with this footer, dynamic header and BAT (big-endian sector
-    /// numbers, as on disk). The virtual size is the footer's current size, what Xen sees.
-    pub fn new(
-        footer: &footer::Footer,
-        header: &dynamic::Header,
-        bat: &[u8],
-    ) -> Result<Self, Error> {
-        let kind = footer.disk_type();
-        if kind != footer::DiskType::Dynamic {
-            return Err(Error::NotDynamic(kind.name()));
-        }
-        let block = header.block_size();
-        if !block.is_power_of_two() || block < 512 {
-            return Err(Error::BlockSize(block));
-        }
-        let block_size = u64::from(block);
-        let virtual_size = footer.current_size();
-        // The L1 table is as long as the disk is large, allocated or not: bound it (32 MiB of L1
-        // is 2 PiB of disk with 64 KiB clusters, 64 TiB with 2 KiB ones).
-        let cluster = block_size.min(1 << 16);
-        if virtual_size.div_ceil(cluster).div_ceil(cluster / 8) > MAX_L1_ENTRIES {
-            return Err(Error::TooLarge(virtual_size));
-        }
+impl Table {
+    /// Reads the table (big-endian sector numbers, as on disk). The virtual size is the footer's
+    /// current size, what Xen sees.
+    fn read(footer: &footer::Footer, header: &dynamic::Header, bat: &[u8]) -> Result<Self, Error> {
+        let (block_size, virtual_size) = Self::sizes(footer, header)?;
         let needed = virtual_size.div_ceil(block_size);
         let entries: Vec<u32> = bat
             .chunks_exact(4)
@@ -118,6 +96,80 @@ impl VhdToQcow2 {
                 return Err(Error::Overlap(pair[0].index, pair[1].index));
             }
         }
+        Ok(Self {
+            blocks,
+            block_size,
+            bitmap_bytes,
+            virtual_size,
+        })
+    }
+
+    /// A dynamic disk's block size and virtual size, before its table is read.
+    fn sizes(footer: &footer::Footer, header: &dynamic::Header) -> Result<(u64, u64), Error> {
+        let kind = footer.disk_type();
+        if kind != footer::DiskType::Dynamic {
+            return Err(Error::NotDynamic(kind.name()));
+        }
+        let block = header.block_size();
+        if !block.is_power_of_two() || block < 512 {
+            return Err(Error::BlockSize(block));
+        }
+        Ok((u64::from(block), footer.current_size()))
+    }
+}
+
+/// Zeroes the sectors of `data` (which starts `within` bytes into its block) whose bit in the
+/// block's `bitmap` is clear: what Xen's tapdisk reads for them.
+fn apply_bitmap(bitmap: &[u8], within: u64, data: &mut [u8]) {
+    let mut at = 0usize;
+    while at < data.len() {
+        let sector = (within + at as u64) / 512;
+        let sector_end = ((sector + 1) * 512 - within) as usize;
+        let till = sector_end.min(data.len());
+        let byte = bitmap.get((sector / 8) as usize).copied().unwrap_or(0);
+        if byte & (0x80 >> (sector % 8)) == 0 {
+            data[at..till].fill(0);
+        }
+        at = till;
+    }
+}
+
+/// Converts one dynamic VHD into qcow2. Feed it the VHD's bytes in file order with
+/// [`VhdToQcow2::push`] after writing [`VhdToQcow2::metadata`]; what `push` appends follows.
+pub struct VhdToQcow2 {
+    layout: qcow2::Layout,
+    blocks: Vec<Block>,
+    block_size: u64,
+    bitmap_bytes: u64,
+    /// Guest bytes each block maps (the last one may reach past the virtual size).
+    virtual_size: u64,
+    /// The next block to read, and the next VHD byte expected.
+    next: usize,
+    pos: u64,
+    /// The current block's bitmap, as it arrives.
+    bitmap: Vec<u8>,
+}
+
+impl VhdToQcow2 {
+    /// The converter for a VHD with this footer, dynamic header and BAT (big-endian sector
+    /// numbers, as on disk). The virtual size is the footer's current size, what Xen sees.
+    pub fn new(
+        footer: &footer::Footer,
+        header: &dynamic::Header,
+        bat: &[u8],
+    ) -> Result<Self, Error> {
+        // The L1 table is as long as the disk is large, allocated or not: bound it (32 MiB of L1
+        // is 2 PiB of disk with 64 KiB clusters, 64 TiB with 2 KiB ones).
+        let (block_size, virtual_size) = Table::sizes(footer, header)?;
+        let cluster = block_size.min(1 << 16);
+        if virtual_size.div_ceil(cluster).div_ceil(cluster / 8) > MAX_L1_ENTRIES {
+            return Err(Error::TooLarge(virtual_size));
+        }
+        let Table {
+            blocks,
+            bitmap_bytes,
+            ..
+        } = Table::read(footer, header, bat)?;
         // 64 KiB clusters (qemu's default), or the block size when blocks are smaller, so that a
         // cluster never spans two blocks.
         let per_block = block_size / cluster;
@@ -220,18 +272,7 @@ impl VhdToQcow2 {
         let keep = mapped_end.saturating_sub(guest).min(bytes.len() as u64) as usize;
         let start = out.len();
         out.extend_from_slice(&bytes[..keep]);
-        let written = &mut out[start..];
-        let mut at = 0usize;
-        while at < written.len() {
-            let sector = (within + at as u64) / 512;
-            let sector_end = ((sector + 1) * 512 - within) as usize;
-            let till = sector_end.min(written.len());
-            let byte = self.bitmap.get((sector / 8) as usize).copied().unwrap_or(0);
-            if byte & (0x80 >> (sector % 8)) == 0 {
-                written[at..till].fill(0);
-            }
-            at = till;
-        }
+        apply_bitmap(&self.bitmap, within, &mut out[start..]);
     }
 }
 
@@ -264,7 +305,7 @@ mod tests {
     }
 
     /// The guest's view of a dynamic VHD, as Xen reads it: allocated blocks with their bitmaps.
-    fn vhd_guest(vhd: &[u8]) -> Vec<u8> {
+    pub(super) fn vhd_guest(vhd: &[u8]) -> Vec<u8> {
         let (f, h, bat) = parts(vhd);
         let (size, block) = (f.current_size(), u64::from(h.block_size()));
         let mut out = vec![0u8; size as usize];

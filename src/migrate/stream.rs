@@ -21,6 +21,7 @@ use super::{Ctx, Error, Event};
 use crate::api::glance::Glance;
 use crate::api::object_store::ObjectStore;
 use crate::convert::VhdToQcow2;
+use crate::convert::raw::VhdToRaw;
 use crate::transfer;
 use crate::vhd::{dynamic, footer};
 
@@ -155,7 +156,9 @@ pub enum Conversion {
     /// A dynamic VHD to qcow2.
     Qcow2(Box<VhdToQcow2>),
     /// A fixed VHD to raw: its bytes without the 512-byte footer.
-    Raw,
+    FixedRaw,
+    /// A dynamic VHD to raw, block by block in guest order ([`produce_blocks`]).
+    DynamicRaw(Box<VhdToRaw>),
     /// The bytes as they are (a VHD declared `vhd`, or an OpenStack image moved unchanged).
     AsIs,
 }
@@ -190,7 +193,7 @@ pub async fn shape_of(ctx: &Ctx, m: &Migration) -> Result<Shape, Error> {
     let kind = f.disk_type();
     match (kind, wanted) {
         (footer::DiskType::Fixed, DiskFormat::Auto | DiskFormat::Raw) => Ok(Shape {
-            conversion: Conversion::Raw,
+            conversion: Conversion::FixedRaw,
             disk_format: "raw",
             len: len - 512,
         }),
@@ -200,11 +203,7 @@ pub async fn shape_of(ctx: &Ctx, m: &Migration) -> Result<Shape, Error> {
             len,
         }),
         (footer::DiskType::Dynamic, DiskFormat::Auto | DiskFormat::Qcow2) => {
-            let at = f.data_offset();
-            let head = reader.read(at, 1024).await?;
-            let h = dynamic::Header::new(head.try_into().unwrap_or([0; 1024]));
-            let bat_len = (u64::from(h.max_entries()) * 4).min(MAX_BAT);
-            let bat = reader.read(h.table_offset(), bat_len).await?;
+            let (f, h, bat) = dynamic_parts(&reader, f).await?;
             let c = VhdToQcow2::new(&f, &h, &bat)
                 .map_err(|e| cannot(format!("cannot be converted to qcow2: {e}")))?;
             Ok(Shape {
@@ -223,16 +222,40 @@ pub async fn shape_of(ctx: &Ctx, m: &Migration) -> Result<Shape, Error> {
              --disk-format raw or auto"
                 .into(),
         )),
-        (footer::DiskType::Dynamic, DiskFormat::Raw) => Err(cannot(
-            "a dynamic VHD to raw needs random access to the whole file, which imgferry does not \
-             do yet: use --disk-format qcow2 or auto"
-                .into(),
-        )),
+        (footer::DiskType::Dynamic, DiskFormat::Raw) if m.facts.source_cloud_image.is_some() => {
+            Err(cannot(
+                "is read block by block out of order to become raw, so its own sha512 and md5 \
+                 could not be checked on the way: use --disk-format qcow2 or auto"
+                    .into(),
+            ))
+        }
+        (footer::DiskType::Dynamic, DiskFormat::Raw) => {
+            let (f, h, bat) = dynamic_parts(&reader, f).await?;
+            let r = VhdToRaw::new(&f, &h, &bat)
+                .map_err(|e| cannot(format!("cannot be converted to raw: {e}")))?;
+            Ok(Shape {
+                len: r.output_len(),
+                conversion: Conversion::DynamicRaw(Box::new(r)),
+                disk_format: "raw",
+            })
+        }
         (other, _) => Err(cannot(format!(
             "a {} VHD cannot be converted (only fixed and dynamic ones)",
             other.name()
         ))),
     }
+}
+
+/// A dynamic VHD's footer (read from its end), header and block allocation table.
+async fn dynamic_parts(
+    reader: &Reader,
+    f: footer::Footer,
+) -> Result<(footer::Footer, dynamic::Header, Vec<u8>), Error> {
+    let head = reader.read(f.data_offset(), 1024).await?;
+    let h = dynamic::Header::new(head.try_into().unwrap_or([0; 1024]));
+    let bat_len = (u64::from(h.max_entries()) * 4).min(MAX_BAT);
+    let bat = reader.read(h.table_offset(), bat_len).await?;
+    Ok((f, h, bat))
 }
 
 /// An OpenStack image that is not a VHD moves as it is: a format is only changed where the bytes
@@ -312,7 +335,11 @@ pub async fn produce(
         .unwrap_or_default()
         .into();
     let total = shape.len;
-    let mut w = Work::new(shape.conversion, m.facts.source_cloud_image.is_some());
+    let conversion = match shape.conversion {
+        Conversion::DynamicRaw(r) => return produce_blocks(ctx, m, &reader, *r, out).await,
+        other => other,
+    };
+    let mut w = Work::new(conversion, m.facts.source_cloud_image.is_some());
     if let Conversion::Qcow2(c) = &w.conversion {
         let head = c.metadata();
         w.sha512.update(&head);
@@ -368,6 +395,72 @@ pub async fn produce(
         .map_err(|why| Error::Final(format!("{}: {why}", reader.shown())))
 }
 
+/// A dynamic VHD to raw: block by block in guest order, each allocated block one ranged read
+/// (`concurrency` in flight, delivered in order), an unallocated one zeros. The reads are out of
+/// file order, so an export's segment md5s cannot be checked on the way; what is sent is still
+/// checked against the digests Glance computes.
+async fn produce_blocks(
+    ctx: &Ctx,
+    m: &Migration,
+    reader: &Reader,
+    r: VhdToRaw,
+    mut out: Option<Out>,
+) -> Result<Produced, Error> {
+    let total = r.output_len();
+    let r = std::sync::Arc::new(r);
+    ctx.emit(Event::Transfer {
+        detail: transfer::Event::Started {
+            total,
+            pieces: r.blocks(),
+            already_done: 0,
+            segment_size: total.div_ceil(r.blocks().max(1) as u64),
+        },
+    });
+    let mut blocks = futures::stream::iter(0..r.blocks())
+        .map(|i| {
+            let (reader, r) = (reader.clone(), std::sync::Arc::clone(&r));
+            async move {
+                let read = match r.source_of(i) {
+                    Some((at, len)) => Some(reader.read(at, len).await?),
+                    None => None,
+                };
+                tokio::task::spawn_blocking(move || r.render(i, read.as_deref()))
+                    .await
+                    .map_err(|_| Error::Invariant("the converter stopped"))?
+                    .map_err(|e| Error::Final(format!("{}: {e}", reader.shown())))
+            }
+        })
+        .buffered(m.plan.concurrency.max(1));
+    let (mut digests, mut produced) = (Digests::default(), 0u64);
+    while let Some(block) = blocks.next().await {
+        if ctx.cancel.is_cancelled() {
+            return Err(Error::Interrupted);
+        }
+        let bytes = block?;
+        digests.update(&bytes);
+        produced += bytes.len() as u64;
+        send(&mut out, bytes).await?;
+        ctx.emit(Event::Transfer {
+            detail: transfer::Event::Progress {
+                done: produced,
+                total,
+            },
+        });
+    }
+    if produced != total {
+        return Err(Error::Final(format!(
+            "{}: the conversion made {produced} bytes where {total} were planned",
+            reader.shown()
+        )));
+    }
+    let (sha512, md5) = digests.finish();
+    Ok(Produced {
+        bytes: produced,
+        sha512,
+        md5,
+    })
+}
+
 impl Work {
     /// The state before the first piece; `check_input` for an OpenStack image (its own digests).
     fn new(conversion: Conversion, check_input: bool) -> Self {
@@ -419,8 +512,12 @@ impl Work {
             Conversion::Qcow2(c) => c
                 .push(at, bytes, &mut made)
                 .map_err(|e| format!("cannot be converted to qcow2: {e}"))?,
+            // Rendered block by block by `produce_blocks`, never in file order.
+            Conversion::DynamicRaw(_) => {
+                return Err("a dynamic VHD to raw is not converted in file order".into());
+            }
             Conversion::AsIs => made.extend_from_slice(bytes),
-            Conversion::Raw => {
+            Conversion::FixedRaw => {
                 let end = (len - 512).saturating_sub(at).min(bytes.len() as u64);
                 made.extend_from_slice(&bytes[..end as usize]);
             }

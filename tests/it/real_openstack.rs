@@ -623,3 +623,12 @@ async fn an_image_of_real_glance_downloads_to_a_file_and_resumes_after_a_kill() 
     let w = crate::support::World::start(crate::support::seeded()).await;
     crate::from_cloud::cloud_to_file(&w, &url).await;
 }
+
+/// `--disk-format raw` into real Glance: a dynamic VHD read block by block, accepted by Glance's
+/// raw inspection, identical to `qemu-img convert -O raw` of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dynamic_vhd_goes_into_real_glance_as_raw() {
+    let Some(url) = keystone_url() else { return };
+    let w = crate::support::World::start(crate::support::seeded()).await;
+    crate::to_cloud::dynamic_vhd_as_raw(&w, &url).await;
+}

@@ -377,8 +377,8 @@ pub fn migrate_request(
     })
 }
 
-/// The OpenStack routes this build supports: `--from-cloud` takes an `--image` and goes to a
-/// cloud or a file; `--to-cloud` takes one source, not a fleet.
+/// The OpenStack routes this build supports: `--from-cloud` takes one `--image` and goes to a
+/// cloud or a file.
 fn cloud_routes(args: &MigrateArgs, entry: &Entry, fleet: bool) -> Result<(), Error> {
     if let Some(cloud) = &args.from_cloud {
         if !matches!(entry, Entry::Image { .. }) {
@@ -397,11 +397,11 @@ fn cloud_routes(args: &MigrateArgs, entry: &Entry, fleet: bool) -> Result<(), Er
             ));
         }
     }
-    if let (Some(cloud), true) = (&args.to_cloud, fleet) {
+    if let (Some(cloud), true) = (&args.from_cloud, fleet) {
         return Err(flag(
-            "--to-cloud",
+            "--from-cloud",
             cloud,
-            "takes one server, image, export or VHD at a time, not a fleet",
+            "takes one --image at a time, not a fleet",
         ));
     }
     Ok(())

@@ -184,7 +184,7 @@ async fn resume_fleet(
             .find_map(|m| store.load(&m.migration).ok()?.dst_username)
     });
     let reporter = Arc::new(Reporter::new(cfg.format, cfg.quiet));
-    let session = resumed_session(
+    let mut session = resumed_session(
         cfg,
         store,
         &reporter,
@@ -192,6 +192,10 @@ async fn resume_fleet(
         saved.dst_identity_url.clone(),
         (id, dst_username.as_deref()),
     )?;
+    // A fleet into an OpenStack cloud: every member's plan names the same one.
+    if let Some(side) = saved.members.iter().find_map(|m| m.plan.to_cloud.as_ref()) {
+        session = session.with_cloud(cfg.cloud(&side.cloud)?);
+    }
     super::fleet::resume(session, id, changes.concurrency, cfg.format).await
 }
 

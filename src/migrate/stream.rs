@@ -10,6 +10,7 @@
 //! size: a few pieces are in flight, never the image.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
 use md5::Md5;
@@ -79,7 +80,15 @@ impl Digests {
 
 /// Where the source is read from.
 #[derive(Clone)]
-pub enum Reader {
+pub struct Reader {
+    from: From,
+    /// A fleet's shared connections: each read holds one while it is on the wire.
+    budget: Option<transfer::Budget>,
+}
+
+/// The kinds of source.
+#[derive(Clone)]
+enum From {
     File(PathBuf),
     Object {
         files: ObjectStore,
@@ -95,27 +104,37 @@ pub enum Reader {
 
 impl Reader {
     pub fn of(ctx: &Ctx, m: &Migration) -> Result<Self, Error> {
-        if m.plan.from_cloud.is_some() {
-            return Ok(Reader::Glance {
+        let from = if m.plan.from_cloud.is_some() {
+            From::Glance {
                 glance: cloud::source_glance(ctx)?.clone(),
                 id: cloud::source_image(m)?.id.clone(),
-            });
-        }
-        Ok(match (&m.plan.entry, &m.facts.export) {
-            (Entry::Vhd { path }, _) => Reader::File(path.into()),
-            (_, Some(export)) => Reader::Object {
-                files: ctx.src()?.files.clone(),
-                container: export.container.clone(),
-                object: export.object.clone(),
-            },
-            (_, None) => return Err(Error::Invariant("an upload without an export")),
+            }
+        } else {
+            match (&m.plan.entry, &m.facts.export) {
+                (Entry::Vhd { path }, _) => From::File(path.into()),
+                (_, Some(export)) => From::Object {
+                    files: ctx.src()?.files.clone(),
+                    container: export.container.clone(),
+                    object: export.object.clone(),
+                },
+                (_, None) => return Err(Error::Invariant("an upload without an export")),
+            }
+        };
+        Ok(Self {
+            from,
+            budget: ctx.budget.clone(),
         })
     }
 
     /// `len` bytes at `offset`, whole.
     pub async fn read(&self, offset: u64, len: u64) -> Result<Vec<u8>, Error> {
-        match self {
-            Reader::File(path) => {
+        // A local file takes no connection; a remote read holds one of the fleet's.
+        let _connection = match (&self.from, &self.budget) {
+            (From::File(_), _) | (_, None) => None,
+            (_, Some(b)) => Arc::clone(&b.connections).acquire_owned().await.ok(),
+        };
+        match &self.from {
+            From::File(path) => {
                 let path = path.clone();
                 tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
                     use std::os::unix::fs::FileExt;
@@ -131,22 +150,22 @@ impl Reader {
                     source,
                 })
             }
-            Reader::Object {
+            From::Object {
                 files,
                 container,
                 object,
             } => Ok(files.fetch_range(container, object, offset, len).await?),
-            Reader::Glance { glance, id } => Ok(glance.fetch_range(id, offset, len).await?),
+            From::Glance { glance, id } => Ok(glance.fetch_range(id, offset, len).await?),
         }
     }
 
     pub fn shown(&self) -> String {
-        match self {
-            Reader::File(p) => p.display().to_string(),
-            Reader::Object {
+        match &self.from {
+            From::File(p) => p.display().to_string(),
+            From::Object {
                 container, object, ..
             } => format!("{container}/{object}"),
-            Reader::Glance { id, .. } => format!("image {id}"),
+            From::Glance { id, .. } => format!("image {id}"),
         }
     }
 }

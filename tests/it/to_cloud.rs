@@ -415,3 +415,86 @@ async fn a_dynamic_vhd_is_stored_as_raw_when_asked() {
     let w = World::start(seeded()).await;
     dynamic_vhd_as_raw(&w, &w.sim.keystone_url()).await;
 }
+
+/// A fleet into an OpenStack cloud, SIGKILLed in its first upload and resumed by its fleet id:
+/// every member ends as its own image (found by its own migration's property), converted from its
+/// own export; no member made two images; nothing imported into a legacy region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_moves_into_an_openstack_cloud_and_resumes_after_a_kill() {
+    let mut config = large();
+    config.servers[0].disk.virtual_size = 64 * MIB;
+    let mut second = config.servers[0].clone();
+    second.name = "web-2".into();
+    second.disk.seed = 12;
+    config.servers.push(second);
+    let w = World::start(config).await;
+    let auth_url = w.sim.keystone_url();
+    let clouds = clouds_yaml(w.files.path(), &auth_url, "alice", "alpha");
+    let mut c = cloud_command(
+        &w,
+        &clouds,
+        &[
+            "--from",
+            "DFW",
+            "--server",
+            "web-1",
+            "--server",
+            "web-2",
+            "--parallel",
+            "2",
+            "--concurrency",
+            "3",
+        ],
+    );
+    c.stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut fleet = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        let e: Value = serde_json::from_str(&line).unwrap();
+        if e["event"] == "fleet_started" {
+            fleet = e["fleet"].as_str().map(str::to_string);
+        }
+        // A member's events carry its `member` id beside their own fields.
+        let done = e["detail"]["done"].as_u64().unwrap_or(0);
+        if e["event"] == "transfer" && e["member"].is_string() && done > 0 {
+            crate::support::signal(child.id().unwrap(), "KILL");
+            break;
+        }
+    }
+    let status = child.wait().await.unwrap();
+    assert!(!status.success(), "killed mid-upload");
+    let fleet = fleet.expect("a fleet_started event");
+    let glance = GlanceView::login(&auth_url, "alice", "alpha").await;
+    let unfinished = w.records().len();
+    assert_eq!(unfinished, 2, "both members recorded");
+    let mut c = w.command(&["resume", &fleet, "--poll-interval", "0.02"]);
+    c.env("OS_CLIENT_CONFIG_FILE", &clouds)
+        .env("HOME", w.files.path());
+    let run = output(c).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let report = &run.event("fleet_report").expect("a fleet report")["report"];
+    let members = report["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2, "{report:#}");
+    for m in members {
+        let id = m["migration"].as_str().unwrap();
+        let images = glance.of_migration(id).await;
+        assert_eq!(images.len(), 1, "{id}: {images:#?}");
+        assert_eq!(images[0]["status"], "active");
+        let saved: Value = serde_json::from_slice(
+            &std::fs::read(w.state.path().join(format!("{id}.json"))).unwrap(),
+        )
+        .unwrap();
+        let export = &saved["facts"]["export"];
+        let export = format!(
+            "{}/{}",
+            export["container"].as_str().unwrap(),
+            export["object"].as_str().unwrap()
+        );
+        let vhd = export_bytes(&w, &export).await;
+        let stored = glance.data(images[0]["id"].as_str().unwrap()).await;
+        assert!(stored == qcow2_of(&vhd), "{id}: its own export, converted");
+    }
+    assert_eq!(w.created("snapshot"), 2, "each server imaged once");
+    assert_eq!(w.created("import_task"), 0);
+}

@@ -225,7 +225,25 @@ pub(super) async fn upload(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         // Uploaded by a run that was stopped before it said so: the digests are computed again
         // from the source (nothing is sent) and must match what Glance stored.
         Some("active") => produce(ctx, m, shape, None).await?,
-        Some("queued") => send_image(ctx, m, glance, &id, shape).await?,
+        Some("queued") => match send_image(ctx, m, glance, &id, shape).await {
+            Ok(sent) => sent,
+            Err(e @ Error::Refused { .. }) => {
+                // Glance will never take these bytes into this image: it is not left behind.
+                if let Err(d) = glance.delete(&id).await {
+                    ctx.emit(Event::Warning {
+                        message: format!(
+                            "could not delete image {id}, which the refused upload left empty: {}; \
+                             delete it yourself",
+                            crate::error_chain(&d)
+                        ),
+                    });
+                    return Err(e);
+                }
+                m.facts.glance_image = None;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        },
         Some(other) => {
             // Gone, killed or stuck: replaced by a new image on the next step.
             forget_image(ctx, m, glance, &id, other).await?;

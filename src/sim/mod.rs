@@ -111,6 +111,8 @@ pub struct SimConfig {
     /// The catalog's ServiceNet (internalURL) hosts cannot be reached: as from a machine outside
     /// the data center. They point at a closed loopback port.
     pub servicenet_unreachable: bool,
+    /// The OpenStack side's Glance `image_size_cap` (default 1 TiB, Glance's own default).
+    pub glance_size_cap: u64,
 }
 
 /// How an export writes its segments.
@@ -166,6 +168,7 @@ impl Default for SimConfig {
             faults: Plan::default(),
             second: None,
             servicenet_unreachable: false,
+            glance_size_cap: openstack::SIZE_CAP,
         }
     }
 }
@@ -469,7 +472,8 @@ pub async fn spawn_on(config: SimConfig, listen: &str) -> Result<SimHandle, Erro
         second,
         account: config.account.clone(),
         tokens: identity::Tokens::default(),
-        openstack: openstack::OpenStack::under(&root).map_err(Error::DataDir)?,
+        openstack: openstack::OpenStack::under(&root, config.glance_size_cap)
+            .map_err(Error::DataDir)?,
         store: object_store::Store::new(root, config.max_object_size, Arc::clone(&stats)),
         stats,
         cloud: cloud::Cloud::default(),

@@ -62,6 +62,8 @@ pub struct OpenStack {
     tokens: super::identity::Tokens,
     images: Mutex<BTreeMap<String, Image>>,
     dir: PathBuf,
+    /// `image_size_cap`: an upload past it is refused with 413.
+    size_cap: u64,
 }
 
 #[derive(Clone)]
@@ -73,11 +75,12 @@ struct Image {
 
 impl OpenStack {
     /// The OpenStack side, keeping image data in `glance/` under the simulator's data directory.
-    pub fn under(root: &std::path::Path) -> std::io::Result<Self> {
+    pub fn under(root: &std::path::Path, size_cap: u64) -> std::io::Result<Self> {
         let dir = root.join("glance");
         std::fs::create_dir_all(&dir)?;
         Ok(Self {
             dir,
+            size_cap,
             ..Self::default()
         })
     }
@@ -388,7 +391,11 @@ async fn upload(os: &OpenStack, id: &str, image: &Image, body: Body) -> Response
             return error(StatusCode::BAD_REQUEST, "the upload was cut short");
         };
         size += chunk.len() as u64;
-        if size > SIZE_CAP {
+        if size > os.size_cap {
+            // The rest is read (and dropped) first, so the client sees the 413 rather than a
+            // broken pipe (which one a client of an early answer sees is a race of timing).
+            drain(Body::from_stream(stream)).await;
+            let _ = tokio::fs::remove_file(&path).await;
             set_status(os, id, "queued", &[]);
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,

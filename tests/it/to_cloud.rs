@@ -498,3 +498,39 @@ async fn a_fleet_moves_into_an_openstack_cloud_and_resumes_after_a_kill() {
     assert_eq!(w.created("snapshot"), 2, "each server imaged once");
     assert_eq!(w.created("import_task"), 0);
 }
+
+/// Over the cloud's `image_size_cap` Glance answers 413: the migration stops for good with exit 3
+/// and a message naming the cap, the empty image it created is deleted, and with nothing left in
+/// the cloud its record can be forgotten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_over_the_size_cap_is_refused_and_its_empty_image_deleted() {
+    let w = World::start(imgferry::sim::SimConfig {
+        glance_size_cap: MIB,
+        ..seeded()
+    })
+    .await;
+    let auth_url = w.sim.keystone_url();
+    let clouds = clouds_yaml(w.files.path(), &auth_url, "alice", "alpha");
+    let path = w.file("disk.vhd", &good_vhd());
+    let run = output(cloud_command(
+        &w,
+        &clouds,
+        &["--vhd", path.to_str().unwrap()],
+    ))
+    .await;
+    assert_eq!(run.code, 3, "{run:#?}");
+    assert!(run.error().contains("too large"), "{}", run.error());
+    assert!(run.error().contains("image_size_cap"), "{}", run.error());
+    let id = run.id();
+    let glance = GlanceView::login(&auth_url, "alice", "alpha").await;
+    assert!(
+        glance.of_migration(&id).await.is_empty(),
+        "the empty image is deleted"
+    );
+    let out = w.command(&["forget", &id]).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -460,7 +460,8 @@ pub struct MigrateSource {
     /// matches). Servers imgferry itself created are never included.
     #[arg(long)]
     pub all_servers: bool,
-    /// Start from an existing image in the source region.
+    /// Start from an existing image in the source region (with --from-cloud, an image of that
+    /// cloud, by id or name).
     #[arg(long, value_name = "ID")]
     pub image: Option<String>,
     /// Start from an already exported VHD in source Cloud Files.

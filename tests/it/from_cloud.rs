@@ -155,12 +155,14 @@ async fn an_image_moves_between_projects_and_regions_of_an_openstack_cloud() {
     cloud_to_cloud(&w, &w.sim.keystone_url(), "RegionTwo").await;
 }
 
-/// An image downloaded to `DIR/` becomes `DIR/<name>.<disk format>` holding its exact bytes; a
-/// download SIGKILLed midway resumes from what it synced and ends with the same file.
-pub async fn cloud_to_file(w: &World, auth_url: &str) {
+/// An image downloaded to `DIR/` becomes `DIR/<name>.<disk format>` holding its exact bytes.
+/// With `kill`, the download is SIGKILLed midway (after its first sync) and resumed from the
+/// synced offset; that needs a link slow enough for the kill to land before the end (the
+/// simulator's throttle: real Glance on loopback is too fast to aim at).
+pub async fn cloud_to_file(w: &World, auth_url: &str, kill: bool) {
     let clouds = two_clouds(w.files.path(), auth_url, "RegionOne");
     let alpha = GlanceView::login(auth_url, "alice", "alpha").await;
-    let bytes = raw_bytes((120 * MIB) as usize);
+    let bytes = raw_bytes((144 * MIB) as usize);
     let id = seed_image(&alpha, "big", "raw", bytes.clone(), json!({})).await;
     let dir = w.files.path().join("out");
     std::fs::create_dir(&dir).unwrap();
@@ -173,7 +175,20 @@ pub async fn cloud_to_file(w: &World, auth_url: &str) {
         "--concurrency",
         "2",
     ];
-    let killed = crate::to_cloud::kill_after(from_alpha(w, &clouds, &args), 80 * MIB).await;
+    if !kill {
+        let run = output(from_alpha(w, &clouds, &args)).await;
+        assert_eq!(run.code, 0, "{run:#?}");
+        assert!(
+            std::fs::read(dir.join("big.raw")).unwrap() == bytes,
+            "the file is the image"
+        );
+        assert_eq!(
+            run.report()["source_cloud_image"]["sha512"],
+            hex::encode(Sha512::digest(&bytes))
+        );
+        return;
+    }
+    let killed = crate::to_cloud::kill_after(from_alpha(w, &clouds, &args), 72 * MIB).await;
     let saved: Value = serde_json::from_slice(
         &std::fs::read(w.state.path().join(format!("{killed}.json"))).unwrap(),
     )
@@ -220,8 +235,17 @@ pub async fn cloud_to_file(w: &World, auth_url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_downloads_to_a_file_and_a_killed_download_resumes() {
-    let w = World::start(seeded()).await;
-    cloud_to_file(&w, &w.sim.keystone_url()).await;
+    // 32 MiB/s per connection: the 144 MiB download takes over two seconds at --concurrency 2,
+    // so the kill after 72 MiB lands well before its end.
+    let w = World::start(imgferry::sim::SimConfig {
+        faults: imgferry::sim::Plan {
+            throttle_bytes_per_sec: Some(32 * MIB),
+            ..imgferry::sim::Plan::default()
+        },
+        ..seeded()
+    })
+    .await;
+    cloud_to_file(&w, &w.sim.keystone_url(), true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

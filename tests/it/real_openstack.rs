@@ -615,13 +615,15 @@ async fn an_image_moves_between_two_projects_of_real_glance() {
     crate::from_cloud::cloud_to_cloud(&w, &url, "RegionOne").await;
 }
 
-/// `--from-cloud --to-file` from real Glance, by parallel ranged reads: SIGKILLed midway, then
-/// resumed from the synced offset into a file identical to the image.
+/// `--from-cloud --to-file` from real Glance, by parallel ranged reads, into a file identical to
+/// the image (real Glance answers ranged GETs with 206). The kill and resume of a download are
+/// tested on the simulator's throttled link (`from_cloud.rs`): on loopback, real Glance serves
+/// the whole image before a kill can be aimed at its middle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_image_of_real_glance_downloads_to_a_file_and_resumes_after_a_kill() {
+async fn an_image_of_real_glance_downloads_to_a_file() {
     let Some(url) = keystone_url() else { return };
     let w = crate::support::World::start(crate::support::seeded()).await;
-    crate::from_cloud::cloud_to_file(&w, &url).await;
+    crate::from_cloud::cloud_to_file(&w, &url, false).await;
 }
 
 /// `--disk-format raw` into real Glance: a dynamic VHD read block by block, accepted by Glance's

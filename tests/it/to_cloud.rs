@@ -341,12 +341,14 @@ pub async fn killed_upload_resumes_into_one_image(w: &World, auth_url: &str) {
     assert_eq!(w.created("snapshot"), 1, "the server was imaged once");
 }
 
-/// A server large enough that its upload spans many progress events.
+/// A server large enough that its upload spans many progress events, on a link of 64 MiB/s per
+/// connection: a kill aimed at the middle of the upload lands there, however fast the machine.
 pub fn large() -> imgferry::sim::SimConfig {
     let mut config = seeded();
     config.servers[0].disk.virtual_size = 256 * MIB;
     config.servers[0].disk.allocated = 0.9;
     config.export_segment_size = 32 * MIB;
+    config.faults.throttle_bytes_per_sec = Some(64 * MIB);
     config
 }
 

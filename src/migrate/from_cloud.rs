@@ -12,13 +12,14 @@
 //!   from there (the part already written is read back for the digests). The whole must match
 //!   the image's sha512 and md5 before the file is renamed to `PATH`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use futures::StreamExt;
 
 use super::cloud::{source_glance, source_image as image};
 use super::state::{CloudImage, Migration, Step};
 use super::stream::{Digests, PIECE};
+use super::to_file::file_error;
 use super::{Ctx, Error, Event};
 use crate::api::glance::Glance;
 use crate::transfer;
@@ -114,24 +115,10 @@ fn extension(disk_format: &str) -> &str {
     }
 }
 
-fn file_error(what: &'static str, path: &Path, source: std::io::Error) -> Error {
-    Error::File {
-        what,
-        path: path.display().to_string(),
-        source,
-    }
-}
-
 /// Downloads the source image into `PATH.part` from where the last run stopped, checks it whole
 /// against the image's digests, and renames it to `PATH`.
 pub(super) async fn download(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
-    let path = PathBuf::from(
-        m.plan
-            .to_file
-            .clone()
-            .ok_or(Error::Invariant("a download without --to-file"))?,
-    );
-    let part = super::to_file::part_path(&path);
+    let (path, part) = super::to_file::target(m)?;
     let image = image(m)?.clone();
     let cloud = ctx
         .src_cloud
@@ -142,16 +129,7 @@ pub(super) async fn download(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> 
         // Killed after the rename and before the state said so: the file is in place.
         return Ok(());
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    if let Ok(available) = crate::fsutil::available_bytes(dir)
-        && available < image.size.saturating_sub(done)
-    {
-        return Err(Error::NoSpaceForFile {
-            dir: dir.display().to_string(),
-            needed: crate::units::size(image.size - done),
-            available: crate::units::size(available),
-        });
-    }
+    super::to_file::check_room(&path, image.size.saturating_sub(done))?;
     let _lock = super::to_file::lock_part(&part, &m.id)?;
     // What a previous run wrote and synced is kept; anything after it is not trusted.
     let digests = {

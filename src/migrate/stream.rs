@@ -50,7 +50,10 @@ impl Digests {
 
     /// `(sha512, md5)` in hex.
     pub fn finish(self) -> (String, String) {
-        (hex(&self.sha512.finalize()), hex(&self.md5.finalize()))
+        (
+            hex::encode(self.sha512.finalize()),
+            hex::encode(self.md5.finalize()),
+        )
     }
 
     /// Whether the digests of all of `image`'s bytes match the image's own; `Err` names the one
@@ -323,8 +326,8 @@ pub struct Produced {
 /// The conversion state carried from piece to piece (moved into a blocking task and back).
 struct Work {
     conversion: Conversion,
-    sha512: Sha512,
-    md5: Md5,
+    /// Digests of everything produced.
+    digests: Digests,
     /// Bytes produced so far.
     produced: u64,
     /// An OpenStack image's own digests over what is read, checked before the last piece is
@@ -361,8 +364,8 @@ pub async fn produce(
     let mut w = Work::new(conversion, m.facts.source_cloud_image.is_some());
     if let Conversion::Qcow2(c) = &w.conversion {
         let head = c.metadata();
-        w.sha512.update(&head);
-        w.md5.update(&head);
+        w.digests.update(&head);
+
         w.produced = head.len() as u64;
         send(&mut out, head).await?;
     }
@@ -485,8 +488,8 @@ impl Work {
     fn new(conversion: Conversion, check_input: bool) -> Self {
         Self {
             conversion,
-            sha512: Sha512::new(),
-            md5: Md5::new(),
+            digests: Digests::default(),
+
             produced: 0,
             input: check_input.then(Digests::default),
             segment: 0,
@@ -507,10 +510,11 @@ impl Work {
                 self.produced
             ));
         }
+        let (sha512, md5) = self.digests.finish();
         Ok(Produced {
             bytes: self.produced,
-            sha512: hex(&self.sha512.finalize()),
-            md5: hex(&self.md5.finalize()),
+            sha512,
+            md5,
         })
     }
 
@@ -541,8 +545,8 @@ impl Work {
                 made.extend_from_slice(&bytes[..end as usize]);
             }
         }
-        self.sha512.update(&made);
-        self.md5.update(&made);
+        self.digests.update(&made);
+
         self.produced += made.len() as u64;
         Ok(made)
     }
@@ -565,7 +569,7 @@ impl Work {
             at += n as u64;
             bytes = &bytes[n..];
             if at == end {
-                let got = hex(&std::mem::take(&mut self.segment_md5).finalize());
+                let got = hex::encode(std::mem::take(&mut self.segment_md5).finalize());
                 if let Some(want) = seg.md5.as_deref()
                     && !want.eq_ignore_ascii_case(&got)
                 {
@@ -598,8 +602,4 @@ fn cloud_name(ctx: &Ctx) -> String {
     ctx.src_cloud
         .as_ref()
         .map_or_else(String::new, |c| c.name.clone())
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

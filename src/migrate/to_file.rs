@@ -110,7 +110,7 @@ fn file_name_for(name: &str) -> String {
     }
 }
 
-fn file_error(what: &'static str, path: &Path, source: std::io::Error) -> Error {
+pub(super) fn file_error(what: &'static str, path: &Path, source: std::io::Error) -> Error {
     Error::File {
         what,
         path: path.display().to_string(),
@@ -118,8 +118,8 @@ fn file_error(what: &'static str, path: &Path, source: std::io::Error) -> Error 
     }
 }
 
-/// Downloads the checked export into `PATH.part`, validates it, and renames it to `PATH`.
-pub(super) async fn download(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+/// `--to-file`'s `PATH` and the `PATH.part` it is written to until complete.
+pub(super) fn target(m: &Migration) -> Result<(PathBuf, PathBuf), Error> {
     let path = PathBuf::from(
         m.plan
             .to_file
@@ -127,6 +127,26 @@ pub(super) async fn download(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> 
             .ok_or(Error::Invariant("a download without --to-file"))?,
     );
     let part = part_path(&path);
+    Ok((path, part))
+}
+
+/// Refuses a download of `needed` more bytes that the file system holding `path` cannot take
+/// (not knowing is not a reason to refuse: a full disk is then reported when it happens).
+pub(super) fn check_room(path: &Path, needed: u64) -> Result<(), Error> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    match crate::fsutil::available_bytes(dir) {
+        Ok(available) if available < needed => Err(Error::NoSpaceForFile {
+            dir: dir.display().to_string(),
+            needed: crate::units::size(needed),
+            available: crate::units::size(available),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Downloads the checked export into `PATH.part`, validates it, and renames it to `PATH`.
+pub(super) async fn download(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
+    let (path, part) = target(m)?;
     // A copy, never the state moved out: an early return below (no space, no source) leaves
     // the migration's own transfer plan in place, so the saved state can always be resumed.
     let mut state = m
@@ -138,17 +158,10 @@ pub(super) async fn download(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> 
         // Killed after the rename and before the state said so: the file is in place.
         return Ok(());
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let needed = state.source.len.saturating_sub(state.uploaded_bytes());
-    if let Ok(available) = crate::fsutil::available_bytes(dir)
-        && available < needed
-    {
-        return Err(Error::NoSpaceForFile {
-            dir: dir.display().to_string(),
-            needed: crate::units::size(needed),
-            available: crate::units::size(available),
-        });
-    }
+    check_room(
+        &path,
+        state.source.len.saturating_sub(state.uploaded_bytes()),
+    )?;
     // One download per `.part`: a second run onto the same path (another migration, a retried
     // job) is refused rather than writing into the same file. Held until the rename.
     let _part_lock = lock_part(&part, &m.id)?;

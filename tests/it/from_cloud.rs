@@ -189,10 +189,7 @@ pub async fn cloud_to_file(w: &World, auth_url: &str, kill: bool) {
         return;
     }
     let killed = crate::to_cloud::kill_after(from_alpha(w, &clouds, &args), 72 * MIB).await;
-    let saved: Value = serde_json::from_slice(
-        &std::fs::read(w.state.path().join(format!("{killed}.json"))).unwrap(),
-    )
-    .unwrap();
+    let saved = w.saved(&killed);
     assert!(
         dir.join("big.raw").exists() || dir.join("big.raw.part").exists(),
         "the download was under way"

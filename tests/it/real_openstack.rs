@@ -566,22 +566,10 @@ async fn a_legacy_server_moves_into_real_glance_converted_and_identical() {
     let Some(_) = qemu_img() else { return };
     // The disk itself, as qemu reads both files.
     let glance = crate::to_cloud::GlanceView::login(&url, "alice", "alpha").await;
-    let records = w.records();
-    let saved: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(w.state.path().join(format!("{}.json", records[0]))).unwrap(),
-    )
-    .unwrap();
+    let id = &w.records()[0];
+    let saved = w.saved(id);
     let image = saved["facts"]["imported_image"].as_str().unwrap();
-    let export = saved["facts"]["export"].clone();
-    let export = format!(
-        "{}/{}",
-        export["container"].as_str().unwrap(),
-        export["object"].as_str().unwrap()
-    );
-    let vhd = w.file(
-        "export.vhd",
-        &crate::to_cloud::export_bytes(&w, &export).await,
-    );
+    let vhd = w.file("export.vhd", &w.export_bytes(&w.export_of(id)).await);
     let qcow2 = w.file("stored.qcow2", &glance.data(image).await);
     crate::support::run_qemu(
         w.files.path(),

@@ -264,21 +264,40 @@ impl World {
     }
 
     pub async fn run(&self, args: &[&str]) -> Run {
-        let out = tokio::time::timeout(Duration::from_secs(120), self.command(args).output())
+        output(self.command(args)).await
+    }
+
+    /// Migration `id`'s state file.
+    pub fn saved(&self, id: &str) -> Value {
+        let path = self.state.path().join(format!("{id}.json"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    /// The export migration `id` recorded, as `CONTAINER/OBJECT`.
+    pub fn export_of(&self, id: &str) -> String {
+        let e = &self.saved(id)["facts"]["export"];
+        format!(
+            "{}/{}",
+            e["container"].as_str().unwrap(),
+            e["object"].as_str().unwrap()
+        )
+    }
+
+    /// The exported VHD's bytes (`CONTAINER/OBJECT`), read from the simulated Cloud Files in DFW.
+    pub async fn export_bytes(&self, export: &str) -> Vec<u8> {
+        let url = format!("{}/{export}", self.sim.object_store_url("DFW"));
+        reqwest::Client::new()
+            .get(url)
+            .header("X-Auth-Token", self.sim.issue_token())
+            .send()
             .await
-            .expect("imgferry finishes within 2 minutes")
-            .expect("run imgferry");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            events: String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(|l| {
-                    serde_json::from_str(l)
-                        .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
-                })
-                .collect(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
     }
 
     pub async fn migrate(&self, args: &[&str]) -> Run {
@@ -438,6 +457,25 @@ impl World {
         let p = self.files.path().join(name);
         std::fs::write(&p, bytes).unwrap();
         p
+    }
+}
+
+/// Runs an imgferry command (with `--output json`) to its end: its exit code and its events.
+pub async fn output(mut c: tokio::process::Command) -> Run {
+    let out = tokio::time::timeout(Duration::from_secs(120), c.output())
+        .await
+        .expect("imgferry finishes within 2 minutes")
+        .expect("run imgferry");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        events: String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {l}"))
+            })
+            .collect(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 

@@ -6,13 +6,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
 
 use serde_json::Value;
 use sha2::{Digest, Sha512};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::support::{MIB, Run, World, good_vhd, qcow2_of, seeded};
+pub use crate::support::output;
+use crate::support::{MIB, World, good_vhd, qcow2_of, seeded};
 
 /// A `clouds.yaml` (mode 600) in `dir` with cloud `lab`: `user` in `project` at `auth_url`,
 /// region RegionOne.
@@ -132,38 +132,6 @@ pub fn cloud_command(w: &World, clouds: &Path, args: &[&str]) -> tokio::process:
     c
 }
 
-pub async fn output(mut c: tokio::process::Command) -> Run {
-    let out = tokio::time::timeout(Duration::from_secs(120), c.output())
-        .await
-        .expect("imgferry finishes within 2 minutes")
-        .expect("run imgferry");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        events: String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// The exported VHD's bytes, read from the simulated Cloud Files in DFW.
-pub async fn export_bytes(w: &World, export: &str) -> Vec<u8> {
-    let url = format!("{}/{export}", w.sim.object_store_url("DFW"));
-    reqwest::Client::new()
-        .get(url)
-        .header("X-Auth-Token", w.sim.issue_token())
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec()
-}
-
 /// A legacy server moved to `auth_url`'s Glance as alice: one active qcow2 image whose bytes are
 /// the export converted, with Glance's digests, the properties a KVM cloud understands and none
 /// of the Xen-only ones.
@@ -190,7 +158,7 @@ pub async fn server_to_cloud(w: &World, auth_url: &str) {
     assert_eq!(image["disk_format"], "qcow2");
     assert_eq!(image["os_hash_value"], upload["sha512"]);
     assert_eq!(image["checksum"], upload["md5"]);
-    let vhd = export_bytes(w, r["export"].as_str().unwrap()).await;
+    let vhd = w.export_bytes(r["export"].as_str().unwrap()).await;
     let want = qcow2_of(&vhd);
     let stored = glance.data(image["id"].as_str().unwrap()).await;
     assert!(stored == want, "Glance holds the export converted to qcow2");
@@ -335,7 +303,9 @@ pub async fn killed_upload_resumes_into_one_image(w: &World, auth_url: &str) {
     assert_eq!(images.len(), 1, "still exactly one image: {images:#?}");
     assert_eq!(images[0]["status"], "active");
     assert_eq!(images[0]["id"], run.report()["imported_image"]);
-    let vhd = export_bytes(w, run.report()["export"].as_str().unwrap()).await;
+    let vhd = w
+        .export_bytes(run.report()["export"].as_str().unwrap())
+        .await;
     let stored = glance.data(images[0]["id"].as_str().unwrap()).await;
     assert!(stored == qcow2_of(&vhd), "the resumed upload is whole");
     assert_eq!(w.created("snapshot"), 1, "the server was imaged once");
@@ -483,17 +453,7 @@ async fn a_fleet_moves_into_an_openstack_cloud_and_resumes_after_a_kill() {
         let images = glance.of_migration(id).await;
         assert_eq!(images.len(), 1, "{id}: {images:#?}");
         assert_eq!(images[0]["status"], "active");
-        let saved: Value = serde_json::from_slice(
-            &std::fs::read(w.state.path().join(format!("{id}.json"))).unwrap(),
-        )
-        .unwrap();
-        let export = &saved["facts"]["export"];
-        let export = format!(
-            "{}/{}",
-            export["container"].as_str().unwrap(),
-            export["object"].as_str().unwrap()
-        );
-        let vhd = export_bytes(&w, &export).await;
+        let vhd = w.export_bytes(&w.export_of(id)).await;
         let stored = glance.data(images[0]["id"].as_str().unwrap()).await;
         assert!(stored == qcow2_of(&vhd), "{id}: its own export, converted");
     }

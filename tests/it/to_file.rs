@@ -34,23 +34,6 @@ fn to_file_args(w: &World, path: &str) -> Vec<String> {
     .collect()
 }
 
-/// The exported VHD's bytes, read from the simulated Cloud Files in DFW.
-async fn export_bytes(w: &World, export: &str) -> Vec<u8> {
-    let url = format!("{}/{export}", w.sim.object_store_url("DFW"));
-    reqwest::Client::new()
-        .get(url)
-        .header("X-Auth-Token", w.sim.issue_token())
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap()
-        .to_vec()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_ends_at_a_validated_file_identical_to_its_export() {
     let w = World::start(seeded()).await;
@@ -66,7 +49,7 @@ async fn a_server_ends_at_a_validated_file_identical_to_its_export() {
         "the .part file was renamed"
     );
     let export = r["export"].as_str().expect("an export");
-    let bytes = export_bytes(&w, export).await;
+    let bytes = w.export_bytes(export).await;
     assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes.len() as u64);
     let want = hex::encode(Sha256::digest(&bytes));
     assert_eq!(sha256_file(&path), want, "file bytes = export bytes");
@@ -149,7 +132,7 @@ async fn a_kill_mid_download_resumes_without_fetching_finished_pieces_again() {
         again <= most,
         "{again} bytes fetched again of a {len}-byte image, {pieces} MiB were done before the kill"
     );
-    let bytes = export_bytes(&w, r["export"].as_str().unwrap()).await;
+    let bytes = w.export_bytes(r["export"].as_str().unwrap()).await;
     assert_eq!(sha256_file(&path), hex::encode(Sha256::digest(&bytes)));
 }
 

@@ -2,7 +2,7 @@
 # Measures imgferry's moves into and between OpenStack clouds on the simulated cloud (loopback
 # only): a legacy server into Glance over a 16 MiB/s-per-connection link against its bound and
 # against the manual path (curl, qemu-img convert, curl), cloud → cloud and cloud → file on the
-# same link, and the peak RSS of a 20 GiB server's move. Prints markdown for docs/benchmarks.md.
+# same link, cloud → legacy (downloaded, made a VHD, imported), and the peak RSS of a 20 GiB server's move. Prints markdown for docs/benchmarks.md.
 #
 #   scripts/bench-openstack.sh [--size 1GiB] [--allocated 0.5] [--big-size 20GiB] [--only wan|memory] [--json FILE]
 #

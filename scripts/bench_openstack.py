@@ -11,8 +11,9 @@ Settings:
           qcow2 as it streams, one upload) against its bound (the qcow2 bytes at one connection's
           rate, plus imgferry's own steps that move no bytes), and against the manual path on the
           same export: curl download, `qemu-img convert`, then an upload with curl, one after the
-          other. Then the image moved on to another project (cloud → cloud) and downloaded to a
-          file (cloud → file), on the same throttled link.
+          other. Then the image moved on to another project (cloud → cloud), downloaded to a
+          file (cloud → file), and moved back into the legacy region IAD as a VHD (cloud → legacy),
+          on the same throttled link.
   memory  peak RSS of `migrate --to-cloud` of a --big-size server (a quarter of it written), no
           throttle.
 """
@@ -180,7 +181,20 @@ def wan(binary, work, size, allocated):
         file_wall, file_rss, _ = imgferry(binary, sim, ["migrate", "--from-cloud", "alpha", "--image", image,
                                                         "--to-file", out + "/", "--concurrency", "8"])
         shutil.rmtree(out, ignore_errors=True)
+        # And back into a legacy region: downloaded, made a dynamic VHD, uploaded, imported.
+        leg_wall, leg_rss, leg = imgferry(binary, sim, ["migrate", "--from-cloud", "alpha", "--image", image,
+                                                        "--to", "IAD", "--concurrency", "8",
+                                                        "--segment-size", "64MiB"])
+        leg_vhd = leg["physical_size"]
+        leg_down = step_seconds(leg, ("Exporting",))
+        leg_conv = step_seconds(leg, ("Exported",))
+        leg_copy = step_seconds(leg, ("Inspected", "Transferring"))
+        log(f"  cloud → legacy: {leg_wall:.1f} s (download {leg_down:.1f} s, convert {leg_conv:.1f} s, "
+            f"upload {leg_copy:.1f} s of {leg_vhd / MIB:.0f} MiB of VHD), peak RSS {leg_rss / MIB:.0f} MiB")
         return {
+            "cloud_to_legacy_seconds": leg_wall, "cloud_to_legacy_rss": leg_rss,
+            "cloud_to_legacy_download": leg_down, "cloud_to_legacy_convert": leg_conv,
+            "cloud_to_legacy_upload": leg_copy, "cloud_to_legacy_vhd_bytes": leg_vhd,
             "size": size, "allocated": allocated, "vhd_bytes": vhd_bytes, "qcow2_bytes": qcow2,
             "manual_qcow2_bytes": manual_qcow2,
             "imgferry_seconds": wall, "copy_seconds": copy, "other_seconds": other, "bound_seconds": bound,
@@ -245,6 +259,11 @@ def main():
         print(f"cloud → cloud: {w['cloud_to_cloud_seconds']:.1f} s ({w['cloud_to_cloud_rate']:.1f} MiB/s, "
               f"RSS {w['cloud_to_cloud_rss'] / MIB:.0f} MiB); cloud → file: {w['cloud_to_file_seconds']:.1f} s "
               f"({w['cloud_to_file_rate']:.1f} MiB/s, RSS {w['cloud_to_file_rss'] / MIB:.0f} MiB)")
+        print(f"cloud → legacy: {w['cloud_to_legacy_seconds']:.1f} s: download {w['cloud_to_legacy_download']:.1f} s "
+              f"({w['qcow2_bytes'] / w['cloud_to_legacy_download'] / MIB:.0f} MiB/s), convert "
+              f"{w['cloud_to_legacy_convert']:.1f} s, upload {w['cloud_to_legacy_upload']:.1f} s "
+              f"({w['cloud_to_legacy_vhd_bytes'] / w['cloud_to_legacy_upload'] / MIB:.0f} MiB/s of "
+              f"{w['cloud_to_legacy_vhd_bytes'] / MIB:.0f} MiB of VHD), RSS {w['cloud_to_legacy_rss'] / MIB:.0f} MiB")
     if "memory" in results:
         m = results["memory"]
         print(f"memory: {m['size'] / GIB:.0f} GiB server, {m['qcow2_bytes'] / MIB:.0f} MiB of qcow2 in "

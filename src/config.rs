@@ -377,25 +377,17 @@ pub fn migrate_request(
     })
 }
 
-/// The OpenStack routes this build supports: `--from-cloud` takes one `--image` and goes to a
-/// cloud or a file.
+/// The OpenStack routes this build supports: `--from-cloud` takes one `--image` (and goes to a
+/// cloud, a file or a legacy region).
 fn cloud_routes(args: &MigrateArgs, entry: &Entry, fleet: bool) -> Result<(), Error> {
-    if let Some(cloud) = &args.from_cloud {
-        if !matches!(entry, Entry::Image { .. }) {
-            return Err(flag(
-                "--from-cloud",
-                cloud,
-                "takes --image ID|NAME, an image of that cloud",
-            ));
-        }
-        if args.to_cloud.is_none() && args.to_file.is_none() {
-            return Err(flag(
-                "--from-cloud",
-                cloud,
-                "goes to --to-cloud NAME or --to-file PATH; into a Rackspace legacy region is not \
-                 supported yet (it needs the image converted to a VHD)",
-            ));
-        }
+    if let Some(cloud) = &args.from_cloud
+        && !matches!(entry, Entry::Image { .. })
+    {
+        return Err(flag(
+            "--from-cloud",
+            cloud,
+            "takes --image ID|NAME, an image of that cloud",
+        ));
     }
     if let (Some(cloud), true) = (&args.from_cloud, fleet) {
         return Err(flag(

@@ -16,7 +16,9 @@
 //! The converters do no I/O of their own: bytes in, bytes out ([`VhdToQcow2::push`]).
 
 pub mod qcow2;
+pub mod qcow2_read;
 pub mod raw;
+pub mod vhd_write;
 
 use crate::vhd::{dynamic, footer};
 

@@ -135,6 +135,24 @@ async fn from_cloud(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
     if image.status != "active" {
         checks.push("it is not active: a real run would refuse it".into());
     }
+    let format = image.disk_format.as_deref().unwrap_or_default();
+    if plan.to_cloud.is_none() && plan.to_file.is_none() {
+        checks.push(match format {
+            "raw" | "qcow2" => format!("{format} converts to a dynamic VHD for {}", plan.to),
+            "vhd" => format!(
+                "a VHD already: validated as it is before the upload to {}",
+                plan.to
+            ),
+            _ => format!(
+                "{} cannot become a VHD: a real run would refuse it",
+                if format.is_empty() {
+                    "no disk format"
+                } else {
+                    format
+                }
+            ),
+        });
+    }
     if let Some(cloud) = &ctx.cloud {
         checks.push(format!(
             "logged in to {} and found its image service",
@@ -166,8 +184,7 @@ fn steps_of(plan: &Plan) -> Vec<String> {
         .into_iter()
         .map(|step| {
             m.step = step;
-            let to = plan.to_file.as_deref().unwrap_or(&plan.to);
-            format!("{}: {}", step.label(to), route::describe(&m))
+            format!("{}: {}", route::label(plan, step), route::describe(&m))
         })
         .collect()
 }

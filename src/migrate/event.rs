@@ -27,6 +27,8 @@ pub enum Event {
     /// Work on a step begins.
     StepStarted {
         step: Step,
+        /// The documented step it is part of, as this route names it (`route::label`).
+        label: String,
         detail: String,
     },
     /// A step is complete and the next state is saved.

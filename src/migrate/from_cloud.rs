@@ -7,12 +7,14 @@
 //! - With `--to-cloud`, the image is streamed into the destination ([`super::to_cloud`]) by
 //!   parallel ranged reads (`GET /v2/images/{id}/file` with `Range`, answered 206), unchanged, or
 //!   converted when it is a VHD.
+//! - Into a legacy region, it is downloaded the same way into a staging directory, then made a
+//!   VHD ([`super::staging`]).
 //! - With `--to-file`, it is written to `PATH.part` in order by parallel ranged reads
 //!   ([`download`]); every 64 MiB the file is synced and the offset saved, so a resume continues
 //!   from there (the part already written is read back for the digests). The whole must match
 //!   the image's sha512 and md5 before the file is renamed to `PATH`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
 
@@ -99,6 +101,11 @@ pub(super) async fn resolve_image(ctx: &Ctx, m: &mut Migration, wanted: &str) ->
     if m.plan.to_file.is_some() {
         m.facts.downloaded = Some(0);
         m.step = Step::Transferring;
+    } else if m.plan.to_cloud.is_none() {
+        // Into a legacy region: staged as a VHD first.
+        super::staging::check_source(m, &cloud.name)?;
+        m.facts.downloaded = Some(0);
+        m.step = Step::Exporting;
     } else {
         super::to_cloud::check_format(ctx, m).await?;
         m.step = Step::Inspected;
@@ -116,9 +123,9 @@ fn extension(disk_format: &str) -> &str {
 }
 
 /// Downloads the source image into `PATH.part` from where the last run stopped, checks it whole
-/// against the image's digests, and renames it to `PATH`.
-pub(super) async fn download(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
-    let (path, part) = super::to_file::target(m)?;
+/// against the image's digests, and renames it to `path`.
+pub(super) async fn download(ctx: &Ctx, m: &mut Migration, path: PathBuf) -> Result<(), Error> {
+    let part = super::to_file::part_path(&path);
     let image = image(m)?.clone();
     let cloud = ctx
         .src_cloud

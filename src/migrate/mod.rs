@@ -54,6 +54,7 @@ pub mod report;
 pub mod route;
 pub mod session;
 pub mod settle;
+pub mod staging;
 pub mod state;
 pub mod steps;
 pub mod store;
@@ -388,6 +389,7 @@ async fn drive_steps(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         let started = Instant::now();
         ctx.emit(Event::StepStarted {
             step,
+            label: route::label(&m.plan, step),
             detail: route::describe(m),
         });
         let outcome = steps::advance(ctx, m).await;

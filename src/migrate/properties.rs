@@ -176,6 +176,23 @@ pub async fn apply(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     ensure_vm_mode(ctx, m, &imported, &current).await
 }
 
+/// Properties of an OpenStack image that only a KVM cloud understands, never carried to a legacy
+/// region: every `hw_*` (libvirt's device model), and the hypervisor type and version Nova's
+/// `ImagePropertiesFilter` schedules by (`img_hv_type`, `hypervisor_type`,
+/// `img_hv_requested_version`; openstack/nova `nova/scheduler/filters/image_props_filter.py`):
+/// `qemu` or `kvm` there would leave no XenServer host able to boot the image.
+pub fn for_xen(props: Vec<(String, Value)>) -> (Vec<(String, Value)>, Vec<String>) {
+    let kvm_only = |k: &str| {
+        k.starts_with("hw_")
+            || matches!(
+                k,
+                "img_hv_type" | "hypervisor_type" | "img_hv_requested_version"
+            )
+    };
+    let (gone, kept): (Vec<_>, Vec<_>) = props.into_iter().partition(|(k, _)| kvm_only(k));
+    (kept, gone.into_iter().map(|(k, _)| k).collect())
+}
+
 /// Copies the source image's properties and imgferry's two onto the imported image, whose
 /// properties are `current` (updated with what is set).
 async fn restore(
@@ -191,6 +208,14 @@ async fn restore(
         }
         // What the guest needs to boot goes first, before a property quota can fill up.
         wanted.sort_by_key(|(k, _)| !BOOT_KEYS.contains(&k.as_str()));
+        wanted.push((SOURCE_KEY.into(), json!(format!("{}/{image}", src.name))));
+    }
+    if let (Some(src), Some(image)) = (ctx.src_cloud.as_ref(), m.facts.source_image.clone()) {
+        if let Some(source) = src.glance.get(&image).await? {
+            let (kept, dropped) = for_xen(restorable(&source.rest));
+            wanted = kept;
+            m.facts.dropped_properties = dropped;
+        }
         wanted.push((SOURCE_KEY.into(), json!(format!("{}/{image}", src.name))));
     }
     wanted.push((MIGRATION_KEY.into(), json!(m.id)));

@@ -7,6 +7,19 @@ use serde::Serialize;
 use super::state::{Migration, Step, StepTime};
 use crate::units::{count, size};
 
+/// Several states make one documented step: the time of each step, in order.
+fn step_times(m: &Migration) -> Vec<(String, f64)> {
+    let mut steps: Vec<(String, f64)> = Vec::new();
+    for t in &m.timings {
+        let label = super::route::label(&m.plan, t.step);
+        match steps.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, s)) => *s += t.seconds,
+            None => steps.push((label, t.seconds)),
+        }
+    }
+    steps
+}
+
 /// Everything a user (or a script) wants to know at the end.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -60,6 +73,9 @@ pub struct Report {
     pub vm_mode_from: Option<String>,
     pub timings: Vec<StepTime>,
     pub total_seconds: f64,
+    /// Time per documented step, as this route names the steps (`route::label`).
+    #[serde(skip)]
+    step_times: Vec<(String, f64)>,
 }
 
 impl Report {
@@ -105,6 +121,7 @@ impl Report {
             vm_mode_from: f.vm_mode.as_ref().map(|v| v.1.clone()),
             timings: m.timings.clone(),
             total_seconds: m.timings.iter().map(|t| t.seconds).sum(),
+            step_times: step_times(m),
         }
     }
 
@@ -143,6 +160,38 @@ impl Report {
         if self.export.is_some() {
             line("exported VHD", opt(&self.export));
         }
+        if let (Some(image), None, None) =
+            (&self.source_cloud_image, &self.file, &self.glance_upload)
+        {
+            // Into a legacy region: downloaded, checked, and made a VHD.
+            line(
+                "converted",
+                format!(
+                    "{} image of {} → dynamic VHD (the download matched the image's {})",
+                    image.disk_format,
+                    size(image.size),
+                    match (&image.sha512, &image.md5) {
+                        (Some(_), Some(_)) => "sha512 and md5",
+                        (Some(_), None) => "sha512",
+                        (None, Some(_)) => "md5",
+                        (None, None) => "nothing: Glance gave no digests",
+                    }
+                ),
+            );
+            if !self.dropped_properties.is_empty() {
+                line(
+                    "not carried",
+                    format!("{} (KVM only)", self.dropped_properties.join(", ")),
+                );
+            }
+            line(
+                "note",
+                "a guest built for KVM boots on XenServer as HVM only with Xen's or the emulated \
+                 disk's drivers in its kernel and initramfs: general Linux kernels have them; a \
+                 kernel built for KVM alone, or Windows, may not (docs/openstack.md)"
+                    .into(),
+            );
+        }
         self.render_destination(&mut line);
         if self.boot_server.is_some() {
             line(
@@ -161,16 +210,11 @@ impl Report {
             line("size", format!("{} virtual, {} physical", size(v), size(p)));
         }
         self.render_digests(&mut line);
-        // Several states make one documented step; time is shown per step, in order.
-        let mut steps: Vec<(String, f64)> = Vec::new();
-        for t in &self.timings {
-            let label = t.step.label(self.file.as_deref().unwrap_or(&self.to));
-            match steps.iter_mut().find(|(l, _)| *l == label) {
-                Some((_, s)) => *s += t.seconds,
-                None => steps.push((label, t.seconds)),
-            }
-        }
-        let steps: Vec<String> = steps.iter().map(|(l, s)| format!("{l} {s:.1}s")).collect();
+        let steps: Vec<String> = self
+            .step_times
+            .iter()
+            .map(|(l, s)| format!("{l} {s:.1}s"))
+            .collect();
         line(
             "time",
             format!("{:.1} s ({})", self.total_seconds, steps.join(", ")),
@@ -226,7 +270,7 @@ impl Report {
             line("sha512", g.sha512.clone());
             line("md5", g.md5.clone());
             self.render_cloud(line);
-        } else if self.source_cloud_image.is_some() {
+        } else if self.source_cloud_image.is_some() && self.file.is_some() {
             // A download of an OpenStack image: its digests are above, and nothing is imported.
         } else {
             line("sha256", opt(&self.sha256));

@@ -12,6 +12,16 @@ pub fn describe(m: &Migration) -> String {
         Step::ServerCreating => format!("creating server {} in {from}", m.created_server_name()),
         Step::ServerActive => "server is active; imaging it next".into(),
         Step::Imaging => format!("imaging server into {}", m.snapshot_name()),
+        Step::Exporting if m.plan.from_cloud.is_some() => format!(
+            "downloading {} from {from} to a staging directory",
+            m.facts
+                .source_cloud_image
+                .as_ref()
+                .map_or_else(|| m.plan.entry.describe(), |i| format!("image {}", i.id))
+        ),
+        Step::Exported if m.plan.from_cloud.is_some() => {
+            "converting it to a dynamic VHD and validating it as XenServer will".into()
+        }
         Step::ImageActive => format!("exporting {} to Cloud Files in {from}", exported_image(m)),
         Step::Exporting => format!("waiting for the export task in {from}"),
         Step::Exported => format!(
@@ -72,14 +82,31 @@ fn exported_image(m: &Migration) -> String {
     }
 }
 
+/// What a step does for this plan, in the words of the documented steps ([`Step::label`]); an
+/// OpenStack image going to a legacy region is downloaded and converted where an export would be.
+pub fn label(plan: &Plan, step: Step) -> String {
+    let to = plan.to_file.as_deref().unwrap_or(&plan.to);
+    match step {
+        Step::Exporting if plan.from_cloud.is_some() => "download".into(),
+        Step::Exported if plan.from_cloud.is_some() => "convert to VHD".into(),
+        _ => step.label(to),
+    }
+}
+
 /// The states a plan passes through, in order, from its first real step (the dry run lists what
 /// each would do with [`describe`]).
 pub fn route(plan: &Plan) -> Vec<Step> {
     let first = match plan.entry {
         Entry::CreateServer { .. } => Step::ServerCreating,
         Entry::Server { .. } => Step::Imaging,
-        // An OpenStack image is read as it is: nothing to export.
-        Entry::Image { .. } if plan.from_cloud.is_some() => Step::Inspected,
+        // An OpenStack image is read as it is, or staged as a VHD for a legacy region.
+        Entry::Image { .. } if plan.from_cloud.is_some() => {
+            if plan.to_cloud.is_none() && plan.to_file.is_none() {
+                Step::Exporting
+            } else {
+                Step::Inspected
+            }
+        }
         Entry::Image { .. } => Step::ImageActive,
         Entry::Export { .. } => Step::Exported,
         Entry::Vhd { .. } => Step::Inspected,

@@ -472,10 +472,16 @@ pub struct Facts {
     /// `--from-cloud`: the source image as its Glance described it when the migration began.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_cloud_image: Option<CloudImage>,
-    /// `--from-cloud --to-file`: bytes of the download written and synced to `PATH.part`.
+    /// `--from-cloud` with `--to-file` or into a legacy region: bytes of the download written
+    /// and synced to its `.part` file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub downloaded: Option<u64>,
-    /// Source properties not carried to an OpenStack cloud (Xen- and Rackspace-only ones).
+    /// `--from-cloud` into a legacy region: the VHD staged on local disk for the upload, once
+    /// it is complete ([`crate::migrate::staging`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_vhd: Option<String>,
+    /// Source properties not carried across (Xen- and Rackspace-only ones going to a KVM cloud,
+    /// KVM-only ones going to a legacy region).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dropped_properties: Vec<String>,
 }
@@ -640,7 +646,12 @@ impl Migration {
         if self.plan.to_cloud.is_some() {
             return None;
         }
-        if let Some(image) = &self.facts.source_cloud_image {
+        if let Some(image) = self
+            .facts
+            .source_cloud_image
+            .as_ref()
+            .filter(|_| self.facts.transfer.is_none())
+        {
             return Some((self.facts.downloaded.unwrap_or(0), image.size));
         }
         self.facts

@@ -29,7 +29,13 @@ pub async fn advance(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         }
         Step::Imaging => imaging(ctx, m).await,
         Step::ImageActive => image_active(ctx, m).await,
+        // An OpenStack image going to a legacy region: downloaded, then made a local VHD.
+        Step::Exporting if m.plan.from_cloud.is_some() => super::staging::download(ctx, m).await,
         Step::Exporting => exporting(ctx, m).await,
+        Step::Exported if m.plan.from_cloud.is_some() => {
+            let path = super::staging::vhd(ctx, m).await?;
+            inspect_local(ctx, m, &path).await
+        }
         Step::Exported => exported(ctx, m).await,
         Step::Inspected if m.plan.to_cloud.is_some() => super::to_cloud::create_image(ctx, m).await,
         Step::Inspected => {
@@ -44,6 +50,10 @@ pub async fn advance(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         }
         Step::Transferring => transferring(ctx, m).await,
         Step::Uploaded => {
+            if m.facts.staged_vhd.is_some() {
+                // The VHD is in Cloud Files: nothing reads the staged copy again.
+                super::staging::remove(ctx, m).await;
+            }
             uploaded(m);
             Ok(())
         }
@@ -90,20 +100,31 @@ async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             m.facts.export = Some(ObjectRef { container, object });
             m.step = Step::Exported;
         }
-        Entry::Vhd { path } => {
-            let file = std::path::Path::new(&path);
-            m.facts.local_file = Some(preflight::stamp(file).await?);
-            let report = preflight::validate(VhdSource::File(file), &m.plan.policy()).await?;
-            record_validation(ctx, m, &report)?;
-            boot_fits(ctx, m).await?;
-            let source = transfer::source::local_file(std::path::Path::new(&path))
-                .map_err(transfer::Error::from)?;
-            plan_transfer(m, source)?;
-            super::to_cloud::check_format(ctx, m).await?;
-            m.step = Step::Inspected;
-        }
+        Entry::Vhd { path } => inspect_local(ctx, m, std::path::Path::new(&path)).await?,
     }
     Ok(())
+}
+
+/// A local VHD (`--vhd`, or one staged from an OpenStack image): stamped, validated as XenServer
+/// will read it, and planned for upload.
+async fn inspect_local(ctx: &Ctx, m: &mut Migration, file: &std::path::Path) -> Result<(), Error> {
+    m.facts.local_file = Some(preflight::stamp(file).await?);
+    let report = preflight::validate(VhdSource::File(file), &m.plan.policy()).await?;
+    record_validation(ctx, m, &report)?;
+    boot_fits(ctx, m).await?;
+    let source = transfer::source::local_file(file).map_err(transfer::Error::from)?;
+    plan_transfer(m, source)?;
+    super::to_cloud::check_format(ctx, m).await?;
+    m.step = Step::Inspected;
+    Ok(())
+}
+
+/// The local file the transfer reads: a `--vhd` file, or the VHD staged from an OpenStack image.
+fn local_vhd(m: &Migration) -> Option<std::path::PathBuf> {
+    match &m.plan.entry {
+        Entry::Vhd { path } => Some(path.into()),
+        _ => m.facts.staged_vhd.as_ref().map(Into::into),
+    }
 }
 
 /// The pre-flight verdict: recorded, warned about, and fatal unless `--force`.
@@ -444,7 +465,8 @@ async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     }
     if m.plan.to_file.is_some() {
         if m.plan.from_cloud.is_some() {
-            super::from_cloud::download(ctx, m).await?;
+            let (path, _) = super::to_file::target(m)?;
+            super::from_cloud::download(ctx, m, path).await?;
         } else {
             super::to_file::download(ctx, m).await?;
         }
@@ -457,12 +479,12 @@ async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         .transfer
         .clone()
         .ok_or(Error::Invariant("Transferring without a transfer plan"))?;
-    let access = match &m.plan.entry {
-        Entry::Vhd { path } => {
-            preflight::unchanged(std::path::Path::new(path), m.facts.local_file.as_ref()).await?;
-            transfer::SourceAccess::File(path.into())
+    let access = match local_vhd(m) {
+        Some(path) => {
+            preflight::unchanged(&path, m.facts.local_file.as_ref()).await?;
+            transfer::SourceAccess::File(path)
         }
-        _ => transfer::SourceAccess::Store(ctx.src()?.files.clone()),
+        None => transfer::SourceAccess::Store(ctx.src()?.files.clone()),
     };
     let dest = transfer::Endpoint {
         store: ctx.dst()?.files.clone(),
@@ -493,11 +515,10 @@ async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         None => Err(Error::Interrupted),
         Some(r) => {
             let outcome = r?;
-            if let Entry::Vhd { path } = &m.plan.entry {
+            if let Some(path) = local_vhd(m) {
                 // What was sent must be what the file holds now, byte for byte.
-                let path = std::path::Path::new(path);
-                preflight::unchanged(path, m.facts.local_file.as_ref()).await?;
-                preflight::same_sha256(path, &outcome.sha256).await?;
+                preflight::unchanged(&path, m.facts.local_file.as_ref()).await?;
+                preflight::same_sha256(&path, &outcome.sha256).await?;
             }
             m.step = Step::Uploaded;
             Ok(())

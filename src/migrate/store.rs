@@ -182,6 +182,11 @@ impl Store {
         self.dir.join(format!("{id}.work"))
     }
 
+    /// Where an OpenStack image going to a legacy region is staged as a VHD.
+    pub fn staging_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.staging"))
+    }
+
     /// Takes the advisory lock of migration `id`, or fails at once if another process holds it.
     pub fn lock(&self, id: &str) -> Result<Lock, Error> {
         let path = self.dir.join(format!("{id}.lock"));
@@ -282,7 +287,7 @@ impl Store {
         load_file(&path)
     }
 
-    /// Removes migration `id`'s record, its spill files and its lock file. The caller holds the
+    /// Removes migration `id`'s record, its spill and staging files and its lock file. The caller holds the
     /// migration's lock ([`Store::lock`]), so no run is driving it.
     pub fn forget(&self, id: &str) -> Result<(), Error> {
         let remove = |path: PathBuf, dir: bool| {
@@ -301,6 +306,7 @@ impl Store {
         };
         remove(self.path(id), false)?;
         remove(self.work_dir(id), true)?;
+        remove(self.staging_dir(id), true)?;
         remove(self.dir.join(format!("{id}.lock")), false)
     }
 

@@ -102,9 +102,9 @@ impl Bars {
                 self.active.insert(member.to_string(), pb);
                 self.count();
             }
-            Event::StepStarted { step, .. } => {
+            Event::StepStarted { label, .. } => {
                 if let Some(pb) = self.active.get(member) {
-                    pb.set_message(step.label(to));
+                    pb.set_message(label.clone());
                 }
             }
             Event::Transfer {
@@ -240,8 +240,8 @@ fn member_line(view: &mut MemberView, to: &str, event: &Event) -> Option<String>
             "{} migration {id}",
             if *resumed { "resuming" } else { "starting" }
         )),
-        Event::StepStarted { step, .. } => {
-            let label = step.label(to);
+        Event::StepStarted { label, .. } => {
+            let label = label.clone();
             (label != view.label).then(|| {
                 view.label.clone_from(&label);
                 label

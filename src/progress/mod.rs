@@ -171,8 +171,13 @@ fn scrubbed(event: Event) -> Event {
             what: clean(what),
             status: clean(status),
         },
-        Event::StepStarted { step, detail } => Event::StepStarted {
+        Event::StepStarted {
             step,
+            label,
+            detail,
+        } => Event::StepStarted {
+            step,
+            label: clean(label),
             detail: clean(detail),
         },
         Event::Retry {
@@ -263,8 +268,8 @@ fn plain(state: &mut PlainState, event: &Event) {
                 started_line(id, *resumed, from.as_deref(), to, source)
             );
         }
-        Event::StepStarted { step, detail } => {
-            let label = step.label(&state.to);
+        Event::StepStarted { label, detail, .. } => {
+            let label = label.clone();
             if state.current.as_ref().is_some_and(|(l, _)| *l == label) {
                 eprintln!("    {detail}");
             } else {
@@ -415,8 +420,8 @@ fn tty(state: &mut TtyState, event: &Event) {
             let line = started_line(id, *resumed, from.as_deref(), to, source);
             let _ = state.multi.println(line);
         }
-        Event::StepStarted { step, detail } => {
-            let label = step.label(&state.to);
+        Event::StepStarted { label, detail, .. } => {
+            let label = label.clone();
             // Several states make one user-visible step: one line for all of them.
             if let Some((current, pb, _)) = &state.step
                 && *current == label
@@ -570,6 +575,7 @@ mod tests {
     fn step(r: &Reporter, step: Step, detail: &str) {
         r.emit(Event::StepStarted {
             step,
+            label: step.label("IAD"),
             detail: detail.into(),
         });
         r.emit(Event::StepFinished { step, seconds: 0.5 });
@@ -605,6 +611,7 @@ mod tests {
         step(&r, Step::ImageActive, "starting the export");
         r.emit(Event::StepStarted {
             step: Step::Exporting,
+            label: Step::Exporting.label("IAD"),
             detail: "waiting".into(),
         });
         copied(&r, 6 << 20, 8 << 20);
@@ -624,6 +631,7 @@ mod tests {
         step(&r, Step::Exported, "inspecting");
         r.emit(Event::StepStarted {
             step: Step::Inspected,
+            label: Step::Inspected.label("IAD"),
             detail: "copying".into(),
         });
         r.emit(Event::Transfer {
@@ -706,6 +714,7 @@ mod tests {
             "web-1",
             Event::StepStarted {
                 step: Step::Imaging,
+                label: Step::Imaging.label("IAD"),
                 detail: "imaging".into(),
             },
         );

@@ -100,7 +100,7 @@ impl Builder {
     }
 
     /// Where block data may start: after the footer copy, header, BAT and (XenServer) batmap.
-    fn metadata_end(&self) -> u64 {
+    pub fn metadata_end(&self) -> u64 {
         let bat = (u64::from(self.max_entries()) * 4).div_ceil(512) * 512;
         let batmap = match self.style {
             Style::XenServer => {
@@ -203,16 +203,23 @@ impl Builder {
         let mut next = metadata_end / 512;
         let mut placed = Vec::new();
         for &(index, fill) in &self.blocks {
-            if self.style == Style::XenServer {
-                // blktap aligns block *data* (after its one-sector bitmap) to 4 KiB.
-                while !(next + 1).is_multiple_of(8) {
-                    next += 1;
-                }
-            }
+            next = self.block_sector_from(next);
             placed.push((index, next, fill));
             next += span_sectors;
         }
         placed
+    }
+
+    /// Where a block's bitmap goes when the first free sector is `next`: there, or (XenServer
+    /// style) the next sector whose block *data* (after its one-sector bitmap) starts on a 4 KiB
+    /// boundary, as blktap places it.
+    pub fn block_sector_from(&self, mut next: u64) -> u64 {
+        if self.style == Style::XenServer {
+            while !(next + 1).is_multiple_of(8) {
+                next += 1;
+            }
+        }
+        next
     }
 
     /// Writes the whole image to `w`, sequentially.
@@ -247,44 +254,10 @@ impl Builder {
     }
 
     fn write_dynamic(&self, w: &mut impl Write) -> io::Result<()> {
-        let footer = self.footer();
-        let header = self.header();
-        let entries = self.max_entries() as usize;
-        let bat_padded = header.bat_bytes_padded();
-        let mut metadata_end = 1536 + bat_padded;
-        let batmap = (self.style == Style::XenServer).then(|| {
-            let map_sectors = (entries as u64).div_ceil(8).div_ceil(512).max(1);
-            let header_at = metadata_end;
-            metadata_end += 512 + map_sectors * 512;
-            (header_at, map_sectors)
-        });
+        let metadata_end = self.metadata_end();
         let placed = self.block_sectors(metadata_end);
-        let mut bat = vec![0xFFu8; bat_padded as usize];
-        let mut map = vec![0u8; batmap.map_or(0, |(_, s)| s as usize * 512)];
-        for &(index, sector, _) in &placed {
-            let i = index as usize;
-            if i < entries {
-                bat[i * 4..i * 4 + 4]
-                    .copy_from_slice(&u32::try_from(sector).unwrap_or(u32::MAX).to_be_bytes());
-                if let Some(byte) = map.get_mut(i / 8) {
-                    *byte |= 0x80 >> (i % 8);
-                }
-            }
-        }
-        w.write_all(&footer.raw)?;
-        w.write_all(&header.raw)?;
-        w.write_all(&bat)?;
-        if let Some((header_at, map_sectors)) = batmap {
-            let mut b = [0u8; 512];
-            b[..8].copy_from_slice(dynamic::BATMAP_COOKIE);
-            b[8..16].copy_from_slice(&(header_at + 512).to_be_bytes());
-            b[16..20]
-                .copy_from_slice(&u32::try_from(map_sectors).unwrap_or(u32::MAX).to_be_bytes());
-            b[20..24].copy_from_slice(&dynamic::BATMAP_MAX_VERSION.to_be_bytes());
-            b[24..28].copy_from_slice(&dynamic::batmap_checksum(&map).to_be_bytes());
-            w.write_all(&b)?;
-            w.write_all(&map)?;
-        }
+        let at: Vec<(u32, u64)> = placed.iter().map(|&(i, s, _)| (i, s)).collect();
+        w.write_all(&self.dynamic_head(&at))?;
         let mut pos = metadata_end;
         let mut by_offset = placed;
         by_offset.sort_unstable_by_key(|&(_, sector, _)| sector);
@@ -295,7 +268,48 @@ impl Builder {
             write_fill(w, fill, u64::from(index), u64::from(BLOCK_SIZE))?;
             pos = sector * 512 + 512 + u64::from(BLOCK_SIZE);
         }
-        w.write_all(&footer.raw)
+        w.write_all(&self.footer().raw)
+    }
+
+    /// The first [`Builder::metadata_end`] bytes of a dynamic image whose blocks' bitmaps sit at
+    /// the given sectors: the footer copy, the header, the BAT and (XenServer style) the batmap.
+    pub fn dynamic_head(&self, placed: &[(u32, u64)]) -> Vec<u8> {
+        let footer = self.footer();
+        let header = self.header();
+        let entries = self.max_entries() as usize;
+        let bat_padded = header.bat_bytes_padded();
+        let batmap = (self.style == Style::XenServer).then(|| {
+            let map_sectors = (entries as u64).div_ceil(8).div_ceil(512).max(1);
+            (1536 + bat_padded, map_sectors)
+        });
+        let mut bat = vec![0xFFu8; bat_padded as usize];
+        let mut map = vec![0u8; batmap.map_or(0, |(_, s)| s as usize * 512)];
+        for &(index, sector) in placed {
+            let i = index as usize;
+            if i < entries {
+                bat[i * 4..i * 4 + 4]
+                    .copy_from_slice(&u32::try_from(sector).unwrap_or(u32::MAX).to_be_bytes());
+                if let Some(byte) = map.get_mut(i / 8) {
+                    *byte |= 0x80 >> (i % 8);
+                }
+            }
+        }
+        let mut head = Vec::with_capacity(self.metadata_end() as usize);
+        head.extend_from_slice(&footer.raw);
+        head.extend_from_slice(&header.raw);
+        head.extend_from_slice(&bat);
+        if let Some((header_at, map_sectors)) = batmap {
+            let mut b = [0u8; 512];
+            b[..8].copy_from_slice(dynamic::BATMAP_COOKIE);
+            b[8..16].copy_from_slice(&(header_at + 512).to_be_bytes());
+            b[16..20]
+                .copy_from_slice(&u32::try_from(map_sectors).unwrap_or(u32::MAX).to_be_bytes());
+            b[20..24].copy_from_slice(&dynamic::BATMAP_MAX_VERSION.to_be_bytes());
+            b[24..28].copy_from_slice(&dynamic::batmap_checksum(&map).to_be_bytes());
+            head.extend_from_slice(&b);
+            head.extend_from_slice(&map);
+        }
+        head
     }
 
     /// Builds the image in memory.

@@ -28,6 +28,7 @@ mod support;
 mod terminal_and_input;
 mod to_cloud;
 mod to_file;
+mod to_legacy;
 mod transfer;
 mod vhd_cases;
 mod vhd_props;

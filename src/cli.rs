@@ -295,6 +295,18 @@ pub struct MigrateArgs {
         help_heading = "Destination"
     )]
     pub disk_format: DiskFormat,
+    /// How the data goes into the OpenStack cloud's Glance: direct is one PUT of the file;
+    /// glance-direct stages it and imports it (for clouds that refuse direct uploads); auto
+    /// uses direct and turns to glance-direct when the cloud refuses it and offers that.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "METHOD",
+        default_value_t = UploadMethod::Auto,
+        requires = "to_cloud",
+        help_heading = "Destination"
+    )]
+    pub upload_method: UploadMethod,
     /// Instead of importing into another region, end at a local VHD file: downloaded in verified,
     /// resumable segments, written sparse, validated, and renamed into place when done. An
     /// existing directory (or a path ending in /) gets DIR/<image name>.vhd.
@@ -415,6 +427,14 @@ pub enum DiskFormat {
     Qcow2,
     Raw,
     Vhd,
+}
+
+/// How image data is sent to an OpenStack cloud's Glance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UploadMethod {
+    Auto,
+    Direct,
+    GlanceDirect,
 }
 
 /// XenServer's virtualisation mode for the imported image (Glance's `vm_mode` property).

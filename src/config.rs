@@ -16,7 +16,9 @@ use crate::cli::{
 use crate::http::RetryConfig;
 use crate::migrate::fleet::{Selection, Shard};
 use crate::migrate::session::Link;
-use crate::migrate::state::{Cleanup, CloudSide, DiskFormat, Entry, ObjectRef, Plan, ServiceNet};
+use crate::migrate::state::{
+    Cleanup, CloudSide, DiskFormat, Entry, ObjectRef, Plan, ServiceNet, UploadMethod,
+};
 use crate::migrate::{Store, store};
 use crate::progress::Format;
 use crate::transfer::plan::{MAX_PIECE, MIN_SEGMENT};
@@ -408,6 +410,11 @@ fn cloud_sides(args: &MigrateArgs, plan: &mut Plan) {
         cli::DiskFormat::Qcow2 => DiskFormat::Qcow2,
         cli::DiskFormat::Raw => DiskFormat::Raw,
         cli::DiskFormat::Vhd => DiskFormat::Vhd,
+    };
+    plan.upload_method = match args.upload_method {
+        cli::UploadMethod::Auto => UploadMethod::Auto,
+        cli::UploadMethod::Direct => UploadMethod::Direct,
+        cli::UploadMethod::GlanceDirect => UploadMethod::GlanceDirect,
     };
     // Filled in from clouds.yaml once the clouds are read (`aim_at_clouds`).
     let side = |cloud: &str, region: &Option<String>| CloudSide {

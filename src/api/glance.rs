@@ -8,6 +8,12 @@
 //! it inspects the stream and refuses (415) data that is not what `disk_format` declares, so the
 //! label must always be what the bytes are; over `image_size_cap` it answers 413. A cut upload
 //! cannot be resumed: the image goes back to `queued` and the whole file is sent again.
+//!
+//! Where a cloud refuses direct uploads, the interoperable import's `glance-direct` method does
+//! the same in three calls: `PUT /v2/images/{id}/stage` (the image becomes `uploading`),
+//! `POST /v2/images/{id}/import` (202; `importing`, then `active`), and `GET
+//! /v2/images/{id}/tasks` for why an import failed (openstack/glance
+//! `api-ref/source/v2/images-import.inc`, `glance/api/v2/images.py` `import_image`).
 
 use serde::Deserialize;
 
@@ -43,6 +49,31 @@ struct Images {
     images: Vec<Image>,
 }
 
+/// An import task of an image, as `GET /v2/images/{id}/tasks` lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Task {
+    pub status: String,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Tasks {
+    tasks: Vec<Task>,
+}
+
+#[derive(Deserialize)]
+struct ImportInfo {
+    #[serde(rename = "import-methods")]
+    methods: ImportMethods,
+}
+
+#[derive(Deserialize)]
+struct ImportMethods {
+    #[serde(default)]
+    value: Vec<String>,
+}
+
 /// Why an upload was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -52,6 +83,13 @@ pub enum UploadError {
          cap (Glance's image_size_cap) is not published by the API: ask the cloud's operator"
     )]
     TooLarge { url: String, message: String },
+    /// 403 or 405: this cloud does not take data this way (a policy refusing `upload_image`, say).
+    #[error("{url}: the image service does not take the data this way (HTTP {status}: {message})")]
+    NotAllowed {
+        url: String,
+        status: u16,
+        message: String,
+    },
     /// 415: the bytes are not the declared disk format (Glance's format inspection).
     #[error("{url}: the image service found the data is not {declared} (HTTP 415: {message})")]
     WrongFormat {
@@ -104,7 +142,29 @@ impl Glance {
         body: reqwest::Body,
         declared: &str,
     ) -> Result<(), UploadError> {
-        let url = self.service.url(&format!("v2/images/{}/file", segment(id)));
+        self.put_data(id, "file", body, declared).await
+    }
+
+    /// Streams `body` into the image's staging area (`glance-direct`): the image becomes
+    /// `uploading`, and [`Glance::import`] then makes it `active`.
+    pub async fn stage(
+        &self,
+        id: &str,
+        body: reqwest::Body,
+        declared: &str,
+    ) -> Result<(), UploadError> {
+        self.put_data(id, "stage", body, declared).await
+    }
+
+    /// `PUT /v2/images/{id}/{to}` with a streamed body.
+    async fn put_data(
+        &self,
+        id: &str,
+        to: &str,
+        body: reqwest::Body,
+        declared: &str,
+    ) -> Result<(), UploadError> {
+        let url = self.service.url(&format!("v2/images/{}/{to}", segment(id)));
         let resp = self
             .service
             .http
@@ -135,6 +195,11 @@ impl Glance {
                 url: shown,
                 message,
             },
+            403 | 405 => UploadError::NotAllowed {
+                url: shown,
+                status,
+                message,
+            },
             415 => UploadError::WrongFormat {
                 url: shown,
                 declared: declared.to_string(),
@@ -142,6 +207,38 @@ impl Glance {
             },
             _ => UploadError::Api(Error::from_parts("image upload", shown, status, &message)),
         })
+    }
+
+    /// The import methods the cloud offers (`GET /v2/info/import`); none when it has no
+    /// interoperable import (404).
+    pub async fn import_methods(&self) -> Result<Vec<String>, Error> {
+        let url = self.service.url("v2/info/import");
+        let info: Option<ImportInfo> = self.service.get("import methods", &url).await?;
+        Ok(info.map(|i| i.methods.value).unwrap_or_default())
+    }
+
+    /// Starts the import of what is staged (`glance-direct`). Not retried where Glance may have
+    /// acted: the caller reads the image's status to learn whether the import began.
+    pub async fn import(&self, id: &str, method: &str) -> Result<(), Error> {
+        let url = self
+            .service
+            .url(&format!("v2/images/{}/import", segment(id)));
+        let body = serde_json::json!({"method": {"name": method}});
+        self.service.create("image import", &url, &body).await?;
+        Ok(())
+    }
+
+    /// The image's import tasks, newest last as Glance lists them; empty when the cloud does not
+    /// show them (404, or a policy's 403).
+    pub async fn tasks(&self, id: &str) -> Result<Vec<Task>, Error> {
+        let url = self
+            .service
+            .url(&format!("v2/images/{}/tasks", segment(id)));
+        match self.service.get::<Tasks>("image tasks", &url).await {
+            Ok(t) => Ok(t.map(|t| t.tasks).unwrap_or_default()),
+            Err(Error::Service { status: 403, .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The image, or `None` if there is none with this id.

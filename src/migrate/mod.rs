@@ -45,6 +45,7 @@ pub mod eligibility;
 pub mod event;
 pub mod fleet;
 pub mod from_cloud;
+pub mod glance_import;
 mod held;
 pub mod import_code;
 pub mod pipelined;

@@ -223,6 +223,22 @@ pub struct Plan {
     /// `--disk-format`: what the image is stored as in an OpenStack cloud.
     #[serde(default = "auto_format")]
     pub disk_format: DiskFormat,
+    /// `--upload-method`: how the data goes into an OpenStack cloud's Glance.
+    #[serde(default)]
+    pub upload_method: UploadMethod,
+}
+
+/// How image data is sent to Glance (`--upload-method`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UploadMethod {
+    /// Direct, and glance-direct when the cloud refuses direct uploads and offers it.
+    #[default]
+    Auto,
+    /// `PUT /v2/images/{id}/file`.
+    Direct,
+    /// Stage, then import (the interoperable import's `glance-direct`).
+    GlanceDirect,
 }
 
 fn auto_format() -> DiskFormat {
@@ -357,6 +373,7 @@ impl Plan {
             to_cloud: None,
             from_cloud: None,
             disk_format: DiskFormat::Auto,
+            upload_method: UploadMethod::Auto,
         }
     }
 }
@@ -466,6 +483,10 @@ pub struct Facts {
     /// property (the intent's name is the migration id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub glance_image: Option<Intent>,
+    /// `--to-cloud`: the way the data goes into Glance, once chosen (`Direct` or
+    /// `GlanceDirect`); a resume keeps to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub glance_method: Option<UploadMethod>,
     /// `--to-cloud`: what was uploaded, once Glance's own digests matched it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub glance_upload: Option<GlanceUpload>,
@@ -712,6 +733,7 @@ mod tests {
                 to_cloud: None,
                 from_cloud: None,
                 disk_format: DiskFormat::Auto,
+                upload_method: UploadMethod::Auto,
             },
         );
         for n in [

@@ -389,6 +389,7 @@ mod tests {
                 to_cloud: None,
                 from_cloud: None,
                 disk_format: crate::migrate::state::DiskFormat::Auto,
+                upload_method: crate::migrate::state::UploadMethod::Auto,
             },
         )
     }

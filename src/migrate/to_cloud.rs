@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 
 use super::properties::{self, MIGRATION_KEY, SOURCE_KEY};
 use super::settle::create_settled;
-use super::state::{Entry, GlanceUpload, Intent, Migration, Step};
+use super::state::{Entry, GlanceUpload, Intent, Migration, Step, UploadMethod};
 use super::stream::{Produced, Shape, produce, shape_of};
 use super::{Ctx, Error, Event};
 use crate::api::glance::{Glance, UploadError};
@@ -218,41 +218,65 @@ pub(super) async fn upload(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         super::preflight::unchanged(std::path::Path::new(path), m.facts.local_file.as_ref())
             .await?;
     }
-    let status = settled_status(ctx, m, glance, &id).await?;
-    let shape = shape_of(ctx, m).await?;
-    let format = shape.disk_format;
-    let sent = match status.as_deref() {
-        // Uploaded by a run that was stopped before it said so: the digests are computed again
-        // from the source (nothing is sent) and must match what Glance stored.
-        Some("active") => produce(ctx, m, shape, None).await?,
-        Some("queued") => match send_image(ctx, m, glance, &id, shape).await {
-            Ok(sent) => sent,
-            Err(e @ Error::Refused { .. }) => {
-                // Glance will never take these bytes into this image: it is not left behind.
-                if let Err(d) = glance.delete(&id).await {
-                    ctx.emit(Event::Warning {
-                        message: format!(
-                            "could not delete image {id}, which the refused upload left empty: {}; \
-                             delete it yourself",
-                            crate::error_chain(&d)
-                        ),
-                    });
+    let (sent, format) = loop {
+        let method = method_of(m);
+        let image = settled(ctx, m, glance, &id).await?;
+        let status = image.as_ref().map(|i| i.status.clone());
+        let staged = image.as_ref().and_then(|i| i.size).is_some();
+        let shape = shape_of(ctx, m).await?;
+        let format = shape.disk_format;
+        let sent = match status.as_deref() {
+            // Uploaded by a run that was stopped before it said so: the digests are computed
+            // again from the source (nothing is sent) and must match what Glance stored.
+            Some("active") => produce(ctx, m, shape, None).await?,
+            // Staged whole, or importing (glance-direct): imported, then checked the same way.
+            Some("uploading") if staged => {
+                super::glance_import::import_and_wait(ctx, m, glance, &id).await?;
+                produce(ctx, m, shape, None).await?
+            }
+            Some("importing") => {
+                super::glance_import::import_and_wait(ctx, m, glance, &id).await?;
+                produce(ctx, m, shape, None).await?
+            }
+            Some("queued") => match send_image(ctx, m, glance, &id, shape, method).await {
+                Ok(Sent::Done(sent)) => {
+                    if method == UploadMethod::GlanceDirect {
+                        super::glance_import::import_and_wait(ctx, m, glance, &id).await?;
+                    }
+                    sent
+                }
+                Ok(Sent::NotAllowed(why)) => {
+                    turn_to_glance_direct(ctx, m, glance, &why).await?;
+                    continue;
+                }
+                Err(e @ Error::Refused { .. }) => {
+                    // Glance will never take these bytes into this image: it is not left behind.
+                    if let Err(d) = glance.delete(&id).await {
+                        ctx.emit(Event::Warning {
+                            message: format!(
+                                "could not delete image {id}, which the refused upload left \
+                                 empty: {}; delete it yourself",
+                                crate::error_chain(&d)
+                            ),
+                        });
+                        return Err(e);
+                    }
+                    m.facts.glance_image = None;
                     return Err(e);
                 }
-                m.facts.glance_image = None;
-                return Err(e);
+                Err(e) => return Err(e),
+            },
+            Some(other) => {
+                // Gone, killed or stuck: replaced by a new image on the next step.
+                forget_image(ctx, m, glance, &id, other).await?;
+                return Ok(());
             }
-            Err(e) => return Err(e),
-        },
-        Some(other) => {
-            // Gone, killed or stuck: replaced by a new image on the next step.
-            forget_image(ctx, m, glance, &id, other).await?;
-            return Ok(());
-        }
-        None => {
-            forget_image(ctx, m, glance, &id, "deleted").await?;
-            return Ok(());
-        }
+            None => {
+                forget_image(ctx, m, glance, &id, "deleted").await?;
+                return Ok(());
+            }
+        };
+        break (sent, format);
     };
     let image = glance
         .get(&id)
@@ -298,25 +322,29 @@ pub(super) async fn upload(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     Ok(())
 }
 
-/// The image's status, once it is not `saving`: an upload cut by a kill on this side is seen by
-/// Glance when its connection closes, and it then puts the image back to `queued`. Waited on for
-/// the settle time; an image still saving after that is reported as it is.
-async fn settled_status(
+/// The image, once it is not receiving data: `saving` (an upload) or `uploading` without a size
+/// (a stage). An upload or a stage cut by a kill on this side is seen by Glance when its
+/// connection closes, and it then puts the image back to `queued`. Waited on for the settle
+/// time; an image still receiving after that is reported as it is.
+async fn settled(
     ctx: &Ctx,
     m: &Migration,
     glance: &Glance,
     id: &str,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<crate::api::glance::Image>, Error> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(ctx.settle_secs);
     let interval = std::time::Duration::from_secs_f64(m.plan.polling.server_secs.clamp(0.05, 5.0));
     loop {
-        let status = glance.get(id).await?.map(|i| i.status);
-        if status.as_deref() != Some("saving") || std::time::Instant::now() >= deadline {
-            return Ok(status);
+        let image = glance.get(id).await?;
+        let receiving = image
+            .as_ref()
+            .is_some_and(|i| i.status == "saving" || (i.status == "uploading" && i.size.is_none()));
+        if !receiving || std::time::Instant::now() >= deadline {
+            return Ok(image);
         }
         ctx.emit(Event::Waiting {
             what: format!("image {id}"),
-            status: "saving".into(),
+            status: image.map_or_else(String::new, |i| i.status),
         });
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
@@ -346,15 +374,69 @@ async fn forget_image(
     Ok(())
 }
 
-/// Streams the conversion into the image: the producer and the upload run together, joined by a
-/// small channel (a few pieces in flight), so memory stays bounded whatever the image's size.
+/// The way the data goes into Glance: the one chosen already, else the plan's (auto tries direct
+/// first).
+fn method_of(m: &Migration) -> UploadMethod {
+    match (m.facts.glance_method, m.plan.upload_method) {
+        (Some(chosen), _) => chosen,
+        (None, UploadMethod::GlanceDirect) => UploadMethod::GlanceDirect,
+        (None, _) => UploadMethod::Direct,
+    }
+}
+
+/// A direct upload the cloud refused (403/405): with `--upload-method auto` and `glance-direct`
+/// offered in `/v2/info/import`, that is used from now on; otherwise the refusal is final.
+async fn turn_to_glance_direct(
+    ctx: &Ctx,
+    m: &mut Migration,
+    glance: &Glance,
+    why: &str,
+) -> Result<(), Error> {
+    let offered = glance.import_methods().await?;
+    let method = super::glance_import::METHOD;
+    if m.plan.upload_method != UploadMethod::Auto || !offered.iter().any(|o| o == method) {
+        return Err(Error::Refused {
+            rule: format!(
+                "{why}; its /v2/info/import offers {}",
+                if offered.is_empty() {
+                    "no import method".to_string()
+                } else {
+                    offered.join(", ")
+                }
+            ),
+            from: "the cloud's Glance policy (upload_image) and import methods",
+            advice: if offered.iter().any(|o| o == method) {
+                "run with --upload-method glance-direct (or auto)".into()
+            } else {
+                "ask the cloud's operator how images are uploaded there".into()
+            },
+        });
+    }
+    ctx.emit(Event::Warning {
+        message: format!("{why}; using glance-direct (stage, then import) instead"),
+    });
+    m.facts.glance_method = Some(UploadMethod::GlanceDirect);
+    ctx.save(m).await
+}
+
+/// What became of a send.
+enum Sent {
+    Done(Produced),
+    /// The cloud does not take data this way (403 or 405), with its message.
+    NotAllowed(String),
+}
+
+/// Streams the conversion into the image (`PUT …/file`, or `PUT …/stage` for glance-direct): the
+/// producer and the upload run together, joined by a small channel (a few pieces in flight), so
+/// memory stays bounded whatever the image's size.
 async fn send_image(
     ctx: &Ctx,
     m: &Migration,
     glance: &Glance,
     id: &str,
     shape: Shape,
-) -> Result<Produced, Error> {
+    method: UploadMethod,
+) -> Result<Sent, Error> {
     let format = shape.disk_format;
     let (tx, rx) = futures::channel::mpsc::channel::<std::io::Result<bytes::Bytes>>(2);
     let body = reqwest::Body::wrap_stream(rx);
@@ -370,13 +452,29 @@ async fn send_image(
         drop(tx);
         r
     };
-    let uploading = glance.upload(id, body, format);
+    let uploading = async {
+        if method == UploadMethod::GlanceDirect {
+            glance.stage(id, body, format).await
+        } else {
+            glance.upload(id, body, format).await
+        }
+    };
     let (produced, uploaded) = tokio::select! {
         r = async { tokio::join!(producing, uploading) } => r,
         () = ctx.cancel.cancelled() => return Err(Error::Interrupted),
     };
     match (produced, uploaded) {
-        (Ok(d), Ok(())) => Ok(d),
+        (Ok(d), Ok(())) => Ok(Sent::Done(d)),
+        (
+            _,
+            Err(UploadError::NotAllowed {
+                url,
+                status,
+                message,
+            }),
+        ) => Ok(Sent::NotAllowed(format!(
+            "{url} refused the data (HTTP {status}: {message})"
+        ))),
         // What Glance refused says more than the producer's closed channel.
         (_, Err(UploadError::TooLarge { url, message })) => Err(Error::Refused {
             rule: format!("{url} refused the image as too large: {message}"),

@@ -113,6 +113,13 @@ pub struct SimConfig {
     pub servicenet_unreachable: bool,
     /// The OpenStack side's Glance `image_size_cap` (default 1 TiB, Glance's own default).
     pub glance_size_cap: u64,
+    /// The OpenStack side's Glance refuses `PUT /v2/images/{id}/file` with 403, as a cloud whose
+    /// policy denies `upload_image` does; `glance-direct` still works.
+    pub glance_refuse_direct_upload: bool,
+    /// A fault: the OpenStack side's first N `glance-direct` imports fail, leaving the image
+    /// `importing` with `os_glance_failed_import` set, as real Glance does with data that is not
+    /// its declared format.
+    pub glance_fail_imports: usize,
 }
 
 /// How an export writes its segments.
@@ -169,6 +176,8 @@ impl Default for SimConfig {
             second: None,
             servicenet_unreachable: false,
             glance_size_cap: openstack::SIZE_CAP,
+            glance_refuse_direct_upload: false,
+            glance_fail_imports: 0,
         }
     }
 }
@@ -473,7 +482,9 @@ pub async fn spawn_on(config: SimConfig, listen: &str) -> Result<SimHandle, Erro
         account: config.account.clone(),
         tokens: identity::Tokens::default(),
         openstack: openstack::OpenStack::under(&root, config.glance_size_cap)
-            .map_err(Error::DataDir)?,
+            .map_err(Error::DataDir)?
+            .refusing_direct_upload(config.glance_refuse_direct_upload)
+            .failing_imports(config.glance_fail_imports),
         store: object_store::Store::new(root, config.max_object_size, Arc::clone(&stats)),
         stats,
         cloud: cloud::Cloud::default(),

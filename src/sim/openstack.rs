@@ -1,6 +1,7 @@
 //! An OpenStack cloud beside the legacy one: Keystone v3 (`POST /keystone/v3/auth/tokens`, the
 //! password method) and Glance v2 images (`/glance/{region}/v2/images…`: create, upload, read
-//! with ranges, list with property filters, delete). It is no more lenient than upstream, as
+//! with ranges, list with property filters, delete; the `glance-direct` import: `/v2/info/import`,
+//! stage, import, the image's tasks). It is no more lenient than upstream, as
 //! `tests/it/real_openstack.rs` checks by sending the same requests to both: the format
 //! inspection of uploads (glance `glance/location.py`), 413 over the size cap, 409 for a second
 //! upload, 401 for an unknown token or a wrong password, images visible to their project only.
@@ -34,6 +35,9 @@ pub const SIZE_CAP: u64 = 1 << 40;
 const TOKEN_TTL: Duration = Duration::from_secs(3600);
 /// Formats Glance's inspector recognises (oslo.utils `imageutils/format_inspector.py`).
 const INSPECTABLE: [&str; 8] = ["raw", "qcow2", "vhd", "vhdx", "vmdk", "vdi", "iso", "gpt"];
+/// Glance's default `enabled_import_methods` (glance `glance/common/config.py`), as real Glance
+/// 33 lists them in `/v2/info/import`.
+const IMPORT_METHODS: [&str; 3] = ["glance-direct", "web-download", "copy-image"];
 /// `disk_format` values Glance accepts (`[image_format] disk_formats`).
 const DISK_FORMATS: [&str; 11] = [
     "ami", "ari", "aki", "vhd", "vhdx", "vmdk", "raw", "qcow2", "vdi", "iso", "ploop",
@@ -64,6 +68,10 @@ pub struct OpenStack {
     dir: PathBuf,
     /// `image_size_cap`: an upload past it is refused with 413.
     size_cap: u64,
+    /// `PUT …/file` is refused with 403 (a policy denying `upload_image`).
+    refuse_direct: bool,
+    /// Imports left to fail (a fault).
+    fail_imports: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -71,6 +79,10 @@ struct Image {
     record: serde_json::Map<String, Value>,
     region: String,
     project: String,
+    /// Its import tasks, as `GET /v2/images/{id}/tasks` lists them.
+    tasks: Vec<Value>,
+    /// What a whole stage received: its md5, sha512 and first bytes.
+    staged: Option<(String, String, Vec<u8>)>,
 }
 
 impl OpenStack {
@@ -83,6 +95,19 @@ impl OpenStack {
             size_cap,
             ..Self::default()
         })
+    }
+
+    /// Fails the next `n` imports (a fault).
+    pub fn failing_imports(self, n: usize) -> Self {
+        self.fail_imports
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+        self
+    }
+
+    /// Refuses direct uploads (`PUT …/file`) with 403 when `refuse` is set.
+    pub fn refusing_direct_upload(mut self, refuse: bool) -> Self {
+        self.refuse_direct = refuse;
+        self
     }
 }
 
@@ -208,12 +233,41 @@ pub(super) async fn glance(
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(*id);
             let _ = tokio::fs::remove_file(os.dir.join(id)).await;
+            let _ = tokio::fs::remove_file(os.dir.join(format!("{id}.staged"))).await;
             StatusCode::NO_CONTENT.into_response()
         }
+        ("PUT", ["images", _, "file"]) if os.refuse_direct => {
+            drain(body).await;
+            error(
+                StatusCode::FORBIDDEN,
+                "You are not authorized to complete upload_image action.",
+            )
+        }
         ("PUT", ["images", id, "file"]) => match visible(id) {
-            Some(i) => upload(os, id, &i, body).await,
+            Some(i) => upload(os, id, &i, body, Receive::File).await,
             None => error(StatusCode::NOT_FOUND, "No image found"),
         },
+        ("PUT", ["images", id, "stage"]) => match visible(id) {
+            Some(i) => upload(os, id, &i, body, Receive::Stage).await,
+            None => error(StatusCode::NOT_FOUND, "No image found"),
+        },
+        ("POST", ["images", id, "import"]) => match visible(id) {
+            Some(i) => {
+                let bytes = axum::body::to_bytes(body, 1 << 20)
+                    .await
+                    .unwrap_or_default();
+                import(&shared, id, &i, &bytes)
+            }
+            None => error(StatusCode::NOT_FOUND, "No image found"),
+        },
+        ("GET", ["images", id, "tasks"]) => match visible(id) {
+            Some(i) => axum::Json(json!({"tasks": i.tasks})).into_response(),
+            None => error(StatusCode::NOT_FOUND, "No image found"),
+        },
+        ("GET", ["info", "import"]) => axum::Json(json!({"import-methods": {
+            "description": "Import methods available.", "type": "array",
+            "value": IMPORT_METHODS}}))
+        .into_response(),
         ("GET", ["images", id, "file"]) => match visible(id) {
             Some(i) => download(os, id, &i, &headers).await,
             None => error(StatusCode::NOT_FOUND, "No image found"),
@@ -296,6 +350,8 @@ fn create(os: &OpenStack, region: &str, project: &str, body: &[u8]) -> Response 
         record: record.clone(),
         region: region.to_string(),
         project: project.to_string(),
+        tasks: Vec::new(),
+        staged: None,
     };
     os.images
         .lock()
@@ -357,16 +413,37 @@ async fn drain(body: Body) {
     }
 }
 
-/// `PUT /v2/images/{id}/file`: streamed to a file, hashed on the way, inspected, then `active`.
-async fn upload(os: &OpenStack, id: &str, image: &Image, body: Body) -> Response {
-    if image.record.get("status").and_then(Value::as_str) != Some("queued") {
+/// Where a `PUT` of image data goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Receive {
+    /// `…/file`: stored, inspected, `active`.
+    File,
+    /// `…/stage`: kept for the import, `uploading` with its size (real Glance 33 computes no
+    /// hashes and inspects nothing until the import).
+    Stage,
+}
+
+/// `PUT /v2/images/{id}/file` (or `…/stage`): streamed to a file, hashed on the way, then
+/// inspected and `active` (or staged, `uploading`).
+async fn upload(os: &OpenStack, id: &str, image: &Image, body: Body, to: Receive) -> Response {
+    let (during, state) = match to {
+        Receive::File => ("saving", "saving"),
+        Receive::Stage => ("uploading", "uploading"),
+    };
+    let now = image
+        .record
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("queued")
+        .to_string();
+    if now != "queued" {
         // The body is read (up to the size cap) before the answer, so a client still writing it
         // sees the 409 rather than a broken pipe: which one a client sees of a server that answers
         // early is a race of timing, not a behaviour to model.
         drain(body).await;
         return error(
             StatusCode::CONFLICT,
-            "Image status transition from active to saving is not allowed",
+            &format!("Image status transition from {now} to {state} is not allowed"),
         );
     }
     let declared = image
@@ -375,8 +452,11 @@ async fn upload(os: &OpenStack, id: &str, image: &Image, body: Body) -> Response
         .and_then(Value::as_str)
         .unwrap_or("raw")
         .to_string();
-    set_status(os, id, "saving", &[]);
-    let path = os.dir.join(id);
+    set_status(os, id, during, &[]);
+    let path = match to {
+        Receive::File => os.dir.join(id),
+        Receive::Stage => os.dir.join(format!("{id}.staged")),
+    };
     let Ok(mut file) = tokio::fs::File::create(&path).await else {
         set_status(os, id, "queued", &[]);
         return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot store the data");
@@ -413,6 +493,23 @@ async fn upload(os: &OpenStack, id: &str, image: &Image, body: Body) -> Response
         }
     }
     let _ = file.flush().await;
+    if to == Receive::Stage {
+        let staged = (
+            hex::encode(md5.finalize()),
+            hex::encode(sha512.finalize()),
+            head,
+        );
+        if let Some(i) = os
+            .images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(id)
+        {
+            i.staged = Some(staged);
+        }
+        set_status(os, id, "uploading", &[("size", json!(size))]);
+        return StatusCode::NO_CONTENT.into_response();
+    }
     let found = inspect(&head);
     let accepted = found == declared
         || (found == "raw" && !INSPECTABLE.contains(&declared.as_str()))
@@ -437,6 +534,121 @@ async fn upload(os: &OpenStack, id: &str, image: &Image, body: Body) -> Response
         ],
     );
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// `POST /v2/images/{id}/import` with `glance-direct`: answered 202 with the image `importing`;
+/// a moment later the staged data is inspected as an upload would be. Data that is not its
+/// declared format leaves the image `importing` for good, with `os_glance_failed_import` naming
+/// the store and a failed task, as real Glance 33 does.
+fn import(shared: &std::sync::Arc<Shared>, id: &str, image: &Image, body: &[u8]) -> Response {
+    let os = &shared.openstack;
+    let method = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v["method"]["name"].as_str().map(str::to_string));
+    let Some(method) = method.filter(|m| IMPORT_METHODS.contains(&m.as_str())) else {
+        return error(StatusCode::BAD_REQUEST, "Import method is not valid");
+    };
+    let status = image
+        .record
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if method != "glance-direct" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("Import method {method} is not simulated"),
+        );
+    }
+    match (status, &image.staged) {
+        ("uploading", Some(_)) => {}
+        ("queued" | "uploading", _) => {
+            return error(
+                StatusCode::CONFLICT,
+                "Image needs to be staged before 'glance-direct' method can be used",
+            );
+        }
+        _ => {
+            return error(
+                StatusCode::CONFLICT,
+                &format!("Image with status {status} cannot be target for import"),
+            );
+        }
+    }
+    let task_id = uuid_like(&format!("task{id}"));
+    let image_id = id.to_string();
+    let task = move |state: &str, message: &str| {
+        json!({"id": task_id, "type": "api_image_import", "status": state, "message": message,
+            "image_id": image_id, "input": {"image_id": image_id,
+            "import_req": {"method": {"name": "glance-direct"}}, "backend": ["local"]}})
+    };
+    if let Some(i) = os
+        .images
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_mut(id)
+    {
+        i.tasks.push(task("processing", ""));
+        i.record.insert("status".into(), json!("importing"));
+        i.record
+            .insert("os_glance_importing_to_stores".into(), json!("local"));
+    }
+    let shared = std::sync::Arc::clone(shared);
+    let (id, image) = (id.to_string(), image.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let os = &shared.openstack;
+        let declared = image
+            .record
+            .get("disk_format")
+            .and_then(Value::as_str)
+            .unwrap_or("raw")
+            .to_string();
+        let Some((md5, sha512, head)) = image.staged.clone() else {
+            return;
+        };
+        let found = inspect(&head);
+        let faulted = os
+            .fail_imports
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok();
+        let accepted = !faulted
+            && (found == declared
+                || (found == "raw" && !INSPECTABLE.contains(&declared.as_str()))
+                || declared == "raw");
+        let staged = os.dir.join(format!("{id}.staged"));
+        let moved = accepted && tokio::fs::rename(&staged, os.dir.join(&id)).await.is_ok();
+        let mut images = os.images.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(i) = images.get_mut(&id) else {
+            return;
+        };
+        i.tasks.pop();
+        i.record
+            .insert("os_glance_importing_to_stores".into(), json!(""));
+        if moved {
+            let size = i.record.get("size").and_then(Value::as_u64).unwrap_or(0);
+            i.tasks
+                .push(task("success", &format!("Copied {} MiB", size >> 20)));
+            for (k, v) in [
+                ("status", json!("active")),
+                ("checksum", json!(md5)),
+                ("os_hash_algo", json!("sha512")),
+                ("os_hash_value", json!(sha512)),
+                ("os_glance_failed_import", json!("")),
+            ] {
+                i.record.insert(k.into(), v);
+            }
+        } else {
+            i.tasks
+                .push(task("failure", "Task failed due to Internal Error"));
+            i.record
+                .insert("os_glance_failed_import".into(), json!("local"));
+        }
+    });
+    StatusCode::ACCEPTED.into_response()
 }
 
 /// `GET /v2/images/{id}/file`, whole or one `Range` (206).

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha512};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub use crate::support::output;
-use crate::support::{MIB, World, good_vhd, qcow2_of, seeded};
+use crate::support::{MIB, Run, World, good_vhd, qcow2_of, seeded};
 
 /// A `clouds.yaml` (mode 600) in `dir` with cloud `lab`: `user` in `project` at `auth_url`,
 /// region RegionOne.
@@ -132,18 +132,15 @@ pub fn cloud_command(w: &World, clouds: &Path, args: &[&str]) -> tokio::process:
     c
 }
 
-/// A legacy server moved to `auth_url`'s Glance as alice: one active qcow2 image whose bytes are
-/// the export converted, with Glance's digests, the properties a KVM cloud understands and none
-/// of the Xen-only ones.
-pub async fn server_to_cloud(w: &World, auth_url: &str) {
+/// A legacy server moved to `auth_url`'s Glance as alice (with `extra` arguments): one active
+/// qcow2 image whose bytes are the export converted, with Glance's digests, the properties a KVM
+/// cloud understands and none of the Xen-only ones. Returns the run.
+pub async fn server_to_cloud(w: &World, auth_url: &str, extra: &[&str]) -> Run {
     let clouds = clouds_yaml(w.files.path(), auth_url, "alice", "alpha");
     let server = w.server();
-    let run = output(cloud_command(
-        w,
-        &clouds,
-        &["--from", "DFW", "--server", &server],
-    ))
-    .await;
+    let mut args = vec!["--from", "DFW", "--server", &server];
+    args.extend_from_slice(extra);
+    let run = output(cloud_command(w, &clouds, &args)).await;
     assert_eq!(run.code, 0, "{run:#?}");
     let r = run.report();
     assert_eq!(r["to"], "lab/RegionOne");
@@ -173,12 +170,13 @@ pub async fn server_to_cloud(w: &World, auth_url: &str) {
     assert!(image.get("vm_mode").is_none(), "{image:#}");
     let dropped = r["dropped_properties"].to_string();
     assert!(dropped.contains("vm_mode"), "{dropped}");
+    run
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_legacy_server_ends_as_a_qcow2_image_in_an_openstack_cloud() {
     let w = World::start(seeded()).await;
-    server_to_cloud(&w, &w.sim.keystone_url()).await;
+    server_to_cloud(&w, &w.sim.keystone_url(), &[]).await;
     // Nothing was imported into a legacy region.
     assert_eq!(w.created("import_task"), 0);
     // `status` counts the upload Glance confirmed, not the (unused) Cloud Files plan.
@@ -279,17 +277,15 @@ pub async fn kill_after(mut c: tokio::process::Command, bytes: u64) -> String {
     id.expect("a started event")
 }
 
-/// A migration SIGKILLed in the middle of its upload, then resumed: the image the first run
-/// created is found again (by its property) and receives the whole upload; no second image.
-pub async fn killed_upload_resumes_into_one_image(w: &World, auth_url: &str) {
+/// A migration SIGKILLed in the middle of its upload (with `extra` arguments), then resumed: the
+/// image the first run created is found again (by its property) and receives the whole upload;
+/// no second image.
+pub async fn killed_upload_resumes_into_one_image(w: &World, auth_url: &str, extra: &[&str]) {
     let clouds = clouds_yaml(w.files.path(), auth_url, "alice", "alpha");
     let server = w.server();
-    let id = kill_mid_upload(cloud_command(
-        w,
-        &clouds,
-        &["--from", "DFW", "--server", &server],
-    ))
-    .await;
+    let mut args = vec!["--from", "DFW", "--server", &server];
+    args.extend_from_slice(extra);
+    let id = kill_mid_upload(cloud_command(w, &clouds, &args)).await;
     let glance = GlanceView::login(auth_url, "alice", "alpha").await;
     let images = glance.of_migration(&id).await;
     assert_eq!(images.len(), 1, "{images:#?}");
@@ -325,7 +321,100 @@ pub fn large() -> imgferry::sim::SimConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_killed_midway_resumes_into_the_same_image() {
     let w = World::start(large()).await;
-    killed_upload_resumes_into_one_image(&w, &w.sim.keystone_url()).await;
+    killed_upload_resumes_into_one_image(&w, &w.sim.keystone_url(), &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_killed_midway_resumes_into_one_image_by_glance_direct() {
+    let w = World::start(large()).await;
+    let args = ["--upload-method", "glance-direct"];
+    killed_upload_resumes_into_one_image(&w, &w.sim.keystone_url(), &args).await;
+}
+
+/// A cloud whose policy refuses direct uploads (403 on `PUT …/file`) and offers `glance-direct`:
+/// `auto` turns to it, says so, and keeps to it; `direct` is refused with the way out named. Fails
+/// on the code before `glance-direct` (the 403 ended the migration).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_that_refuses_direct_uploads_takes_the_image_by_glance_direct() {
+    let w = World::start(imgferry::sim::SimConfig {
+        glance_refuse_direct_upload: true,
+        ..seeded()
+    })
+    .await;
+    let auth_url = w.sim.keystone_url();
+    let run = server_to_cloud(&w, &auth_url, &[]).await;
+    assert!(
+        run.events.iter().any(|e| e["event"] == "warning"
+            && e["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("using glance-direct")),
+        "{run:#?}"
+    );
+    assert_eq!(
+        w.saved(&run.id())["facts"]["glance_method"],
+        "glance-direct"
+    );
+    let clouds = clouds_yaml(w.files.path(), &auth_url, "alice", "alpha");
+    let run = output(cloud_command(
+        &w,
+        &clouds,
+        &[
+            "--vhd",
+            w.file("d.vhd", &good_vhd()).to_str().unwrap(),
+            "--upload-method",
+            "direct",
+        ],
+    ))
+    .await;
+    assert_eq!(run.code, 3, "{run:#?}");
+    assert!(
+        run.error().contains("403") && run.error().contains("--upload-method glance-direct"),
+        "{}",
+        run.error()
+    );
+}
+
+/// An import that fails leaves the image `importing` for good (real Glance does that with data
+/// that is not its declared format): imgferry deletes it, says why, and a resume uploads into a
+/// new image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_import_deletes_the_stuck_image_and_a_resume_makes_a_new_one() {
+    let w = World::start(imgferry::sim::SimConfig {
+        glance_fail_imports: 1,
+        ..seeded()
+    })
+    .await;
+    let auth_url = w.sim.keystone_url();
+    let clouds = clouds_yaml(w.files.path(), &auth_url, "alice", "alpha");
+    let vhd = w.file("d.vhd", &good_vhd());
+    let args = [
+        "--vhd",
+        vhd.to_str().unwrap(),
+        "--upload-method",
+        "glance-direct",
+    ];
+    let run = output(cloud_command(&w, &clouds, &args)).await;
+    assert_eq!(run.code, 1, "a failed step, resumable: {run:#?}");
+    assert!(
+        run.error().contains("Task failed due to Internal Error")
+            && run.error().contains("imgferry resume"),
+        "{}",
+        run.error()
+    );
+    let glance = GlanceView::login(&auth_url, "alice", "alpha").await;
+    assert!(
+        glance.of_migration(&run.id()).await.is_empty(),
+        "the stuck image is gone"
+    );
+    let mut c = w.command(&["resume", &run.id(), "--poll-interval", "0.02"]);
+    c.env("OS_CLIENT_CONFIG_FILE", &clouds)
+        .env("HOME", w.files.path());
+    let resumed = output(c).await;
+    assert_eq!(resumed.code, 0, "{resumed:#?}");
+    let images = glance.of_migration(&run.id()).await;
+    assert_eq!(images.len(), 1, "{images:#?}");
+    assert_eq!(images[0]["status"], "active");
 }
 
 /// A dynamic VHD stored as raw (`--disk-format raw`): read block by block in guest order and

@@ -280,7 +280,7 @@ pub struct MigrateArgs {
     #[arg(
         long,
         value_name = "NAME",
-        conflicts_with_all = ["to_file", "boot", "to_identity_url", "servers_file", "all_servers"],
+        conflicts_with_all = ["to_file", "to_identity_url", "servers_file", "all_servers"],
         help_heading = "Destination"
     )]
     pub to_cloud: Option<String>,
@@ -322,9 +322,19 @@ pub struct MigrateArgs {
     /// Name of the imported image [default: derived from the source].
     #[arg(long, help_heading = "Destination")]
     pub name: Option<String>,
-    /// Boot a server of this flavor from the imported image.
+    /// Boot a server of this flavor from the imported image (in an OpenStack cloud, the
+    /// flavor's id or name).
     #[arg(long, value_name = "FLAVOR", help_heading = "Destination")]
     pub boot: Option<String>,
+    /// With --boot into an OpenStack cloud: the network (id or name) the server is attached to,
+    /// which a cloud with several networks requires.
+    #[arg(
+        long,
+        value_name = "NETWORK",
+        requires_all = ["boot", "to_cloud"],
+        help_heading = "Destination"
+    )]
+    pub network: Option<String>,
     /// Cloud Files container for the export in the source region.
     #[arg(
         long,

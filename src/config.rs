@@ -312,6 +312,11 @@ pub fn migrate_request(
     if let Some(flavor) = &args.boot {
         id("--boot", flavor)?;
     }
+    plan.network = args
+        .network
+        .as_deref()
+        .map(|n| id("--network", n))
+        .transpose()?;
     plan.cleanup = match args.cleanup {
         cli::Cleanup::None => Cleanup::None,
         cli::Cleanup::Staging => Cleanup::Staging,
@@ -379,16 +384,16 @@ pub fn migrate_request(
     })
 }
 
-/// The OpenStack routes this build supports: `--from-cloud` takes one `--image` (and goes to a
-/// cloud, a file or a legacy region).
+/// The OpenStack routes this build supports: `--from-cloud` takes one `--image` or `--server`
+/// (and goes to a cloud, a file or a legacy region).
 fn cloud_routes(args: &MigrateArgs, entry: &Entry, fleet: bool) -> Result<(), Error> {
     if let Some(cloud) = &args.from_cloud
-        && !matches!(entry, Entry::Image { .. })
+        && !matches!(entry, Entry::Image { .. } | Entry::Server { .. })
     {
         return Err(flag(
             "--from-cloud",
             cloud,
-            "takes --image ID|NAME, an image of that cloud",
+            "takes --image ID|NAME or --server ID|NAME, an image or a server of that cloud",
         ));
     }
     if let (Some(cloud), true) = (&args.from_cloud, fleet) {

@@ -53,6 +53,11 @@ struct FlavorEnvelope {
     flavor: Flavor,
 }
 
+#[derive(Deserialize)]
+struct FlavorList {
+    flavors: Vec<Flavor>,
+}
+
 /// The fault embedded in a server in ERROR.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Fault {
@@ -151,6 +156,22 @@ impl Compute {
             .map(|e| e.flavor))
     }
 
+    /// The flavor whose id is `wanted`, else those named so (`GET /flavors/detail`): an OpenStack
+    /// cloud's flavors are usually given by name.
+    pub async fn find_flavors(&self, wanted: &str) -> Result<Vec<Flavor>, Error> {
+        if let Some(f) = self.get_flavor(wanted).await? {
+            return Ok(vec![f]);
+        }
+        let url = self.api.url("flavors/detail");
+        let list: Option<FlavorList> = self.api.get("flavor list", &url).await?;
+        Ok(list
+            .map(|l| l.flavors)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f.name == wanted)
+            .collect())
+    }
+
     /// Ids of the servers named exactly `name`. Nova's `?name=` is a pattern match, so the exact
     /// comparison is made here.
     pub async fn find_servers(&self, name: &str) -> Result<Vec<String>, Error> {
@@ -218,9 +239,25 @@ impl Compute {
         image_ref: &str,
         flavor_ref: &str,
     ) -> Result<Created, Error> {
+        self.create_server_on(name, image_ref, flavor_ref, None)
+            .await
+    }
+
+    /// [`Compute::create_server`] attached to the network `network` (an id), as an OpenStack
+    /// cloud with several networks requires (`networks: [{"uuid": …}]`).
+    pub async fn create_server_on(
+        &self,
+        name: &str,
+        image_ref: &str,
+        flavor_ref: &str,
+        network: Option<&str>,
+    ) -> Result<Created, Error> {
         let url = self.api.url("servers");
-        let body =
+        let mut body =
             json!({"server": {"name": name, "imageRef": image_ref, "flavorRef": flavor_ref}});
+        if let Some(uuid) = network {
+            body["server"]["networks"] = json!([{ "uuid": uuid }]);
+        }
         let resp = self.api.create("server", &url, &body).await?;
         #[derive(Deserialize)]
         struct Body {

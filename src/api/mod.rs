@@ -17,6 +17,7 @@ pub mod glance;
 pub mod identity;
 pub mod images;
 pub mod keystone;
+pub mod neutron;
 pub mod object_store;
 
 use crate::http::Idempotency;

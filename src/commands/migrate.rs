@@ -109,7 +109,8 @@ async fn resolve_server_name(
     let Entry::Server { id } = &plan.entry else {
         return Ok(());
     };
-    if looks_like_uuid(id) {
+    // A server of an OpenStack cloud is found by the migration's first step.
+    if looks_like_uuid(id) || plan.from_cloud.is_some() {
         return Ok(());
     }
     let ctx = session.connect(plan).await?;

@@ -2,7 +2,8 @@
 //!
 //! - `staging`: the uploaded copy in the destination (its segments and SLO manifest) and, when
 //!   imgferry exported it, the exported VHD in the source (its DLO segments and manifest).
-//! - `all`: also the source snapshot and any source server imgferry created.
+//! - `all`: also the source snapshot (in an OpenStack source cloud too) and any source server
+//!   imgferry created.
 //!
 //! A `--to-file` download uploaded nothing; its file is what the user asked for and stays.
 //!
@@ -66,6 +67,14 @@ pub async fn run(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             src.compute.delete_server(&id).await?;
             done.push(format!("{}: server {id}", src.name));
         }
+    }
+    if m.plan.cleanup == Cleanup::All
+        && let Some(cloud) = &ctx.src_cloud
+        && let Some(id) = m.facts.snapshot.as_ref().and_then(|s| s.id.clone())
+    {
+        // The snapshot imgferry took of an OpenStack server (`--from-cloud --server`).
+        cloud.glance.delete(&id).await?;
+        done.push(format!("{}: snapshot {id}", cloud.name));
     }
     m.facts.cleaned = done;
     Ok(())

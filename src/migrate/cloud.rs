@@ -7,16 +7,21 @@ use tokio::sync::OnceCell;
 use super::state::{CloudImage, CloudSide, Migration};
 use super::{Ctx, Error};
 use crate::api::auth::Auth;
+use crate::api::compute::Compute;
 use crate::api::glance::Glance;
+use crate::api::neutron::Neutron;
 use crate::api::{JsonService, identity, keystone};
 use crate::http::RetryConfig;
 
-/// An OpenStack cloud's image service, logged in.
+/// An OpenStack cloud's image service, logged in, and its compute and network services when its
+/// catalog has them (`--boot` needs both).
 #[derive(Debug, Clone)]
 pub struct CloudApi {
     /// `CLOUD/REGION` (or `CLOUD`), for messages.
     pub name: String,
     pub glance: Glance,
+    pub compute: Result<Compute, String>,
+    pub network: Result<Neutron, String>,
 }
 
 /// A cloud read from `clouds.yaml`, and its login once made (shared by every use in a session).
@@ -56,11 +61,20 @@ impl Login {
             .map_err(|why| {
                 Error::Usage(format!("cloud {} ({}): {why}", side.cloud, cloud.origin))
             })?;
-        let service = JsonService::new(http.clone(), &url, auth.clone(), retry.clone())
-            .with_retry_hook(on_retry);
+        let service = |url: &str| {
+            JsonService::new(http.clone(), url, auth.clone(), retry.clone())
+                .with_retry_hook(on_retry.clone())
+        };
+        let found = |kind: &str| {
+            session
+                .endpoint(kind, &side.interface, side.region.as_deref())
+                .map_err(|why| format!("cloud {} ({}): {why}", side.cloud, cloud.origin))
+        };
         Ok(CloudApi {
             name: side.shown(),
-            glance: Glance::new(service),
+            glance: Glance::new(service(&url)),
+            compute: found("compute").map(|u| Compute::new(service(&u))),
+            network: found("network").map(|u| Neutron::new(service(&u))),
         })
     }
 

@@ -111,6 +111,9 @@ pub async fn run(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
 /// A dry run from an OpenStack image: it is found (by id, else by its one name) and must be
 /// active; nothing else is read.
 async fn from_cloud(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
+    if let Entry::Server { id } = &plan.entry {
+        return cloud_server(ctx, plan, id).await;
+    }
     let Entry::Image { id } = &plan.entry else {
         return Err(Error::Invariant("--from-cloud without --image"));
     };
@@ -169,6 +172,50 @@ async fn from_cloud(ctx: &Ctx, plan: &Plan) -> Result<DryRun, Error> {
         source: plan.entry.describe(),
         steps: steps_of(&plan),
         checks,
+        predicted_code: None,
+        force: plan.force,
+        image_name: plan.name.clone(),
+        creates_nothing: true,
+    })
+}
+
+/// A dry run from an OpenStack server: it is found (by id, else by its one name); nothing is
+/// imaged.
+async fn cloud_server(ctx: &Ctx, plan: &Plan, wanted: &str) -> Result<DryRun, Error> {
+    let cloud = ctx
+        .src_cloud
+        .as_ref()
+        .ok_or(Error::Invariant("a --from-cloud dry run without its cloud"))?;
+    let compute = cloud
+        .compute
+        .as_ref()
+        .map_err(|why| Error::Usage(format!("--server needs the compute service: {why}")))?;
+    let server = match compute.get_server(wanted).await? {
+        Some(s) => Some(s),
+        None => match compute.find_servers(wanted).await?.as_slice() {
+            [one] => compute.get_server(one).await?,
+            _ => None,
+        },
+    };
+    let Some(server) = server else {
+        return Err(Error::Final(format!(
+            "no one server {wanted} in {} (by id or name)",
+            cloud.name
+        )));
+    };
+    let mut plan = plan.clone();
+    if plan.name.is_empty() {
+        plan.name = server.name.clone();
+    }
+    Ok(DryRun {
+        from: plan.from.clone(),
+        to: plan.to_file.clone().unwrap_or_else(|| plan.to.clone()),
+        source: plan.entry.describe(),
+        steps: steps_of(&plan),
+        checks: vec![format!(
+            "server {} ({}) in {}: {}",
+            server.id, server.name, cloud.name, server.status
+        )],
         predicted_code: None,
         force: plan.force,
         image_name: plan.name.clone(),

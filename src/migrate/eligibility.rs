@@ -69,7 +69,8 @@ pub async fn check(ctx: &Ctx, plan: &Plan) -> Result<Option<String>, Error> {
     {
         importable(ctx, plan, gb, &source.what)?;
     }
-    if let Some(flavor) = &plan.boot {
+    if let Some(flavor) = plan.boot.as_ref().filter(|_| plan.to_cloud.is_none()) {
+        // A boot in an OpenStack cloud is checked against its Nova (`cloud_boot::check`).
         check_boot(ctx, flavor, source.disk_gb.map(|gb| gb << 30)).await?;
         if let Some(image) = &source.image {
             boot_class(ctx, plan, flavor, image)?;

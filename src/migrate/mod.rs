@@ -39,6 +39,8 @@
 
 pub mod cleanup;
 pub mod cloud;
+pub mod cloud_boot;
+pub mod cloud_server;
 pub mod dry_run;
 pub mod duplicates;
 pub mod eligibility;

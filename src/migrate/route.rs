@@ -111,10 +111,18 @@ pub fn route(plan: &Plan) -> Vec<Step> {
         Entry::Export { .. } => Step::Exported,
         Entry::Vhd { .. } => Step::Inspected,
     };
+    // From an OpenStack server: imaged by Nova, then the image's own route.
+    let first = match (&plan.from_cloud, &plan.entry) {
+        (Some(_), Entry::Server { .. }) => Step::Imaging,
+        _ => first,
+    };
+    let staged = plan.to_cloud.is_none() && plan.to_file.is_none();
     Step::ALL
         .into_iter()
         .filter(|s| *s >= first)
         .filter(|s| match s {
+            Step::ImageActive if plan.from_cloud.is_some() => false,
+            Step::Exporting | Step::Exported if plan.from_cloud.is_some() => staged,
             // States that only record a result, with no work of their own to show.
             Step::ServerActive | Step::Uploaded | Step::Booted | Step::Done => false,
             Step::Inspected => plan.to_file.is_none(),

@@ -226,6 +226,10 @@ pub struct Plan {
     /// `--upload-method`: how the data goes into an OpenStack cloud's Glance.
     #[serde(default)]
     pub upload_method: UploadMethod,
+    /// `--network`: the network (id or name) a server booted in an OpenStack cloud is attached
+    /// to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 /// How image data is sent to Glance (`--upload-method`).
@@ -374,6 +378,7 @@ impl Plan {
             from_cloud: None,
             disk_format: DiskFormat::Auto,
             upload_method: UploadMethod::Auto,
+            network: None,
         }
     }
 }
@@ -734,6 +739,7 @@ mod tests {
                 from_cloud: None,
                 disk_format: DiskFormat::Auto,
                 upload_method: UploadMethod::Auto,
+                network: None,
             },
         );
         for n in [

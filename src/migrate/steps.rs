@@ -27,6 +27,7 @@ pub async fn advance(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             begin_imaging(m);
             Ok(())
         }
+        Step::Imaging if m.plan.from_cloud.is_some() => super::cloud_server::imaging(ctx, m).await,
         Step::Imaging => imaging(ctx, m).await,
         Step::ImageActive => image_active(ctx, m).await,
         // An OpenStack image going to a legacy region: downloaded, then made a local VHD.
@@ -59,6 +60,7 @@ pub async fn advance(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         }
         Step::Importing => importing(ctx, m).await,
         Step::Imported => imported(ctx, m).await,
+        Step::Booting if m.plan.to_cloud.is_some() => super::cloud_boot::boot(ctx, m).await,
         Step::Booting => booting(ctx, m).await,
         Step::Booted => finish(ctx, m).await,
         Step::CleanedUp => {
@@ -74,7 +76,14 @@ async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     if let (Some(_), Entry::Image { id }) = (&m.plan.from_cloud, m.plan.entry.clone()) {
         return super::from_cloud::resolve_image(ctx, m, &id).await;
     }
+    if let (Some(_), Entry::Server { .. }) = (&m.plan.from_cloud, &m.plan.entry) {
+        return super::cloud_server::planned(ctx, m).await;
+    }
     super::eligibility::check(ctx, &m.plan).await?;
+    if m.plan.to_cloud.is_some() && m.plan.boot.is_some() {
+        // The cloud's flavor and network, checked before hours of imaging and export.
+        super::cloud_boot::check(ctx, m, None).await?;
+    }
     if m.plan.name.is_empty() {
         // Named after its source, read now that the checks have reached it.
         m.plan.name = preflight::default_name(ctx.src.as_ref(), &m.plan).await;
@@ -155,12 +164,15 @@ fn record_validation(ctx: &Ctx, m: &mut Migration, r: &vhd::Report) -> Result<()
     }
 }
 
-/// With the VHD's virtual size known, the `--boot` flavor's disk must hold it.
+/// With the VHD's virtual size known, the `--boot` flavor's disk must hold it (in an OpenStack
+/// cloud, [`super::to_cloud::check_format`] checks its boot).
 async fn boot_fits(ctx: &Ctx, m: &Migration) -> Result<(), Error> {
     let needed = m.facts.vhd.as_ref().and_then(|v| v.virtual_size);
     match &m.plan.boot {
-        Some(flavor) => super::eligibility::check_boot(ctx, flavor, needed).await,
-        None => Ok(()),
+        Some(flavor) if m.plan.to_cloud.is_none() => {
+            super::eligibility::check_boot(ctx, flavor, needed).await
+        }
+        _ => Ok(()),
     }
 }
 
@@ -200,7 +212,7 @@ async fn server_creating(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             id
         }
     };
-    wait_server_active(ctx, src, m, &id, &name).await?;
+    wait_server_active(ctx, (&src.compute, &src.name), m, &id, &name).await?;
     m.facts.source_server = Some(id);
     m.step = Step::ServerActive;
     Ok(())
@@ -461,6 +473,14 @@ async fn transferring(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             // The image could not take the upload and was replaced: create the new one next.
             return Ok(());
         }
+        if m.plan.boot.is_some() {
+            m.facts.boot_server = Some(Intent {
+                name: m.boot_server_name(),
+                id: None,
+            });
+            m.step = Step::Booting;
+            return Ok(());
+        }
         return finish(ctx, m).await;
     }
     if m.plan.to_file.is_some() {
@@ -643,7 +663,8 @@ async fn booting(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
             id
         }
     };
-    let server = wait_server_active(ctx, ctx.dst()?, m, &id, &name).await?;
+    let dst = ctx.dst()?;
+    let server = wait_server_active(ctx, (&dst.compute, &dst.name), m, &id, &name).await?;
     m.facts.boot_addresses = server.ip_addresses();
     m.step = Step::Booted;
     Ok(())

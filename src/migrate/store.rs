@@ -390,6 +390,7 @@ mod tests {
                 from_cloud: None,
                 disk_format: crate::migrate::state::DiskFormat::Auto,
                 upload_method: crate::migrate::state::UploadMethod::Auto,
+                network: None,
             },
         )
     }

@@ -58,11 +58,15 @@ fn cloud(ctx: &Ctx) -> Result<&super::cloud::CloudApi, Error> {
         .ok_or(Error::Invariant("a --to-cloud step without a cloud"))
 }
 
-/// For `--to-cloud`, that the checked VHD can be stored as `--disk-format` asks, before anything
-/// is created for it.
+/// For `--to-cloud`, that the checked VHD can be stored as `--disk-format` asks, and that a
+/// `--boot` can happen, before anything is created for it.
 pub(super) async fn check_format(ctx: &Ctx, m: &Migration) -> Result<(), Error> {
     if m.plan.to_cloud.is_some() {
         shape_of(ctx, m).await?;
+        if m.plan.boot.is_some() {
+            let needed = m.facts.vhd.as_ref().and_then(|v| v.virtual_size);
+            super::cloud_boot::check(ctx, m, needed).await?;
+        }
     }
     Ok(())
 }

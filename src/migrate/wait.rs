@@ -67,16 +67,15 @@ pub async fn until<T>(
 /// Waits until server `id` is ACTIVE; ERROR ends the wait with the server's own fault message.
 pub(super) async fn wait_server_active(
     ctx: &Ctx,
-    region: &RegionApi,
+    (compute, region): (&crate::api::compute::Compute, &str),
     m: &Migration,
     id: &str,
     name: &str,
 ) -> Result<crate::api::compute::Server, Error> {
     let p = m.plan.polling;
-    let what = format!("server {name} ({id}) in {}", region.name);
+    let what = format!("server {name} ({id}) in {region}");
     until(ctx, &what, p.server_secs, p.deadline_secs, async || {
-        let s = region
-            .compute
+        let s = compute
             .get_server(id)
             .await?
             .ok_or_else(|| Error::ResourceFailed {

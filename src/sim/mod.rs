@@ -26,6 +26,7 @@ pub mod identity;
 pub mod images;
 pub mod object_store;
 pub mod openstack;
+pub mod openstack_compute;
 pub mod stats;
 
 mod middleware;

@@ -72,6 +72,8 @@ pub struct OpenStack {
     refuse_direct: bool,
     /// Imports left to fail (a fault).
     fail_imports: std::sync::atomic::AtomicUsize,
+    /// Nova's servers (`super::openstack_compute`).
+    pub servers: super::openstack_compute::Servers,
 }
 
 #[derive(Clone)]
@@ -97,6 +99,34 @@ impl OpenStack {
         })
     }
 
+    /// The project of a valid token, if the request carries one.
+    pub(super) fn project_of(&self, headers: &HeaderMap) -> Option<String> {
+        project_of(self, headers)
+    }
+
+    /// What Nova needs to know of image `id` to boot it, when `project` sees it in `region`: its
+    /// status, size and virtual size.
+    pub(super) fn bootable(
+        &self,
+        id: &str,
+        region: &str,
+        project: &str,
+    ) -> Option<(String, u64, Option<u64>)> {
+        let images = self.images.lock().unwrap_or_else(|e| e.into_inner());
+        let i = images
+            .get(id)
+            .filter(|i| i.project == project && i.region == region)?;
+        let r = &i.record;
+        Some((
+            r.get("status")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            r.get("size").and_then(Value::as_u64).unwrap_or(0),
+            r.get("virtual_size").and_then(Value::as_u64),
+        ))
+    }
+
     /// Fails the next `n` imports (a fault).
     pub fn failing_imports(self, n: usize) -> Self {
         self.fail_imports
@@ -118,7 +148,7 @@ impl SimHandle {
     }
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(super) fn error(status: StatusCode, message: &str) -> Response {
     let body = json!({"error": {"code": status.as_u16(), "message": message,
         "title": status.canonical_reason().unwrap_or("")}});
     (status, axum::Json(body)).into_response()
@@ -152,21 +182,27 @@ pub(super) async fn tokens(State(shared): State<std::sync::Arc<Shared>>, body: B
     let os = &shared.openstack;
     let (token, expires) = os.tokens.issue_for(TOKEN_TTL, project_name);
     crate::secrets::register(&token);
-    let endpoints: Vec<Value> = REGIONS
-        .iter()
-        .flat_map(|r| {
-            let url = format!("{}/glance/{r}", shared.base_url);
-            ["public", "internal", "admin"]
-                .map(|i| json!({"interface": i, "region_id": r, "region": r, "url": url}))
-        })
-        .collect();
+    let endpoints = |path: &str| -> Vec<Value> {
+        REGIONS
+            .iter()
+            .flat_map(|r| {
+                let url = format!("{}/{path}", shared.base_url).replace("{r}", r);
+                ["public", "internal", "admin"]
+                    .map(|i| json!({"interface": i, "region_id": r, "region": r, "url": url}))
+            })
+            .collect()
+    };
     let body = json!({"token": {
         "methods": ["password"],
         "expires_at": jiff::Timestamp::try_from(expires).map(|t| t.to_string()).unwrap_or_default(),
         "user": {"id": format!("{user_name}-id"), "name": user_name, "domain": {"id": "default", "name": "Default"}},
         "project": {"id": format!("{project_name}-id"), "name": project_name, "domain": {"id": "default", "name": "Default"}},
         "roles": [{"id": "member-id", "name": "member"}, {"id": "reader-id", "name": "reader"}],
-        "catalog": [{"type": "image", "name": "glance", "endpoints": endpoints}],
+        "catalog": [
+            {"type": "image", "name": "glance", "endpoints": endpoints("glance/{r}")},
+            {"type": "compute", "name": "nova", "endpoints": endpoints("nova/{r}/v2.1")},
+            {"type": "network", "name": "neutron", "endpoints": endpoints("neutron/{r}")},
+        ],
     }});
     let mut resp = (StatusCode::CREATED, axum::Json(body)).into_response();
     if let Ok(v) = token.parse() {
@@ -361,7 +397,7 @@ fn create(os: &OpenStack, region: &str, project: &str, body: &[u8]) -> Response 
 }
 
 /// A UUID-shaped id from a seed.
-fn uuid_like(seed: &str) -> String {
+pub(super) fn uuid_like(seed: &str) -> String {
     let h = hex::encode(Md5::digest(
         format!("{seed}{:?}", SystemTime::now()).as_bytes(),
     ));
@@ -534,6 +570,69 @@ async fn upload(os: &OpenStack, id: &str, image: &Image, body: Body, to: Receive
         ],
     );
     StatusCode::NO_CONTENT.into_response()
+}
+
+/// A snapshot of a server booted from image `from`: a new image named `name`, `queued` now and
+/// `active` after `after`, with the same data. `None` when `from` is gone.
+pub(super) async fn snapshot(
+    shared: &std::sync::Arc<Shared>,
+    from: &str,
+    name: &str,
+    (region, project): (&str, &str),
+    server: &str,
+    after: Duration,
+) -> Option<String> {
+    let os = &shared.openstack;
+    let source = os
+        .images
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(from)
+        .cloned()?;
+    let id = uuid_like(&format!("snapshot{name}{server}"));
+    tokio::fs::copy(os.dir.join(from), os.dir.join(&id))
+        .await
+        .ok()?;
+    let now = jiff::Timestamp::now().to_string();
+    let digests = ["size", "checksum", "os_hash_algo", "os_hash_value"];
+    let mut record = source.record.clone();
+    for key in digests {
+        record.insert(key.into(), Value::Null);
+    }
+    for (k, v) in [
+        ("id", json!(id)),
+        ("name", json!(name)),
+        ("status", json!("queued")),
+        ("image_type", json!("snapshot")),
+        ("instance_uuid", json!(server)),
+        ("base_image_ref", json!(from)),
+        ("created_at", json!(now)),
+        ("updated_at", json!(now)),
+        ("self", json!(format!("/v2/images/{id}"))),
+        ("file", json!(format!("/v2/images/{id}/file"))),
+    ] {
+        record.insert(k.into(), v);
+    }
+    let done: Vec<(&'static str, Value)> = digests
+        .iter()
+        .map(|k| (*k, source.record.get(*k).cloned().unwrap_or(Value::Null)))
+        .collect();
+    os.images.lock().unwrap_or_else(|e| e.into_inner()).insert(
+        id.clone(),
+        Image {
+            record,
+            region: region.to_string(),
+            project: project.to_string(),
+            tasks: Vec::new(),
+            staged: None,
+        },
+    );
+    let (shared, made) = (std::sync::Arc::clone(shared), id.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        set_status(&shared.openstack, &made, "active", &done);
+    });
+    Some(id)
 }
 
 /// `POST /v2/images/{id}/import` with `glance-direct`: answered 202 with the image `importing`;

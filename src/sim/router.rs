@@ -12,6 +12,14 @@ pub(super) fn router(shared: &Arc<Shared>) -> Router {
         .route("/identity-uk/v2.0/tokens", post(second_tokens))
         .route("/keystone/v3/auth/tokens", post(super::openstack::tokens))
         .route("/glance/{region}/v2/{*rest}", any(super::openstack::glance))
+        .route(
+            "/nova/{region}/v2.1/{*rest}",
+            any(super::openstack_compute::nova),
+        )
+        .route(
+            "/neutron/{region}/v2.0/{*rest}",
+            get(super::openstack_compute::neutron),
+        )
         .route("/{region}/servers/v2/{tenant}/{*rest}", any(compute_route))
         .route("/{region}/images/versions", get(image_versions))
         .route("/{region}/images/v2/{*rest}", any(images_route))

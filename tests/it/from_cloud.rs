@@ -296,3 +296,84 @@ async fn an_ambiguous_or_unusable_source_image_is_refused_before_anything_is_cre
         w.records()
     );
 }
+
+/// Boots a server named `name` from `image` in alice's project of the simulator (network
+/// `public`), and waits until it is ACTIVE; returns its id.
+async fn boot_in_alpha(g: &GlanceView, name: &str, image: &str) -> String {
+    let nova = format!("{}/v2.1", g.base.replace("/glance/", "/nova/"));
+    let http = reqwest::Client::new();
+    let made: Value = http
+        .post(format!("{nova}/servers"))
+        .header("X-Auth-Token", &g.token)
+        .json(
+            &json!({"server": {"name": name, "imageRef": image, "flavorRef": "2",
+            "networks": [{"uuid": imgferry::sim::openstack_compute::NETWORKS[0].0}]}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["server"]["id"].as_str().unwrap().to_string();
+    for _ in 0..200 {
+        let s: Value = http
+            .get(format!("{nova}/servers/{id}"))
+            .header("X-Auth-Token", &g.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if s["server"]["status"] == "ACTIVE" {
+            return id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("server {id} never became ACTIVE");
+}
+
+/// `--from-cloud alpha --server NAME --to-cloud beta`: the server is imaged once by Nova's
+/// createImage, and the snapshot moves to the other project with the server's disk (here, the
+/// image it booted from) and its sha512. An unknown server is refused before anything is created.
+/// Fails on the code before `--server` was taken with `--from-cloud`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_of_an_openstack_cloud_is_imaged_and_moves_to_another_project() {
+    let w = World::start(seeded()).await;
+    let auth_url = w.sim.keystone_url();
+    let clouds = two_clouds(w.files.path(), &auth_url, "RegionOne");
+    let alpha = GlanceView::login(&auth_url, "alice", "alpha").await;
+    let bytes = raw_bytes((6 * MIB) as usize + 4096);
+    let base = seed_image(&alpha, "base", "raw", bytes.clone(), json!({})).await;
+    boot_in_alpha(&alpha, "app-1", &base).await;
+    let run = output(from_alpha(
+        &w,
+        &clouds,
+        &["--server", "nothing", "--to-cloud", "beta"],
+    ))
+    .await;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(run.error().contains("no server nothing"), "{}", run.error());
+    let run = output(from_alpha(
+        &w,
+        &clouds,
+        &["--server", "app-1", "--to-cloud", "beta"],
+    ))
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let r = run.report();
+    assert_eq!(r["imported_image_name"], "app-1", "named after the server");
+    let snapshots = &w.sim.stats().created["openstack_snapshot"];
+    assert_eq!(snapshots.len(), 1, "imaged once");
+    assert_eq!(r["source_cloud_image"]["id"], snapshots[0].as_str());
+    let beta = GlanceView::login(&auth_url, "bob", "beta").await;
+    let images = beta.of_migration(&run.id()).await;
+    assert_eq!(images.len(), 1, "{images:#?}");
+    assert_eq!(
+        images[0]["os_hash_value"],
+        hex::encode(Sha512::digest(&bytes))
+    );
+}

@@ -585,3 +585,139 @@ async fn an_image_over_the_size_cap_is_refused_and_its_empty_image_deleted() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `--boot FLAVOR --network NET` into an OpenStack cloud: the image is uploaded, then a server is
+/// booted from it by Nova (flavor and network given by name), once, and reported with its address.
+/// A flavor or network the cloud does not have, or no network where several exist, is refused
+/// before anything is created. Fails on the code before it (`--boot` conflicted with
+/// `--to-cloud`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_server_boots_in_an_openstack_cloud() {
+    let w = World::start(seeded()).await;
+    let auth_url = w.sim.keystone_url();
+    let clouds = clouds_yaml(w.files.path(), &auth_url, "alice", "alpha");
+    let server = w.server();
+    for (args, says) in [
+        (
+            vec!["--boot", "m1.huge", "--network", "public"],
+            "no flavor m1.huge",
+        ),
+        (
+            vec!["--boot", "m1.small", "--network", "nowhere"],
+            "no network nowhere",
+        ),
+        (vec!["--boot", "m1.small"], "2 networks (public, private)"),
+    ] {
+        let mut all = vec!["--from", "DFW", "--server", &server];
+        all.extend(args);
+        let run = output(cloud_command(&w, &clouds, &all)).await;
+        assert_eq!(run.code, 3, "{run:#?}");
+        assert!(run.error().contains(says), "{}", run.error());
+    }
+    assert_eq!(
+        w.created("snapshot"),
+        0,
+        "refused before anything was created"
+    );
+    let run = output(cloud_command(
+        &w,
+        &clouds,
+        &[
+            "--from",
+            "DFW",
+            "--server",
+            &server,
+            "--boot",
+            "m1.small",
+            "--network",
+            "public",
+        ],
+    ))
+    .await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    let r = run.report();
+    assert_eq!(r["step"], "Done");
+    let booted = r["boot_server"].as_str().expect("a booted server");
+    assert_eq!(
+        w.sim.stats().created["openstack_server"],
+        vec![booted.to_string()]
+    );
+    assert_eq!(
+        r["boot_addresses"].as_array().map(Vec::len),
+        Some(1),
+        "{r:#}"
+    );
+    assert!(r["admin_pass"].is_string(), "shown once: {r:#}");
+    let saved = w.saved(&run.id()).to_string();
+    assert!(
+        !saved.contains("Sim-Pass-5678"),
+        "the password is not stored"
+    );
+}
+
+/// A kill after the boot's POST was sent but before its answer was saved: the resumed run finds
+/// the server by its name and never boots a second one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_boot_in_an_openstack_cloud_is_never_made_twice() {
+    let w = World::start(imgferry::sim::SimConfig {
+        timing: imgferry::sim::Timing {
+            build: std::time::Duration::from_secs(3),
+            ..imgferry::sim::Timing::instant()
+        },
+        ..seeded()
+    })
+    .await;
+    let auth_url = w.sim.keystone_url();
+    let clouds = clouds_yaml(w.files.path(), &auth_url, "alice", "alpha");
+    let server = w.server();
+    let mut c = cloud_command(
+        &w,
+        &clouds,
+        &[
+            "--from",
+            "DFW",
+            "--server",
+            &server,
+            "--boot",
+            "2",
+            "--network",
+            "private",
+        ],
+    );
+    c.stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut id = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        let e: Value = serde_json::from_str(&line).unwrap();
+        if e["event"] == "started" {
+            id = e["id"].as_str().map(str::to_string);
+        }
+        // Waiting for the server to build: it exists, and the state may or may not know its id.
+        if e["event"] == "waiting" && e["what"].as_str().unwrap_or_default().contains("-boot") {
+            crate::support::signal(child.id().unwrap(), "KILL");
+            break;
+        }
+    }
+    let _ = child.wait().await;
+    let id = id.expect("a started event");
+    let mut saved = w.saved(&id);
+    assert_eq!(saved["step"], "Booting");
+    // As if the kill had come before the answer was saved: only the intent is left.
+    saved["facts"]["boot_server"]["id"] = Value::Null;
+    std::fs::write(
+        w.state.path().join(format!("{id}.json")),
+        serde_json::to_vec_pretty(&saved).unwrap(),
+    )
+    .unwrap();
+    let mut c = w.command(&["resume", &id, "--poll-interval", "0.02"]);
+    c.env("OS_CLIENT_CONFIG_FILE", &clouds)
+        .env("HOME", w.files.path());
+    let run = output(c).await;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert_eq!(
+        w.sim.stats().created["openstack_server"].len(),
+        1,
+        "one server, found again by its name"
+    );
+}

@@ -111,6 +111,7 @@ async fn wanted_properties(ctx: &Ctx, m: &mut Migration) -> Result<Map<String, V
                     .filter(|(k, _)| !matches!(k.as_str(), "min_disk" | "min_ram")),
             );
             m.facts.dropped_properties = dropped;
+            props.extend(tags(&source));
         }
         props.insert(SOURCE_KEY.into(), json!(format!("{}/{image}", src.name)));
     }
@@ -124,11 +125,25 @@ async fn wanted_properties(ctx: &Ctx, m: &mut Migration) -> Result<Map<String, V
                     .filter(|(k, _)| !matches!(k.as_str(), "min_disk" | "min_ram")),
             );
             m.facts.dropped_properties = dropped;
+            props.extend(tags(&source.rest));
         }
         props.insert(SOURCE_KEY.into(), json!(format!("{}/{image}", src.name)));
     }
     props.insert(MIGRATION_KEY.into(), json!(m.id));
     Ok(props)
+}
+
+/// The source image's tags, set whole when the image is created (Glance takes `tags` in the
+/// create body; a JSON patch can only replace them whole, `/tags/-` is a 400).
+fn tags(source: &Map<String, Value>) -> Option<(String, Value)> {
+    let tags: Vec<&str> = source
+        .get("tags")?
+        .as_array()?
+        .iter()
+        .filter_map(Value::as_str)
+        .filter(|t| !t.is_empty() && t.len() <= 255)
+        .collect();
+    (!tags.is_empty()).then(|| ("tags".to_string(), json!(tags)))
 }
 
 /// Finds the image by the migration's property, or creates it. A property the cloud refuses

@@ -118,7 +118,7 @@ pub async fn cloud_to_cloud(w: &World, auth_url: &str, beta_region: &str) {
         &name,
         "raw",
         bytes.clone(),
-        json!({"os_distro": "ubuntu", "team": "blue"}),
+        json!({"os_distro": "ubuntu", "team": "blue", "tags": ["web", "prod"]}),
     )
     .await;
     // By name, as a user would give it.
@@ -140,6 +140,14 @@ pub async fn cloud_to_cloud(w: &World, auth_url: &str, beta_region: &str) {
     assert_eq!(image["name"], name.as_str(), "the image keeps its name");
     assert_eq!(image["os_distro"], "ubuntu");
     assert_eq!(image["team"], "blue");
+    let mut tags: Vec<&str> = image["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["prod", "web"], "the tags are carried whole");
     assert_eq!(image["os_hash_value"], hex::encode(Sha512::digest(&bytes)));
     assert_eq!(
         image["os_hash_value"],

@@ -145,5 +145,6 @@ pub(super) async fn imaging(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         },
     )
     .await?;
-    super::from_cloud::resolve_image(ctx, m, &id).await
+    super::from_cloud::resolve_image(ctx, m, &id).await?;
+    super::staging::check_source(ctx, m)
 }

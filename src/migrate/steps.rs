@@ -74,7 +74,8 @@ pub async fn advance(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
 async fn planned(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     // What the cloud would refuse late is refused now, before anything is created.
     if let (Some(_), Entry::Image { id }) = (&m.plan.from_cloud, m.plan.entry.clone()) {
-        return super::from_cloud::resolve_image(ctx, m, &id).await;
+        super::from_cloud::resolve_image(ctx, m, &id).await?;
+        return super::staging::check_source(ctx, m);
     }
     if let (Some(_), Entry::Server { .. }) = (&m.plan.from_cloud, &m.plan.entry) {
         return super::cloud_server::planned(ctx, m).await;

@@ -257,33 +257,10 @@ pub(super) async fn upload(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
                 super::glance_import::import_and_wait(ctx, m, glance, &id).await?;
                 produce(ctx, m, shape, None).await?
             }
-            Some("queued") => match send_image(ctx, m, glance, &id, shape, method).await {
-                Ok(Sent::Done(sent)) => {
-                    if method == UploadMethod::GlanceDirect {
-                        super::glance_import::import_and_wait(ctx, m, glance, &id).await?;
-                    }
-                    sent
-                }
-                Ok(Sent::NotAllowed(why)) => {
-                    turn_to_glance_direct(ctx, m, glance, &why).await?;
-                    continue;
-                }
-                Err(e @ Error::Refused { .. }) => {
-                    // Glance will never take these bytes into this image: it is not left behind.
-                    if let Err(d) = glance.delete(&id).await {
-                        ctx.emit(Event::Warning {
-                            message: format!(
-                                "could not delete image {id}, which the refused upload left \
-                                 empty: {}; delete it yourself",
-                                crate::error_chain(&d)
-                            ),
-                        });
-                        return Err(e);
-                    }
-                    m.facts.glance_image = None;
-                    return Err(e);
-                }
-                Err(e) => return Err(e),
+            Some("queued") => match send_queued(ctx, m, glance, &id, shape, method).await? {
+                Some(sent) => sent,
+                // Turned to glance-direct: the image is read again and the data staged.
+                None => continue,
             },
             Some(other) => {
                 // Gone, killed or stuck: replaced by a new image on the next step.
@@ -297,8 +274,27 @@ pub(super) async fn upload(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
         };
         break (sent, format);
     };
+    stored_as_sent(ctx, glance, &id, &sent).await?;
+    m.facts.glance_upload = Some(GlanceUpload {
+        disk_format: format.into(),
+        bytes: sent.bytes,
+        sha512: sent.sha512,
+        md5: sent.md5,
+    });
+    m.facts.imported_image = Some(id);
+    Ok(())
+}
+
+/// That Glance stored exactly what was sent: the image is `active`, and its `size`,
+/// `os_hash_value` (sha512) and `checksum` (md5) are the ones imgferry computed.
+async fn stored_as_sent(
+    ctx: &Ctx,
+    glance: &Glance,
+    id: &str,
+    sent: &Produced,
+) -> Result<(), Error> {
     let image = glance
-        .get(&id)
+        .get(id)
         .await?
         .ok_or_else(|| Error::Final(format!("image {id} vanished after its upload")))?;
     let mismatch = |what: &str, theirs: &str, ours: &str| {
@@ -331,13 +327,6 @@ pub(super) async fn upload(ctx: &Ctx, m: &mut Migration) -> Result<(), Error> {
     {
         return Err(mismatch("md5", c, &sent.md5));
     }
-    m.facts.glance_upload = Some(GlanceUpload {
-        disk_format: format.into(),
-        bytes: sent.bytes,
-        sha512: sent.sha512,
-        md5: sent.md5,
-    });
-    m.facts.imported_image = Some(id);
     Ok(())
 }
 
@@ -391,6 +380,46 @@ async fn forget_image(
     m.facts.glance_image = None;
     m.step = Step::Inspected;
     Ok(())
+}
+
+/// Sends the data into a `queued` image by `method` (and imports it, for glance-direct). `None`
+/// when the cloud refused a direct upload and glance-direct is to be used instead. A refusal of
+/// the bytes (413, 415) deletes the image: Glance will never take them into it.
+async fn send_queued(
+    ctx: &Ctx,
+    m: &mut Migration,
+    glance: &Glance,
+    id: &str,
+    shape: Shape,
+    method: UploadMethod,
+) -> Result<Option<Produced>, Error> {
+    match send_image(ctx, m, glance, id, shape, method).await {
+        Ok(Sent::Done(sent)) => {
+            if method == UploadMethod::GlanceDirect {
+                super::glance_import::import_and_wait(ctx, m, glance, id).await?;
+            }
+            Ok(Some(sent))
+        }
+        Ok(Sent::NotAllowed(why)) => {
+            turn_to_glance_direct(ctx, m, glance, &why).await?;
+            Ok(None)
+        }
+        Err(e @ Error::Refused { .. }) => {
+            if let Err(d) = glance.delete(id).await {
+                ctx.emit(Event::Warning {
+                    message: format!(
+                        "could not delete image {id}, which the refused upload left empty: {}; \
+                         delete it yourself",
+                        crate::error_chain(&d)
+                    ),
+                });
+                return Err(e);
+            }
+            m.facts.glance_image = None;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The way the data goes into Glance: the one chosen already, else the plan's (auto tries direct

@@ -212,6 +212,8 @@ pub struct Shared {
     second: Option<SecondAccount>,
     servicenet_unreachable: bool,
     openstack: openstack::OpenStack,
+    /// The OpenStack side's Nova servers.
+    openstack_servers: openstack_compute::Servers,
 }
 
 impl Shared {
@@ -486,6 +488,7 @@ pub async fn spawn_on(config: SimConfig, listen: &str) -> Result<SimHandle, Erro
             .map_err(Error::DataDir)?
             .refusing_direct_upload(config.glance_refuse_direct_upload)
             .failing_imports(config.glance_fail_imports),
+        openstack_servers: openstack_compute::Servers::default(),
         store: object_store::Store::new(root, config.max_object_size, Arc::clone(&stats)),
         stats,
         cloud: cloud::Cloud::default(),

@@ -72,8 +72,6 @@ pub struct OpenStack {
     refuse_direct: bool,
     /// Imports left to fail (a fault).
     fail_imports: std::sync::atomic::AtomicUsize,
-    /// Nova's servers (`super::openstack_compute`).
-    pub servers: super::openstack_compute::Servers,
 }
 
 #[derive(Clone)]

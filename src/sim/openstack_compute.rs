@@ -118,7 +118,7 @@ pub(super) async fn nova(
         },
         ("GET", ["servers"]) => {
             let name = query.iter().find(|(k, _)| k == "name").map(|(_, v)| v);
-            let servers = os.servers.lock();
+            let servers = shared.openstack_servers.lock();
             let found: Vec<Value> = servers
                 .values()
                 .filter(mine)
@@ -128,16 +128,22 @@ pub(super) async fn nova(
                 .collect();
             axum::Json(json!({"servers": found})).into_response()
         }
-        ("GET", ["servers", id]) => match os.servers.lock().get(*id).filter(mine) {
+        ("GET", ["servers", id]) => match shared.openstack_servers.lock().get(*id).filter(mine) {
             Some(s) => axum::Json(json!({"server": server_json(s)})).into_response(),
             None => error(StatusCode::NOT_FOUND, "Instance could not be found."),
         },
-        ("DELETE", ["servers", id]) => match os.servers.lock().remove(*id) {
+        ("DELETE", ["servers", id]) => match shared.openstack_servers.lock().remove(*id) {
             Some(_) => StatusCode::NO_CONTENT.into_response(),
             None => error(StatusCode::NOT_FOUND, "Instance could not be found."),
         },
         ("POST", ["servers", id, "action"]) => {
-            let Some(server) = os.servers.lock().get(*id).filter(mine).cloned() else {
+            let Some(server) = shared
+                .openstack_servers
+                .lock()
+                .get(*id)
+                .filter(mine)
+                .cloned()
+            else {
                 return error(StatusCode::NOT_FOUND, "Instance could not be found.");
             };
             let bytes: Bytes = axum::body::to_bytes(body, 1 << 20)
@@ -287,7 +293,7 @@ fn create(shared: &Arc<Shared>, region: &str, project: &str, body: &[u8]) -> Res
         network,
         ready_at: Instant::now() + shared.timing.build,
     };
-    os.servers.lock().insert(id.clone(), server);
+    shared.openstack_servers.lock().insert(id.clone(), server);
     shared.stats.created("openstack_server", id.clone());
     (
         StatusCode::ACCEPTED,

@@ -258,10 +258,11 @@ pub struct MigrateArgs {
     /// profile's region].
     #[arg(long, value_name = "REGION", help_heading = "Source")]
     pub from: Option<String>,
-    /// The source is an image of an OpenStack cloud: NAME is a cloud of clouds.yaml (as for
-    /// --to-cloud), --image names the image (id or name) and --from picks the cloud's region
-    /// [default: its region_name]. It goes to --to-cloud or --to-file, read by parallel ranges
-    /// and checked against the image's own sha512 and md5.
+    /// The source is an OpenStack cloud: NAME is a cloud of clouds.yaml (as for --to-cloud),
+    /// --image names an image (id or name) or --server a server to image first, and --from picks
+    /// the cloud's region [default: its region_name]. It goes to --to-cloud, --to-file or a
+    /// legacy region (--to, made a VHD there), read by parallel ranges and checked against the
+    /// image's own sha512 and md5.
     #[arg(long, value_name = "NAME", help_heading = "Source")]
     pub from_cloud: Option<String>,
     /// Destination region (such as IAD); with --to-cloud, the cloud's region [default: its
@@ -478,8 +479,8 @@ pub struct FleetArgs {
 #[command(next_help_heading = "Source")]
 #[group(required = true, multiple = false)]
 pub struct MigrateSource {
-    /// Image an existing server (the usual case), by id or name. Repeat it to move several
-    /// servers as one fleet.
+    /// Image an existing server (the usual case), by id or name (with --from-cloud, a server of
+    /// that cloud). Repeat it to move several servers as one fleet.
     #[arg(long, value_name = "ID|NAME")]
     pub server: Vec<String>,
     /// Move the servers listed in FILE (one id or name per line; # starts a comment) as one

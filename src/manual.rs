@@ -171,6 +171,10 @@ const EXAMPLES: &[(&str, Examples)] = &[
                 "imgferry migrate --from-cloud flex --image web-1 --to-cloud lab",
                 "Move an image between OpenStack clouds (or projects, or regions: --from, --to).",
             ),
+            (
+                "imgferry migrate --from-cloud flex --image web-1 --to IAD --boot general1-2",
+                "Bring an OpenStack image back to a legacy region: made a VHD, imported, booted.",
+            ),
         ],
     ),
     (

@@ -298,6 +298,20 @@ pub(super) async fn glance(
             Some(i) => axum::Json(json!({"tasks": i.tasks})).into_response(),
             None => error(StatusCode::NOT_FOUND, "No image found"),
         },
+        // The tasks API is for admins (Glance's `tasks_api_access` policy).
+        ("GET", ["tasks"]) => error(
+            StatusCode::FORBIDDEN,
+            "You are not authorized to complete get_tasks action.",
+        ),
+        ("PATCH", ["images", id]) => match visible(id) {
+            Some(_) => {
+                let bytes = axum::body::to_bytes(body, 1 << 20)
+                    .await
+                    .unwrap_or_default();
+                patch(os, id, &bytes)
+            }
+            None => error(StatusCode::NOT_FOUND, "No image found"),
+        },
         ("GET", ["info", "import"]) => axum::Json(json!({"import-methods": {
             "description": "Import methods available.", "type": "array",
             "value": IMPORT_METHODS}}))
@@ -392,6 +406,68 @@ fn create(os: &OpenStack, region: &str, project: &str, body: &[u8]) -> Response 
         .unwrap_or_else(|e| e.into_inner())
         .insert(id, image);
     (StatusCode::CREATED, axum::Json(Value::Object(record))).into_response()
+}
+
+/// `PATCH /v2/images/{id}` (a JSON patch): `add`, `replace` and `remove` of a property, and of
+/// `/tags` whole. As Glance 33 answers: `add` of an existing property replaces it (200); a
+/// path into a list (`/tags/-`) is 400; a read-only attribute 403; removing a missing property
+/// 409. Nothing is applied unless every operation is.
+fn patch(os: &OpenStack, id: &str, body: &[u8]) -> Response {
+    let Ok(Value::Array(ops)) = serde_json::from_slice::<Value>(body) else {
+        return error(StatusCode::BAD_REQUEST, "Body is not a JSON patch");
+    };
+    let mut images = os.images.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(image) = images.get_mut(id) else {
+        return error(StatusCode::NOT_FOUND, "No image found");
+    };
+    let mut record = image.record.clone();
+    for op in &ops {
+        let (Some(kind), Some(path)) = (op["op"].as_str(), op["path"].as_str()) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Operation objects must contain op and path",
+            );
+        };
+        let key = path.trim_start_matches('/');
+        if key.is_empty() || key.contains('/') {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("Invalid JSON pointer for this resource: '{path}'"),
+            );
+        }
+        if READ_ONLY.contains(&key) || key.starts_with("os_glance") {
+            return error(
+                StatusCode::FORBIDDEN,
+                &format!("Attribute '{key}' is read-only."),
+            );
+        }
+        match kind {
+            "add" | "replace" => {
+                if kind == "replace" && !record.contains_key(key) {
+                    return error(
+                        StatusCode::CONFLICT,
+                        &format!("Property {key} does not exist."),
+                    );
+                }
+                record.insert(key.to_string(), op["value"].clone());
+            }
+            "remove" if record.remove(key).is_some() => {}
+            "remove" => {
+                return error(
+                    StatusCode::CONFLICT,
+                    &format!("Property {key} does not exist."),
+                );
+            }
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Invalid operation: {kind}"),
+                );
+            }
+        }
+    }
+    image.record = record.clone();
+    axum::Json(Value::Object(record)).into_response()
 }
 
 /// A UUID-shaped id from a seed.

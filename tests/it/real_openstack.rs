@@ -538,7 +538,99 @@ async fn conformance(url: &str) -> Vec<String> {
     )
     .await;
     glance_direct_conformance(&http, &glance, &alice, &mut seen).await;
+    patch_conformance(&http, &glance, &alice, &mut seen).await;
     seen
+}
+
+/// JSON patches and the tasks API as real Glance 33 answers them: the tasks list is for admins
+/// (403); `add` of an existing property replaces it; `replace` or `remove` of a missing one is
+/// 409; a read-only or reserved attribute 403; a path into a list (`/tags/-`) or below a
+/// property 400; any operation but add, remove and replace 400; `/tags` replaced whole.
+async fn patch_conformance(
+    http: &reqwest::Client,
+    glance: &str,
+    token: &str,
+    seen: &mut Vec<String>,
+) {
+    let images = format!("{glance}/v2/images");
+    let with = |r: reqwest::RequestBuilder| r.header("X-Auth-Token", token);
+    step(
+        http,
+        "tasks list",
+        with(http.get(format!("{glance}/v2/tasks"))),
+        seen,
+    )
+    .await;
+    let (_, made, _) = step(
+        http,
+        "create with tags",
+        with(http.post(&images)).json(&serde_json::json!({"name": "p", "disk_format": "raw",
+            "container_format": "bare", "tags": ["a"]})),
+        seen,
+    )
+    .await;
+    let id = made["id"].as_str().unwrap().to_string();
+    let url = format!("{images}/{id}");
+    for (what, ops) in [
+        (
+            "append a tag",
+            serde_json::json!([{"op": "add", "path": "/tags/-", "value": "b"}]),
+        ),
+        (
+            "replace the tags",
+            serde_json::json!([{"op": "replace", "path": "/tags", "value": ["a", "b"]}]),
+        ),
+        (
+            "add a property",
+            serde_json::json!([{"op": "add", "path": "/team", "value": "x"}]),
+        ),
+        (
+            "add it again",
+            serde_json::json!([{"op": "add", "path": "/team", "value": "y"}]),
+        ),
+        (
+            "replace a missing one",
+            serde_json::json!([{"op": "replace", "path": "/nothere", "value": "x"}]),
+        ),
+        (
+            "remove a missing one",
+            serde_json::json!([{"op": "remove", "path": "/nothere"}]),
+        ),
+        (
+            "add status",
+            serde_json::json!([{"op": "add", "path": "/status", "value": "active"}]),
+        ),
+        (
+            "add os_glance_x",
+            serde_json::json!([{"op": "add", "path": "/os_glance_x", "value": "1"}]),
+        ),
+        (
+            "add below a property",
+            serde_json::json!([{"op": "add", "path": "/a/b", "value": "1"}]),
+        ),
+        (
+            "move",
+            serde_json::json!([{"op": "move", "path": "/a", "from": "/name"}]),
+        ),
+    ] {
+        let body = serde_json::to_vec(&ops).unwrap();
+        let (status, image, _) = step(
+            http,
+            what,
+            with(http.patch(&url))
+                .header(
+                    "Content-Type",
+                    "application/openstack-images-v2.1-json-patch",
+                )
+                .body(body),
+            seen,
+        )
+        .await;
+        if status == 200 {
+            seen.push(format!("  team={} tags={}", image["team"], image["tags"]));
+        }
+    }
+    step(http, "delete", with(http.delete(&url)), seen).await;
 }
 
 /// The `glance-direct` import as real Glance 33 runs it: the methods offered, the 409s of a stage

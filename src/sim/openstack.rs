@@ -621,10 +621,7 @@ async fn upload(os: &OpenStack, id: &str, image: &Image, body: Body, to: Receive
         return StatusCode::NO_CONTENT.into_response();
     }
     let found = inspect(&head);
-    let accepted = found == declared
-        || (found == "raw" && !INSPECTABLE.contains(&declared.as_str()))
-        || declared == "raw";
-    if !accepted {
+    if !accepts(&declared, found) {
         let _ = tokio::fs::remove_file(&path).await;
         set_status(os, id, "queued", &[]);
         return error(
@@ -714,24 +711,23 @@ pub(super) async fn snapshot(
 /// declared format leaves the image `importing` for good, with `os_glance_failed_import` naming
 /// the store and a failed task, as real Glance 33 does.
 fn import(shared: &std::sync::Arc<Shared>, id: &str, image: &Image, body: &[u8]) -> Response {
-    let os = &shared.openstack;
     let method = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|v| v["method"]["name"].as_str().map(str::to_string));
     let Some(method) = method.filter(|m| IMPORT_METHODS.contains(&m.as_str())) else {
         return error(StatusCode::BAD_REQUEST, "Import method is not valid");
     };
-    let status = image
-        .record
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
     if method != "glance-direct" {
         return error(
             StatusCode::BAD_REQUEST,
             &format!("Import method {method} is not simulated"),
         );
     }
+    let status = image
+        .record
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     match (status, &image.staged) {
         ("uploading", Some(_)) => {}
         ("queued" | "uploading", _) => {
@@ -747,81 +743,95 @@ fn import(shared: &std::sync::Arc<Shared>, id: &str, image: &Image, body: &[u8])
             );
         }
     }
-    let task_id = uuid_like(&format!("task{id}"));
-    let image_id = id.to_string();
-    let task = move |state: &str, message: &str| {
-        json!({"id": task_id, "type": "api_image_import", "status": state, "message": message,
-            "image_id": image_id, "input": {"image_id": image_id,
-            "import_req": {"method": {"name": "glance-direct"}}, "backend": ["local"]}})
-    };
-    if let Some(i) = os
+    if let Some(i) = shared
+        .openstack
         .images
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get_mut(id)
     {
-        i.tasks.push(task("processing", ""));
+        i.tasks.push(import_task(id, "processing", ""));
         i.record.insert("status".into(), json!("importing"));
         i.record
             .insert("os_glance_importing_to_stores".into(), json!("local"));
     }
-    let shared = std::sync::Arc::clone(shared);
-    let (id, image) = (id.to_string(), image.clone());
+    let (shared, id, image) = (std::sync::Arc::clone(shared), id.to_string(), image.clone());
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let os = &shared.openstack;
-        let declared = image
-            .record
-            .get("disk_format")
-            .and_then(Value::as_str)
-            .unwrap_or("raw")
-            .to_string();
-        let Some((md5, sha512, head)) = image.staged.clone() else {
-            return;
-        };
-        let found = inspect(&head);
-        let faulted = os
-            .fail_imports
-            .fetch_update(
-                std::sync::atomic::Ordering::SeqCst,
-                std::sync::atomic::Ordering::SeqCst,
-                |n| n.checked_sub(1),
-            )
-            .is_ok();
-        let accepted = !faulted
-            && (found == declared
-                || (found == "raw" && !INSPECTABLE.contains(&declared.as_str()))
-                || declared == "raw");
-        let staged = os.dir.join(format!("{id}.staged"));
-        let moved = accepted && tokio::fs::rename(&staged, os.dir.join(&id)).await.is_ok();
-        let mut images = os.images.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(i) = images.get_mut(&id) else {
-            return;
-        };
-        i.tasks.pop();
-        i.record
-            .insert("os_glance_importing_to_stores".into(), json!(""));
-        if moved {
-            let size = i.record.get("size").and_then(Value::as_u64).unwrap_or(0);
-            i.tasks
-                .push(task("success", &format!("Copied {} MiB", size >> 20)));
-            for (k, v) in [
-                ("status", json!("active")),
-                ("checksum", json!(md5)),
-                ("os_hash_algo", json!("sha512")),
-                ("os_hash_value", json!(sha512)),
-                ("os_glance_failed_import", json!("")),
-            ] {
-                i.record.insert(k.into(), v);
-            }
-        } else {
-            i.tasks
-                .push(task("failure", "Task failed due to Internal Error"));
-            i.record
-                .insert("os_glance_failed_import".into(), json!("local"));
-        }
+        run_import(&shared.openstack, &id, &image).await;
     });
     StatusCode::ACCEPTED.into_response()
+}
+
+/// An import task as `GET /v2/images/{id}/tasks` lists it.
+fn import_task(id: &str, state: &str, message: &str) -> Value {
+    json!({"id": uuid_like(&format!("task{id}")), "type": "api_image_import", "status": state,
+        "message": message, "image_id": id, "input": {"image_id": id,
+        "import_req": {"method": {"name": "glance-direct"}}, "backend": ["local"]}})
+}
+
+/// The import itself: the staged data inspected as an upload is; `active` with its digests, or
+/// `importing` for good with the store named in `os_glance_failed_import` and a failed task.
+async fn run_import(os: &OpenStack, id: &str, image: &Image) {
+    let declared = image
+        .record
+        .get("disk_format")
+        .and_then(Value::as_str)
+        .unwrap_or("raw");
+    let Some((md5, sha512, head)) = image.staged.clone() else {
+        return;
+    };
+    let faulted = os
+        .fail_imports
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        )
+        .is_ok();
+    let staged = os.dir.join(format!("{id}.staged"));
+    let moved = !faulted
+        && accepts(declared, inspect(&head))
+        && tokio::fs::rename(&staged, os.dir.join(id)).await.is_ok();
+    let mut images = os.images.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(i) = images.get_mut(id) else {
+        return;
+    };
+    i.tasks.pop();
+    i.record
+        .insert("os_glance_importing_to_stores".into(), json!(""));
+    if moved {
+        let size = i.record.get("size").and_then(Value::as_u64).unwrap_or(0);
+        i.tasks.push(import_task(
+            id,
+            "success",
+            &format!("Copied {} MiB", size >> 20),
+        ));
+        for (k, v) in [
+            ("status", json!("active")),
+            ("checksum", json!(md5)),
+            ("os_hash_algo", json!("sha512")),
+            ("os_hash_value", json!(sha512)),
+            ("os_glance_failed_import", json!("")),
+        ] {
+            i.record.insert(k.into(), v);
+        }
+    } else {
+        i.tasks.push(import_task(
+            id,
+            "failure",
+            "Task failed due to Internal Error",
+        ));
+        i.record
+            .insert("os_glance_failed_import".into(), json!("local"));
+    }
+}
+
+/// Whether Glance takes data its inspector calls `found` as `declared`: the same format, raw
+/// data under a format it has no inspector for, or anything declared raw (glance
+/// `glance/location.py`).
+fn accepts(declared: &str, found: &str) -> bool {
+    found == declared || (found == "raw" && !INSPECTABLE.contains(&declared)) || declared == "raw"
 }
 
 /// `GET /v2/images/{id}/file`, whole or one `Range` (206).

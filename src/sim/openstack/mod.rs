@@ -19,13 +19,13 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
-use sha2::Sha512;
-use tokio::io::AsyncWriteExt;
 
 use super::{Shared, SimHandle};
+
+mod data;
+mod import;
 
 /// The regions of the OpenStack cloud.
 pub const REGIONS: [&str; 2] = ["RegionOne", "RegionTwo"];
@@ -271,18 +271,18 @@ pub(super) async fn glance(
             StatusCode::NO_CONTENT.into_response()
         }
         ("PUT", ["images", _, "file"]) if os.refuse_direct => {
-            drain(body).await;
+            data::drain(body).await;
             error(
                 StatusCode::FORBIDDEN,
                 "You are not authorized to complete upload_image action.",
             )
         }
         ("PUT", ["images", id, "file"]) => match visible(id) {
-            Some(i) => upload(os, id, &i, body, Receive::File).await,
+            Some(i) => data::upload(os, id, &i, body, data::Receive::File).await,
             None => error(StatusCode::NOT_FOUND, "No image found"),
         },
         ("PUT", ["images", id, "stage"]) => match visible(id) {
-            Some(i) => upload(os, id, &i, body, Receive::Stage).await,
+            Some(i) => data::upload(os, id, &i, body, data::Receive::Stage).await,
             None => error(StatusCode::NOT_FOUND, "No image found"),
         },
         ("POST", ["images", id, "import"]) => match visible(id) {
@@ -290,7 +290,7 @@ pub(super) async fn glance(
                 let bytes = axum::body::to_bytes(body, 1 << 20)
                     .await
                     .unwrap_or_default();
-                import(&shared, id, &i, &bytes)
+                import::import(&shared, id, &i, &bytes)
             }
             None => error(StatusCode::NOT_FOUND, "No image found"),
         },
@@ -308,7 +308,7 @@ pub(super) async fn glance(
                 let bytes = axum::body::to_bytes(body, 1 << 20)
                     .await
                     .unwrap_or_default();
-                patch(os, id, &bytes)
+                import::patch(os, id, &bytes)
             }
             None => error(StatusCode::NOT_FOUND, "No image found"),
         },
@@ -317,7 +317,7 @@ pub(super) async fn glance(
             "value": IMPORT_METHODS}}))
         .into_response(),
         ("GET", ["images", id, "file"]) => match visible(id) {
-            Some(i) => download(os, id, &i, &headers).await,
+            Some(i) => data::download(os, id, &i, &headers).await,
             None => error(StatusCode::NOT_FOUND, "No image found"),
         },
         _ => error(StatusCode::NOT_FOUND, "The resource could not be found."),
@@ -408,68 +408,6 @@ fn create(os: &OpenStack, region: &str, project: &str, body: &[u8]) -> Response 
     (StatusCode::CREATED, axum::Json(Value::Object(record))).into_response()
 }
 
-/// `PATCH /v2/images/{id}` (a JSON patch): `add`, `replace` and `remove` of a property, and of
-/// `/tags` whole. As Glance 33 answers: `add` of an existing property replaces it (200); a
-/// path into a list (`/tags/-`) is 400; a read-only attribute 403; removing a missing property
-/// 409. Nothing is applied unless every operation is.
-fn patch(os: &OpenStack, id: &str, body: &[u8]) -> Response {
-    let Ok(Value::Array(ops)) = serde_json::from_slice::<Value>(body) else {
-        return error(StatusCode::BAD_REQUEST, "Body is not a JSON patch");
-    };
-    let mut images = os.images.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(image) = images.get_mut(id) else {
-        return error(StatusCode::NOT_FOUND, "No image found");
-    };
-    let mut record = image.record.clone();
-    for op in &ops {
-        let (Some(kind), Some(path)) = (op["op"].as_str(), op["path"].as_str()) else {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "Operation objects must contain op and path",
-            );
-        };
-        let key = path.trim_start_matches('/');
-        if key.is_empty() || key.contains('/') {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("Invalid JSON pointer for this resource: '{path}'"),
-            );
-        }
-        if READ_ONLY.contains(&key) || key.starts_with("os_glance") {
-            return error(
-                StatusCode::FORBIDDEN,
-                &format!("Attribute '{key}' is read-only."),
-            );
-        }
-        match kind {
-            "add" | "replace" => {
-                if kind == "replace" && !record.contains_key(key) {
-                    return error(
-                        StatusCode::CONFLICT,
-                        &format!("Property {key} does not exist."),
-                    );
-                }
-                record.insert(key.to_string(), op["value"].clone());
-            }
-            "remove" if record.remove(key).is_some() => {}
-            "remove" => {
-                return error(
-                    StatusCode::CONFLICT,
-                    &format!("Property {key} does not exist."),
-                );
-            }
-            _ => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("Invalid operation: {kind}"),
-                );
-            }
-        }
-    }
-    image.record = record.clone();
-    axum::Json(Value::Object(record)).into_response()
-}
-
 /// A UUID-shaped id from a seed.
 pub(super) fn uuid_like(seed: &str) -> String {
     let h = hex::encode(Md5::digest(
@@ -509,138 +447,6 @@ fn set_status(os: &OpenStack, id: &str, status: &str, extra: &[(&str, Value)]) {
             i.record.insert((*k).into(), v.clone());
         }
     }
-}
-
-/// Reads a request body to its end (at most the size cap), discarding it.
-async fn drain(body: Body) {
-    let mut stream = body.into_data_stream();
-    let mut read = 0u64;
-    while let Some(Ok(chunk)) = stream.next().await {
-        read += chunk.len() as u64;
-        if read > SIZE_CAP {
-            break;
-        }
-    }
-}
-
-/// Where a `PUT` of image data goes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Receive {
-    /// `…/file`: stored, inspected, `active`.
-    File,
-    /// `…/stage`: kept for the import, `uploading` with its size (real Glance 33 computes no
-    /// hashes and inspects nothing until the import).
-    Stage,
-}
-
-/// `PUT /v2/images/{id}/file` (or `…/stage`): streamed to a file, hashed on the way, then
-/// inspected and `active` (or staged, `uploading`).
-async fn upload(os: &OpenStack, id: &str, image: &Image, body: Body, to: Receive) -> Response {
-    let (during, state) = match to {
-        Receive::File => ("saving", "saving"),
-        Receive::Stage => ("uploading", "uploading"),
-    };
-    let now = image
-        .record
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or("queued")
-        .to_string();
-    if now != "queued" {
-        // The body is read (up to the size cap) before the answer, so a client still writing it
-        // sees the 409 rather than a broken pipe: which one a client sees of a server that answers
-        // early is a race of timing, not a behaviour to model.
-        drain(body).await;
-        return error(
-            StatusCode::CONFLICT,
-            &format!("Image status transition from {now} to {state} is not allowed"),
-        );
-    }
-    let declared = image
-        .record
-        .get("disk_format")
-        .and_then(Value::as_str)
-        .unwrap_or("raw")
-        .to_string();
-    set_status(os, id, during, &[]);
-    let path = match to {
-        Receive::File => os.dir.join(id),
-        Receive::Stage => os.dir.join(format!("{id}.staged")),
-    };
-    let Ok(mut file) = tokio::fs::File::create(&path).await else {
-        set_status(os, id, "queued", &[]);
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot store the data");
-    };
-    let (mut md5, mut sha512) = (Md5::new(), Sha512::new());
-    let (mut size, mut head) = (0u64, Vec::new());
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let Ok(chunk) = chunk else {
-            // The client went away: as Glance does, the image returns to queued.
-            set_status(os, id, "queued", &[]);
-            return error(StatusCode::BAD_REQUEST, "the upload was cut short");
-        };
-        size += chunk.len() as u64;
-        if size > os.size_cap {
-            // The rest is read (and dropped) first, so the client sees the 413 rather than a
-            // broken pipe (which one a client of an early answer sees is a race of timing).
-            drain(Body::from_stream(stream)).await;
-            let _ = tokio::fs::remove_file(&path).await;
-            set_status(os, id, "queued", &[]);
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "Image exceeds the storage quota",
-            );
-        }
-        if head.len() < 512 {
-            head.extend_from_slice(&chunk[..chunk.len().min(512 - head.len())]);
-        }
-        md5.update(&chunk);
-        sha512.update(&chunk);
-        if file.write_all(&chunk).await.is_err() {
-            set_status(os, id, "queued", &[]);
-            return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot store the data");
-        }
-    }
-    let _ = file.flush().await;
-    if to == Receive::Stage {
-        let staged = (
-            hex::encode(md5.finalize()),
-            hex::encode(sha512.finalize()),
-            head,
-        );
-        if let Some(i) = os
-            .images
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get_mut(id)
-        {
-            i.staged = Some(staged);
-        }
-        set_status(os, id, "uploading", &[("size", json!(size))]);
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    let found = inspect(&head);
-    if !accepts(&declared, found) {
-        let _ = tokio::fs::remove_file(&path).await;
-        set_status(os, id, "queued", &[]);
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &format!("Image disk_format {declared} does not match stream data {found}"),
-        );
-    }
-    set_status(
-        os,
-        id,
-        "active",
-        &[
-            ("size", json!(size)),
-            ("checksum", json!(hex::encode(md5.finalize()))),
-            ("os_hash_algo", json!("sha512")),
-            ("os_hash_value", json!(hex::encode(sha512.finalize()))),
-        ],
-    );
-    StatusCode::NO_CONTENT.into_response()
 }
 
 /// A snapshot of a server booted from image `from`: a new image named `name`, `queued` now and
@@ -706,175 +512,9 @@ pub(super) async fn snapshot(
     Some(id)
 }
 
-/// `POST /v2/images/{id}/import` with `glance-direct`: answered 202 with the image `importing`;
-/// a moment later the staged data is inspected as an upload would be. Data that is not its
-/// declared format leaves the image `importing` for good, with `os_glance_failed_import` naming
-/// the store and a failed task, as real Glance 33 does.
-fn import(shared: &std::sync::Arc<Shared>, id: &str, image: &Image, body: &[u8]) -> Response {
-    let method = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v["method"]["name"].as_str().map(str::to_string));
-    let Some(method) = method.filter(|m| IMPORT_METHODS.contains(&m.as_str())) else {
-        return error(StatusCode::BAD_REQUEST, "Import method is not valid");
-    };
-    if method != "glance-direct" {
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!("Import method {method} is not simulated"),
-        );
-    }
-    let status = image
-        .record
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    match (status, &image.staged) {
-        ("uploading", Some(_)) => {}
-        ("queued" | "uploading", _) => {
-            return error(
-                StatusCode::CONFLICT,
-                "Image needs to be staged before 'glance-direct' method can be used",
-            );
-        }
-        _ => {
-            return error(
-                StatusCode::CONFLICT,
-                &format!("Image with status {status} cannot be target for import"),
-            );
-        }
-    }
-    if let Some(i) = shared
-        .openstack
-        .images
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get_mut(id)
-    {
-        i.tasks.push(import_task(id, "processing", ""));
-        i.record.insert("status".into(), json!("importing"));
-        i.record
-            .insert("os_glance_importing_to_stores".into(), json!("local"));
-    }
-    let (shared, id, image) = (std::sync::Arc::clone(shared), id.to_string(), image.clone());
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        run_import(&shared.openstack, &id, &image).await;
-    });
-    StatusCode::ACCEPTED.into_response()
-}
-
-/// An import task as `GET /v2/images/{id}/tasks` lists it.
-fn import_task(id: &str, state: &str, message: &str) -> Value {
-    json!({"id": uuid_like(&format!("task{id}")), "type": "api_image_import", "status": state,
-        "message": message, "image_id": id, "input": {"image_id": id,
-        "import_req": {"method": {"name": "glance-direct"}}, "backend": ["local"]}})
-}
-
-/// The import itself: the staged data inspected as an upload is; `active` with its digests, or
-/// `importing` for good with the store named in `os_glance_failed_import` and a failed task.
-async fn run_import(os: &OpenStack, id: &str, image: &Image) {
-    let declared = image
-        .record
-        .get("disk_format")
-        .and_then(Value::as_str)
-        .unwrap_or("raw");
-    let Some((md5, sha512, head)) = image.staged.clone() else {
-        return;
-    };
-    let faulted = os
-        .fail_imports
-        .fetch_update(
-            std::sync::atomic::Ordering::SeqCst,
-            std::sync::atomic::Ordering::SeqCst,
-            |n| n.checked_sub(1),
-        )
-        .is_ok();
-    let staged = os.dir.join(format!("{id}.staged"));
-    let moved = !faulted
-        && accepts(declared, inspect(&head))
-        && tokio::fs::rename(&staged, os.dir.join(id)).await.is_ok();
-    let mut images = os.images.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(i) = images.get_mut(id) else {
-        return;
-    };
-    i.tasks.pop();
-    i.record
-        .insert("os_glance_importing_to_stores".into(), json!(""));
-    if moved {
-        let size = i.record.get("size").and_then(Value::as_u64).unwrap_or(0);
-        i.tasks.push(import_task(
-            id,
-            "success",
-            &format!("Copied {} MiB", size >> 20),
-        ));
-        for (k, v) in [
-            ("status", json!("active")),
-            ("checksum", json!(md5)),
-            ("os_hash_algo", json!("sha512")),
-            ("os_hash_value", json!(sha512)),
-            ("os_glance_failed_import", json!("")),
-        ] {
-            i.record.insert(k.into(), v);
-        }
-    } else {
-        i.tasks.push(import_task(
-            id,
-            "failure",
-            "Task failed due to Internal Error",
-        ));
-        i.record
-            .insert("os_glance_failed_import".into(), json!("local"));
-    }
-}
-
 /// Whether Glance takes data its inspector calls `found` as `declared`: the same format, raw
 /// data under a format it has no inspector for, or anything declared raw (glance
 /// `glance/location.py`).
 fn accepts(declared: &str, found: &str) -> bool {
     found == declared || (found == "raw" && !INSPECTABLE.contains(&declared)) || declared == "raw"
-}
-
-/// `GET /v2/images/{id}/file`, whole or one `Range` (206).
-async fn download(os: &OpenStack, id: &str, image: &Image, headers: &HeaderMap) -> Response {
-    if image.record.get("status").and_then(Value::as_str) != Some("active") {
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    let path = os.dir.join(id);
-    let range = headers
-        .get("range")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.split_once('-'))
-        .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
-    let len = tokio::fs::metadata(&path).await.map(|m| m.len());
-    match (range, len) {
-        (_, Err(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the data"),
-        // Only the range is read: a ranged download of a large image reads each byte once.
-        (Some((start, end)), Ok(len)) if start <= end && start < len => {
-            let end = end.min(len - 1);
-            let Ok(part) = read_range(&path, start, end - start + 1).await else {
-                return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the data");
-            };
-            let mut resp = (StatusCode::PARTIAL_CONTENT, part).into_response();
-            if let Ok(v) = format!("bytes {start}-{end}/{len}").parse() {
-                resp.headers_mut().insert("Content-Range", v);
-            }
-            resp
-        }
-        (Some(_), Ok(_)) => StatusCode::RANGE_NOT_SATISFIABLE.into_response(),
-        (None, Ok(_)) => match tokio::fs::read(&path).await {
-            Ok(data) => (StatusCode::OK, data).into_response(),
-            Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the data"),
-        },
-    }
-}
-
-/// `len` bytes of the file at `path` from `start`.
-async fn read_range(path: &std::path::Path, start: u64, len: u64) -> std::io::Result<Vec<u8>> {
-    use tokio::io::{AsyncReadExt, AsyncSeekExt};
-    let mut file = tokio::fs::File::open(path).await?;
-    file.seek(std::io::SeekFrom::Start(start)).await?;
-    let mut buf = vec![0u8; usize::try_from(len).unwrap_or(usize::MAX)];
-    file.read_exact(&mut buf).await?;
-    Ok(buf)
 }

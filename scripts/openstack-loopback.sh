@@ -54,7 +54,10 @@ cat > "$etc/keystone/keystone.conf" <<CONF
 [DEFAULT]
 log_file = $base/logs/keystone.log
 [database]
-connection = sqlite:///$data/keystone.db
+# sqlite serialises writers: wait up to 30 s for a lock (the default is 5 s). It still refuses one
+# of two transactions that would deadlock ("database is locked", a 500), so the tests against
+# these services take turns (tests/it/real_openstack.rs, TURN).
+connection = sqlite:///$data/keystone.db?timeout=30
 [token]
 provider = fernet
 [fernet_tokens]
@@ -72,7 +75,7 @@ enabled_backends = local:file
 enabled_import_methods = [glance-direct,web-download,copy-image]
 worker_self_reference_url = $glance
 [database]
-connection = sqlite:///$data/glance.db
+connection = sqlite:///$data/glance.db?timeout=30
 [glance_store]
 default_backend = local
 [local]

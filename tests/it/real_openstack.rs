@@ -15,6 +15,12 @@ use sha2::{Digest, Sha512};
 
 use crate::support::{MIB, qcow2_of, qemu_img, service_url};
 
+/// The loopback Keystone and Glance keep their data in sqlite, which refuses a second writer now
+/// and then ("database is locked", answered as a 500) when requests overlap; a production Glance
+/// runs on MySQL or PostgreSQL. So the tests against them take turns: each holds this while it
+/// talks to them.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn keystone_url() -> Option<String> {
     service_url(
         "IMGFERRY_KEYSTONE_URL",
@@ -61,6 +67,7 @@ fn streamed(bytes: Vec<u8>) -> reqwest::Body {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keystone_v3_logs_in_by_password_and_application_credential_and_finds_glance() {
     let Some(url) = keystone_url() else { return };
+    let _turn = TURN.lock().await;
     let http = reqwest::Client::new();
     let retry = RetryConfig::default();
     let s = keystone::authenticate(&http, &url, &password("alice", "alpha"), &retry)
@@ -147,6 +154,7 @@ async fn keystone_v3_logs_in_by_password_and_application_credential_and_finds_gl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vhd_converted_on_the_way_is_taken_by_real_glance_as_qcow2_and_reads_back_identical() {
     let Some(url) = keystone_url() else { return };
+    let _turn = TURN.lock().await;
     converted_upload(&url).await;
 }
 
@@ -245,6 +253,7 @@ async fn converted_upload(url: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_glance_refuses_bytes_that_are_not_the_declared_format() {
     let Some(url) = keystone_url() else { return };
+    let _turn = TURN.lock().await;
     format_refusals(&url).await;
 }
 
@@ -288,6 +297,7 @@ async fn format_refusals(url: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_keystone_token_is_replaced_by_logging_in_again() {
     let Some(url) = keystone_url() else { return };
+    let _turn = TURN.lock().await;
     let http = reqwest::Client::new();
     let (auth, session) = Auth::login_v3(
         &http,
@@ -627,7 +637,13 @@ async fn patch_conformance(
         )
         .await;
         if status == 200 {
-            seen.push(format!("  team={} tags={}", image["team"], image["tags"]));
+            // Tags are a set: Glance lists them in no particular order.
+            let mut tags: Vec<String> = image["tags"]
+                .as_array()
+                .map(|t| t.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            tags.sort();
+            seen.push(format!("  team={} tags={}", image["team"], tags.join(",")));
         }
     }
     step(http, "delete", with(http.delete(&url)), seen).await;
@@ -772,6 +788,7 @@ async fn the_simulator_answers_as_real_keystone_and_glance_do() {
     let simulated = conformance(&sim.keystone_url()).await;
     eprintln!("{}", simulated.join("\n"));
     let Some(url) = keystone_url() else { return };
+    let _turn = TURN.lock().await;
     let real = conformance(&url).await;
     assert_eq!(
         simulated, real,
@@ -785,6 +802,7 @@ async fn the_simulator_answers_as_real_keystone_and_glance_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_legacy_server_moves_into_real_glance_converted_and_identical() {
     let Some(url) = keystone_url() else { return };
+    let _turn = TURN.lock().await;
     let w = crate::support::World::start(crate::support::seeded()).await;
     crate::to_cloud::server_to_cloud(&w, &url, &[]).await;
     let Some(_) = qemu_img() else { return };
@@ -814,6 +832,7 @@ async fn a_legacy_server_moves_into_real_glance_converted_and_identical() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_into_real_glance_killed_midway_resumes_into_one_image() {
     let Some(url) = keystone_url() else { return };
+    let _turn = TURN.lock().await;
     let w = crate::support::World::start(crate::to_cloud::large()).await;
     crate::to_cloud::killed_upload_resumes_into_one_image(&w, &url, &[]).await;
 }
@@ -823,6 +842,7 @@ async fn an_upload_into_real_glance_killed_midway_resumes_into_one_image() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_legacy_server_moves_into_real_glance_by_glance_direct() {
     let Some(url) = keystone_url() else { return };
+    let _turn = TURN.lock().await;
     let w = crate::support::World::start(crate::support::seeded()).await;
     crate::to_cloud::server_to_cloud(&w, &url, &["--upload-method", "glance-direct"]).await;
 }
@@ -832,6 +852,7 @@ async fn a_legacy_server_moves_into_real_glance_by_glance_direct() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stage_into_real_glance_killed_midway_resumes_into_one_image() {
     let Some(url) = keystone_url() else { return };
+    let _turn = TURN.lock().await;
     let w = crate::support::World::start(crate::to_cloud::large()).await;
     let args = ["--upload-method", "glance-direct"];
     crate::to_cloud::killed_upload_resumes_into_one_image(&w, &url, &args).await;
@@ -842,6 +863,7 @@ async fn a_stage_into_real_glance_killed_midway_resumes_into_one_image() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_moves_between_two_projects_of_real_glance() {
     let Some(url) = keystone_url() else { return };
+    let _turn = TURN.lock().await;
     let w = crate::support::World::start(crate::support::seeded()).await;
     crate::from_cloud::cloud_to_cloud(&w, &url, "RegionOne").await;
 }
@@ -853,6 +875,7 @@ async fn an_image_moves_between_two_projects_of_real_glance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_of_real_glance_downloads_to_a_file() {
     let Some(url) = keystone_url() else { return };
+    let _turn = TURN.lock().await;
     let w = crate::support::World::start(crate::support::seeded()).await;
     crate::from_cloud::cloud_to_file(&w, &url, false).await;
 }
@@ -862,6 +885,7 @@ async fn an_image_of_real_glance_downloads_to_a_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dynamic_vhd_goes_into_real_glance_as_raw() {
     let Some(url) = keystone_url() else { return };
+    let _turn = TURN.lock().await;
     let w = crate::support::World::start(crate::support::seeded()).await;
     crate::to_cloud::dynamic_vhd_as_raw(&w, &url).await;
 }
@@ -872,6 +896,7 @@ async fn a_dynamic_vhd_goes_into_real_glance_as_raw() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_qcow2_image_of_real_glance_is_imported_into_a_legacy_region() {
     let Some(url) = keystone_url() else { return };
+    let _turn = TURN.lock().await;
     if crate::support::qemu_img().is_none() {
         return;
     }

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::Shared;
-use super::openstack::{REGIONS, error};
+use super::openstack::error;
 
 /// Flavors: (id, name, vcpus, RAM in MiB, root disk in GiB).
 pub const FLAVORS: [(&str, &str, u32, u32, u64); 3] = [
@@ -89,15 +89,10 @@ pub(super) async fn nova(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if !REGIONS.contains(&region.as_str()) {
-        return error(StatusCode::NOT_FOUND, "The resource could not be found.");
-    }
     let os = &shared.openstack;
-    let Some(project) = os.project_of(&headers) else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "The request you have made requires authentication.",
-        );
+    let project = match os.admit(&region, &headers) {
+        Ok(p) => p,
+        Err((status, why)) => return error(status, why),
     };
     let parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     shared.stats.request(
@@ -311,14 +306,11 @@ pub(super) async fn neutron(
     Query(query): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Response {
-    if !REGIONS.contains(&region.as_str()) || rest.trim_matches('/') != "networks" {
-        return error(StatusCode::NOT_FOUND, "The resource could not be found.");
+    if let Err((status, why)) = shared.openstack.admit(&region, &headers) {
+        return error(status, why);
     }
-    if shared.openstack.project_of(&headers).is_none() {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "The request you have made requires authentication.",
-        );
+    if rest.trim_matches('/') != "networks" {
+        return error(StatusCode::NOT_FOUND, "The resource could not be found.");
     }
     let found: Vec<Value> = NETWORKS
         .iter()

@@ -404,32 +404,10 @@ async fn a_cloud_server_is_imaged_once_across_a_kill() {
     let alpha = GlanceView::login(&auth_url, "alice", "alpha").await;
     let base = seed_image(&alpha, "base", "raw", raw_bytes(MIB as usize), json!({})).await;
     boot_in_alpha(&alpha, "app-2", &base).await;
-    let mut c = from_alpha(&w, &clouds, &["--server", "app-2", "--to-cloud", "beta"]);
-    c.stdout(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut lines =
-        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
-    let mut id = None;
-    while let Ok(Some(line)) = lines.next_line().await {
-        let e: Value = serde_json::from_str(&line).unwrap();
-        if e["event"] == "started" {
-            id = e["id"].as_str().map(str::to_string);
-        }
-        if e["event"] == "waiting" && e["what"].as_str().unwrap_or_default().contains("-snapshot") {
-            crate::support::signal(child.id().unwrap(), "KILL");
-            break;
-        }
-    }
-    let _ = child.wait().await;
-    let id = id.expect("a started event");
-    let mut saved = w.saved(&id);
-    assert_eq!(saved["step"], "Imaging");
-    saved["facts"]["snapshot"]["id"] = Value::Null;
-    std::fs::write(
-        w.state.path().join(format!("{id}.json")),
-        serde_json::to_vec_pretty(&saved).unwrap(),
-    )
-    .unwrap();
+    let c = from_alpha(&w, &clouds, &["--server", "app-2", "--to-cloud", "beta"]);
+    let id =
+        crate::to_cloud::kill_while_waiting_then_forget(&w, c, "-snapshot", "Imaging", "snapshot")
+            .await;
     let mut c = w.command(&["resume", &id, "--poll-interval", "0.02"]);
     c.env("OS_CLIENT_CONFIG_FILE", &clouds)
         .env("HOME", w.files.path())

@@ -277,6 +277,43 @@ pub async fn kill_after(mut c: tokio::process::Command, bytes: u64) -> String {
     id.expect("a started event")
 }
 
+/// Runs `c` until it waits on something whose description contains `needle`, then SIGKILLs it
+/// and, as if the kill had come before the answer to the creating POST was saved, takes the id
+/// out of the intent `facts.<fact>` (the state must be at `step`). Returns the migration id.
+pub async fn kill_while_waiting_then_forget(
+    w: &World,
+    mut c: tokio::process::Command,
+    needle: &str,
+    step: &str,
+    fact: &str,
+) -> String {
+    c.stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut id = None;
+    while let Ok(Some(line)) = lines.next_line().await {
+        let e: Value = serde_json::from_str(&line).unwrap();
+        if e["event"] == "started" {
+            id = e["id"].as_str().map(str::to_string);
+        }
+        if e["event"] == "waiting" && e["what"].as_str().unwrap_or_default().contains(needle) {
+            crate::support::signal(child.id().unwrap(), "KILL");
+            break;
+        }
+    }
+    let _ = child.wait().await;
+    let id = id.expect("a started event");
+    let mut saved = w.saved(&id);
+    assert_eq!(saved["step"], step);
+    saved["facts"][fact]["id"] = Value::Null;
+    std::fs::write(
+        w.state.path().join(format!("{id}.json")),
+        serde_json::to_vec_pretty(&saved).unwrap(),
+    )
+    .unwrap();
+    id
+}
+
 /// A migration SIGKILLed in the middle of its upload (with `extra` arguments), then resumed: the
 /// image the first run created is found again (by its property) and receives the whole upload;
 /// no second image.
@@ -670,7 +707,7 @@ async fn a_boot_in_an_openstack_cloud_is_never_made_twice() {
     let auth_url = w.sim.keystone_url();
     let clouds = clouds_yaml(w.files.path(), &auth_url, "alice", "alpha");
     let server = w.server();
-    let mut c = cloud_command(
+    let c = cloud_command(
         &w,
         &clouds,
         &[
@@ -684,32 +721,8 @@ async fn a_boot_in_an_openstack_cloud_is_never_made_twice() {
             "private",
         ],
     );
-    c.stdout(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut id = None;
-    while let Ok(Some(line)) = lines.next_line().await {
-        let e: Value = serde_json::from_str(&line).unwrap();
-        if e["event"] == "started" {
-            id = e["id"].as_str().map(str::to_string);
-        }
-        // Waiting for the server to build: it exists, and the state may or may not know its id.
-        if e["event"] == "waiting" && e["what"].as_str().unwrap_or_default().contains("-boot") {
-            crate::support::signal(child.id().unwrap(), "KILL");
-            break;
-        }
-    }
-    let _ = child.wait().await;
-    let id = id.expect("a started event");
-    let mut saved = w.saved(&id);
-    assert_eq!(saved["step"], "Booting");
-    // As if the kill had come before the answer was saved: only the intent is left.
-    saved["facts"]["boot_server"]["id"] = Value::Null;
-    std::fs::write(
-        w.state.path().join(format!("{id}.json")),
-        serde_json::to_vec_pretty(&saved).unwrap(),
-    )
-    .unwrap();
+    // Waiting for the server to build: it exists, and the state may or may not know its id.
+    let id = kill_while_waiting_then_forget(&w, c, "-boot", "Booting", "boot_server").await;
     let mut c = w.command(&["resume", &id, "--poll-interval", "0.02"]);
     c.env("OS_CLIENT_CONFIG_FILE", &clouds)
         .env("HOME", w.files.path());

@@ -97,9 +97,21 @@ impl OpenStack {
         })
     }
 
-    /// The project of a valid token, if the request carries one.
-    pub(super) fn project_of(&self, headers: &HeaderMap) -> Option<String> {
-        project_of(self, headers)
+    /// The project of a request to `region`: a 404 for a region the cloud does not have, a 401
+    /// without a valid token (every Glance, Nova and Neutron request passes this first).
+    /// The refusal is the status and message [`error`] answers with.
+    pub(super) fn admit(
+        &self,
+        region: &str,
+        headers: &HeaderMap,
+    ) -> Result<String, (StatusCode, &'static str)> {
+        if !REGIONS.contains(&region) {
+            return Err((StatusCode::NOT_FOUND, "The resource could not be found."));
+        }
+        project_of(self, headers).ok_or((
+            StatusCode::UNAUTHORIZED,
+            "The request you have made requires authentication.",
+        ))
     }
 
     /// What Nova needs to know of image `id` to boot it, when `project` sees it in `region`: its
@@ -224,15 +236,10 @@ pub(super) async fn glance(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if !REGIONS.contains(&region.as_str()) {
-        return error(StatusCode::NOT_FOUND, "The resource could not be found.");
-    }
     let os = &shared.openstack;
-    let Some(project) = project_of(os, &headers) else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "The request you have made requires authentication.",
-        );
+    let project = match os.admit(&region, &headers) {
+        Ok(p) => p,
+        Err((status, why)) => return error(status, why),
     };
     let parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     shared.stats.request(
